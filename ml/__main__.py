@@ -1,0 +1,3 @@
+from ml.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""`python -m ml train | evaluate | predict | benchmark`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, OSError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ml", description="ChestNet model tools.")
+    commands = parser.add_subparsers(required=True, dest="command")
+
+    train = commands.add_parser("train", help="train a model and write an artifact with its card")
+    train.add_argument("--config", help="JSON file of TrainConfig fields (nested 'model', 'augment')")
+    train.add_argument("--data-root", dest="data_root")
+    train.add_argument("--output", help="path of the .keras file to write (card beside it)")
+    train.add_argument("--version")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", dest="batch_size", type=int)
+    train.add_argument("--learning-rate", dest="learning_rate", type=float)
+    train.add_argument("--target-sensitivity", dest="target_sensitivity", type=float)
+    train.add_argument("--limit-per-class", dest="limit_per_class", type=int)
+    train.add_argument("--arch", dest="model.arch")
+    train.add_argument("--image-size", dest="model.image_size", type=int)
+    train.add_argument("--width", dest="model.width", type=int)
+    train.add_argument("--dropout", dest="model.dropout", type=float)
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a model on DATA_DIR/{NORMAL,PNEUMONIA}")
+    evaluate.add_argument("data_dir")
+    evaluate.add_argument("--predictions", required=True, help="CSV to write: path,probability,label")
+    evaluate.add_argument("--model", help="a .keras artifact (default: the shipped model)")
+    evaluate.add_argument("--report", help="folder for metrics.json and plots")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.set_defaults(handler=_evaluate)
+
+    predict = commands.add_parser("predict", help="print one JSON line per file")
+    predict.add_argument("files", nargs="+")
+    predict.add_argument("--model")
+    predict.add_argument("--heatmap-dir", help="write <name>.heatmap.png overlays here")
+    predict.set_defaults(handler=_predict)
+
+    benchmark = commands.add_parser("benchmark", help="time preprocessing, forward pass, heatmap")
+    benchmark.add_argument("--model")
+    benchmark.add_argument("--runs", type=int, default=50)
+    benchmark.add_argument("--batch-size", type=int, default=16)
+    benchmark.set_defaults(handler=_benchmark)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    import json
+
+    from ml.train import resolve_config, train
+
+    overrides = {k: v for k, v in vars(args).items() if k not in {"config", "handler", "command"}}
+    card = train(resolve_config(args.config, overrides))
+    print(json.dumps({"version": card["version"], "threshold": card["threshold"], "validation": {
+        k: card["validation"][k] for k in ("roc_auc", "accuracy", "sensitivity", "specificity", "expected_calibration_error")
+    }}, indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ml.evaluate import evaluate_folder
+
+    return evaluate_folder(args.data_dir, predictions=args.predictions, model=args.model,
+                           report=args.report, batch_size=args.batch_size)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ml.evaluate import predict_files
+
+    return predict_files(args.files, model=args.model, heatmap_dir=args.heatmap_dir)
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from ml.benchmark import run_benchmark
+
+    return run_benchmark(model=args.model, runs=args.runs, batch_size=args.batch_size)

@@ -1,0 +1,129 @@
+"""Binary classification metrics in NumPy: the same code scores validation and test."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def roc_curve(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False-positive rates, true-positive rates and the thresholds (score >= t) giving them."""
+    order = np.argsort(-scores, kind="mergesort")
+    scores, targets = scores[order], targets[order]
+    distinct = np.r_[np.where(np.diff(scores))[0], len(scores) - 1]
+    tps = np.cumsum(targets)[distinct]
+    fps = (1 + distinct) - tps
+    positives, negatives = max(tps[-1], 1), max(fps[-1], 1)
+    tpr = np.r_[0.0, tps / positives]
+    fpr = np.r_[0.0, fps / negatives]
+    return fpr, tpr, np.r_[np.inf, scores[distinct]]
+
+
+def roc_auc(targets: np.ndarray, scores: np.ndarray) -> float:
+    fpr, tpr, _ = roc_curve(targets, scores)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def precision_recall_curve(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(-scores, kind="mergesort")
+    hits = np.cumsum(targets[order])
+    precision = hits / np.arange(1, len(targets) + 1)
+    recall = hits / max(targets.sum(), 1)
+    return precision, recall
+
+
+def bootstrap_auc_ci(
+    targets: np.ndarray, scores: np.ndarray, *, rounds: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile 95% interval of ROC AUC over resamples that keep both classes."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(rounds):
+        sample = rng.integers(0, len(targets), len(targets))
+        if 0 < targets[sample].sum() < len(sample):
+            values.append(roc_auc(targets[sample], scores[sample]))
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def expected_calibration_error(targets: np.ndarray, scores: np.ndarray, *, bins: int = 10) -> float:
+    """Weighted mean |observed rate - mean predicted probability| over equal-width bins."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(targets[members].mean() - scores[members].mean())
+    return float(error)
+
+
+def calibration_bins(targets: np.ndarray, scores: np.ndarray, *, bins: int = 10) -> list[dict]:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
+    return [
+        {
+            "low": float(edges[b]),
+            "high": float(edges[b + 1]),
+            "count": int((which == b).sum()),
+            "mean_probability": float(scores[which == b].mean()) if (which == b).any() else None,
+            "observed_rate": float(targets[which == b].mean()) if (which == b).any() else None,
+        }
+        for b in range(bins)
+    ]
+
+
+def at_threshold(targets: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    predicted = scores >= threshold
+    positive = targets == 1
+    tp, fn = int((predicted & positive).sum()), int((~predicted & positive).sum())
+    fp, tn = int((predicted & ~positive).sum()), int((~predicted & ~positive).sum())
+    sensitivity = tp / max(tp + fn, 1)
+    precision = tp / max(tp + fp, 1)
+    return {
+        "threshold": float(threshold),
+        "accuracy": (tp + tn) / max(len(targets), 1),
+        "sensitivity": sensitivity,
+        "specificity": tn / max(tn + fp, 1),
+        "precision": precision,
+        "f1": 2 * precision * sensitivity / max(precision + sensitivity, 1e-12),
+        "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+    }
+
+
+def threshold_for_sensitivity(targets: np.ndarray, scores: np.ndarray, sensitivity: float) -> float:
+    """The highest threshold whose sensitivity is at least `sensitivity` (most specific such)."""
+    positives = np.sort(scores[targets == 1])
+    if len(positives) == 0:
+        raise ValueError("No positive examples to set a sensitivity target on.")
+    allowed_misses = int(np.floor((1.0 - sensitivity) * len(positives) + 1e-9))
+    return float(positives[allowed_misses])
+
+
+def summary(targets: np.ndarray, scores: np.ndarray, threshold: float, *, bootstrap: int = 1000) -> dict:
+    targets = np.asarray(targets, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    low, high = bootstrap_auc_ci(targets, scores, rounds=bootstrap)
+    return {
+        "count": int(len(targets)),
+        "positives": int(targets.sum()),
+        **at_threshold(targets, scores, threshold),
+        "roc_auc": roc_auc(targets, scores),
+        "roc_auc_ci95": [low, high],
+        "expected_calibration_error": expected_calibration_error(targets, scores),
+        "calibration": calibration_bins(targets, scores),
+    }
+
+
+def fit_platt(logits: np.ndarray, targets: np.ndarray, *, iterations: int = 100) -> tuple[float, float]:
+    """Fit p = sigmoid(a * logit + b) by Newton's method on the log loss (Platt scaling)."""
+    a, b = 1.0, 0.0
+    design = np.stack([logits, np.ones_like(logits)], axis=1)
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(a * logits + b)))
+        gradient = design.T @ (p - targets)
+        hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(a), float(b)

@@ -1,0 +1,104 @@
+"""Architecture factory. Every network ends in the same head so Grad-CAM and calibration
+can find their layers by name, whatever the body."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+# Grad-CAM reads this layer: the last convolutional feature map before pooling.
+GRADCAM_LAYER = "gradcam_features"
+LOGIT_LAYER = "logit"
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "resnet"
+    image_size: int = 224
+    width: int = 24  # channels of the first stage; each stage doubles it
+    stages: int = 4
+    dropout: float = 0.3
+    weight_decay: float = 1e-4
+
+
+MIN_WIDTH = 12
+
+
+def build_model(config: ModelConfig) -> keras.Model:
+    if config.width < MIN_WIDTH:
+        # TensorFlow 2.21's oneDNN convolutions crash the process (segfault) on stages this
+        # narrow; seen on 2-core x86 CPUs with widths 4 and 8.
+        raise ValueError(f"width must be at least {MIN_WIDTH}, got {config.width}.")
+    try:
+        body = ARCHITECTURES[config.arch]
+    except KeyError:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise ValueError(f"Unknown architecture {config.arch!r}; choose one of {known}.") from None
+    inputs = keras.Input((config.image_size, config.image_size, 1), name="image")
+    features = body(inputs, config)
+    features = layers.Activation("relu", name=GRADCAM_LAYER)(features)
+    pooled = layers.GlobalAveragePooling2D(name="pool")(features)
+    pooled = layers.Dropout(config.dropout, name="dropout")(pooled)
+    logit = layers.Dense(1, name=LOGIT_LAYER)(pooled)
+    probability = layers.Activation("sigmoid", name="probability", dtype="float32")(logit)
+    return keras.Model(inputs, probability, name=f"chestnet_{config.arch}")
+
+
+def _regularizer(config: ModelConfig) -> keras.regularizers.Regularizer | None:
+    return keras.regularizers.L2(config.weight_decay) if config.weight_decay else None
+
+
+def _conv_bn(x, filters: int, config: ModelConfig, *, stride: int = 1, kernel: int = 3, relu=True):
+    x = layers.Conv2D(
+        filters,
+        kernel,
+        strides=stride,
+        padding="same",
+        use_bias=False,
+        kernel_regularizer=_regularizer(config),
+    )(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x) if relu else x
+
+
+def _stem(inputs, config: ModelConfig):
+    # Two stride-2 steps up front: 224 px becomes 56 px before the expensive stages,
+    # which is what makes training from scratch fit in an hour on two cores.
+    x = _conv_bn(inputs, config.width, config, stride=2, kernel=5)
+    return layers.MaxPooling2D(3, strides=2, padding="same")(x)
+
+
+def _vgg_body(inputs, config: ModelConfig):
+    """Plain conv-BN-ReLU pairs with max pooling: the baseline."""
+    x = _stem(inputs, config)
+    for stage in range(config.stages):
+        filters = config.width * 2**stage
+        x = _conv_bn(x, filters, config)
+        x = _conv_bn(x, filters, config, relu=stage < config.stages - 1)
+        if stage < config.stages - 1:
+            x = layers.MaxPooling2D(2)(x)
+    return x
+
+
+def _residual_block(x, filters: int, config: ModelConfig, *, stride: int):
+    shortcut = x
+    y = _conv_bn(x, filters, config, stride=stride)
+    y = _conv_bn(y, filters, config, relu=False)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        shortcut = _conv_bn(shortcut, filters, config, stride=stride, kernel=1, relu=False)
+    return layers.Add()([shortcut, y])
+
+
+def _resnet_body(inputs, config: ModelConfig):
+    """ResNet-style basic blocks, one per stage, strided between stages."""
+    x = _stem(inputs, config)
+    for stage in range(config.stages):
+        x = _residual_block(x, config.width * 2**stage, config, stride=1 if stage == 0 else 2)
+        if stage < config.stages - 1:
+            x = layers.ReLU()(x)
+    return x
+
+
+ARCHITECTURES = {"vgg": _vgg_body, "resnet": _resnet_body}

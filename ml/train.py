@@ -1,0 +1,236 @@
+"""Train a classifier from scratch, calibrate it, choose its threshold on validation data
+and write an artifact. Configuration: dataclass defaults, then a JSON file, then flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml import metrics
+from ml.artifact import write_card
+from ml.augment import AugmentConfig
+from ml.data import LABELS, Record, class_weights, load_arrays, manifest_hash, patient_split, read_manifest
+from ml.model import LOGIT_LAYER, ModelConfig
+from ml.preprocessing import PREPROCESSING_VERSION
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@dataclass
+class TrainConfig:
+    data_root: str = str(DEFAULT_DATA)
+    output: str = str(REPO_ROOT / "build" / "model.keras")
+    version: str = ""  # default: date, architecture and input size
+    seed: int = 1337
+    val_fraction: float = 0.15
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    warmup_epochs: int = 1
+    label_smoothing: float = 0.0
+    # Operating point: favour sensitivity, a missed pneumonia costs more than a second look.
+    target_sensitivity: float = 0.97
+    limit_per_class: int = 0  # >0: a small subset, for smoke tests
+    cache_dir: str = str(REPO_ROOT / ".cache" / "arrays")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+def resolve_config(config_file: str | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Defaults, then the JSON file, then command-line overrides (dotted keys allowed)."""
+    values: dict[str, Any] = json.loads(Path(config_file).read_text()) if config_file else {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        target = values
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return TrainConfig(
+        **{k: v for k, v in values.items() if k not in {"model", "augment"}},
+        model=ModelConfig(**values.get("model", {})),
+        augment=AugmentConfig(**values.get("augment", {})),
+    )
+
+
+def train(config: TrainConfig, *, command: str | None = None, verbose: int | str = "auto") -> dict[str, Any]:
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    started = time.time()
+    data_root = Path(config.data_root)
+    records = _subset(read_manifest(data_root), config.limit_per_class, config.seed)
+    split = patient_split(records, val_fraction=config.val_fraction, seed=config.seed)
+    _check_trainable(split.train, split.validation)
+    size = config.model.image_size
+    cache = Path(config.cache_dir) if config.cache_dir else None
+    x_train, y_train = load_arrays(split.train, data_root, size=size, cache_dir=cache)
+    x_val, y_val = load_arrays(split.validation, data_root, size=size, cache_dir=cache)
+    log.info("train %d images, validation %d images", len(y_train), len(y_val))
+
+    model, history = _fit(config, x_train, y_train, x_val, y_val, verbose)
+    val_logits = _logits(model, x_val)
+    platt = metrics.fit_platt(val_logits, y_val)
+    _fold_calibration(model, *platt)
+    val_probability = 1.0 / (1.0 + np.exp(-(platt[0] * val_logits + platt[1])))
+    threshold = metrics.threshold_for_sensitivity(y_val, val_probability, config.target_sensitivity)
+    validation = metrics.summary(y_val, val_probability, threshold)
+
+    output = Path(config.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _without_optimizer(model, config.model).save(output)
+    card = _card(config, split.train + split.validation, history, validation, platt, threshold, command)
+    card["training_seconds"] = round(time.time() - started, 1)
+    card["patients"] = {"train": len({r.patient for r in split.train}), "validation": len({r.patient for r in split.validation})}
+    card["images"] = {"train": len(split.train), "validation": len(split.validation)}
+    return write_card(output, card)
+
+
+def _subset(records: list[Record], limit: int, seed: int) -> list[Record]:
+    if limit <= 0:
+        return records
+    rng = np.random.default_rng(seed)
+    chosen: list[Record] = []
+    for label in LABELS:
+        of_label = [r for r in records if r.label == label]
+        picks = rng.choice(len(of_label), size=min(limit, len(of_label)), replace=False)
+        chosen += [of_label[i] for i in sorted(picks)]
+    return chosen
+
+
+def _check_trainable(train: list[Record], validation: list[Record]) -> None:
+    for name, part in (("training", train), ("validation", validation)):
+        present = {r.label for r in part}
+        if present != set(LABELS):
+            raise ValueError(
+                f"The {name} split needs images of both classes; it has only {sorted(present)}."
+            )
+
+
+def _fit(config, x_train, y_train, x_val, y_val, verbose):
+    import keras
+
+    from ml.augment import evaluation_dataset, training_dataset
+    from ml.model import build_model
+
+    model = build_model(config.model)
+    steps = int(np.ceil(len(y_train) / config.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        1e-5,
+        decay_steps=max(steps * (config.epochs - config.warmup_epochs), 1),
+        warmup_target=config.learning_rate,
+        warmup_steps=steps * config.warmup_epochs,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=[keras.metrics.AUC(name="auc")],
+    )
+    best = _KeepBest()
+    fitted = model.fit(
+        training_dataset(x_train, y_train, batch_size=config.batch_size, seed=config.seed, augment=config.augment),
+        validation_data=evaluation_dataset(x_val, y_val, batch_size=64),
+        epochs=config.epochs,
+        class_weight=class_weights(y_train),
+        callbacks=[best],
+        verbose=verbose,
+    )
+    model.set_weights(best.weights)
+    history = {key: [round(float(v), 5) for v in values] for key, values in fitted.history.items()}
+    history["best_epoch"] = best.epoch + 1
+    return model, history
+
+
+class _KeepBest:
+    """Keeps the weights of the epoch with the best validation ROC AUC."""
+
+    def __new__(cls):
+        import keras
+
+        class KeepBest(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.best, self.epoch, self.weights = -1.0, -1, None
+
+            def on_epoch_end(self, epoch, logs=None):
+                score = (logs or {}).get("val_auc", 0.0)
+                if score > self.best:
+                    self.best, self.epoch, self.weights = score, epoch, self.model.get_weights()
+
+        return KeepBest()
+
+
+def _logits(model, images: np.ndarray) -> np.ndarray:
+    import keras
+
+    head = keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output)
+    batches = [head.predict_on_batch(images[i : i + 64].astype(np.float32) / 255.0) for i in range(0, len(images), 64)]
+    return np.concatenate(batches).reshape(-1).astype(np.float64)
+
+
+def _without_optimizer(model, model_config: ModelConfig):
+    """A fresh, uncompiled copy: the artifact carries weights, not optimizer state."""
+    from ml.model import build_model
+
+    clean = build_model(model_config)
+    clean.set_weights(model.get_weights())
+    return clean
+
+
+def _fold_calibration(model, scale: float, shift: float) -> None:
+    """Platt scaling folded into the final Dense layer: the shipped model outputs
+    calibrated probabilities with no extra layer to forget."""
+    layer = model.get_layer(LOGIT_LAYER)
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel * scale, bias * scale + shift])
+
+
+def _card(config, records, history, validation, platt, threshold, command) -> dict[str, Any]:
+    version = config.version or f"{datetime.now(timezone.utc):%Y%m%d}-{config.model.arch}{config.model.image_size}"
+    return {
+        "name": "ChestNet pneumonia classifier",
+        "version": version,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "labels": list(LABELS),
+        "positive_label": LABELS[1],
+        "image_size": config.model.image_size,
+        "channels": 1,
+        "preprocessing_version": PREPROCESSING_VERSION,
+        "threshold": threshold,
+        "threshold_rule": (
+            f"Highest threshold with sensitivity >= {config.target_sensitivity:.2f} on the "
+            "patient-level validation split (a missed pneumonia costs more than a second look)."
+        ),
+        "calibration": {"method": "platt", "scale": platt[0], "shift": platt[1], "fitted_on": "validation"},
+        "validation": validation,
+        "history": history,
+        "training_config": dataclasses.asdict(config),
+        "seed": config.seed,
+        "dataset": {"manifest_sha256": manifest_hash(records), "images": len(records), "source": "chest_xray/train (Kermany et al. 2018)"},
+        "command": command or "python -m ml train " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
+        "intended_use": INTENDED_USE,
+    }
+
+
+INTENDED_USE = (
+    "Decision support for clinicians and radiologists reading frontal (AP/PA) chest "
+    "radiographs of children aged one to five: flags radiographs suggestive of pneumonia "
+    "and shows where the network looked. Trained on pediatric radiographs from a single "
+    "centre (Guangzhou Women and Children's Medical Center); performance on adults, other "
+    "views, other sites and other findings is unknown. It supports, and does not replace, "
+    "a radiologist's reading."
+)
