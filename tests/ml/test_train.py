@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ml.predictor import Predictor
+from ml.train import TrainConfig, resolve_config, train
+
+
+def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({"epochs": 7, "seed": 3, "model": {"arch": "vgg", "width": 16}}))
+    config = resolve_config(str(config_file), {"seed": 9, "model.width": 20, "epochs": None})
+    assert (config.epochs, config.seed) == (7, 9)
+    assert (config.model.arch, config.model.width) == ("vgg", 20)
+    assert config.batch_size == TrainConfig().batch_size
+
+
+def test_a_tiny_training_run_writes_a_loadable_calibrated_artifact(shared_data, tmp_path):
+    config = resolve_config(None, {
+        "data_root": str(shared_data), "output": str(tmp_path / "m.keras"), "epochs": 1,
+        "limit_per_class": 24, "cache_dir": "", "version": "smoke", "val_fraction": 0.25,
+        "model.image_size": 64, "model.width": 12, "model.stages": 2,
+    })
+    card = train(config, command="test", verbose=0)
+    for key in ("sha256", "threshold", "threshold_rule", "calibration", "validation", "dataset", "seed", "training_config", "intended_use"):
+        assert key in card
+    assert card["validation"]["sensitivity"] >= config.target_sensitivity
+    assert card["images"]["train"] + card["images"]["validation"] == 48
+    predictor = Predictor.load(tmp_path / "m.keras")
+    assert predictor.version == "smoke"
+    assert predictor.threshold == card["threshold"]
+
+
+def test_training_on_one_class_is_refused(shared_data, tmp_path, monkeypatch):
+    import ml.train
+
+    real = ml.train.read_manifest
+    monkeypatch.setattr(ml.train, "read_manifest", lambda root: [r for r in real(root) if r.label == "NORMAL"])
+    config = resolve_config(None, {"data_root": str(shared_data), "output": str(tmp_path / "m.keras"), "limit_per_class": 10, "cache_dir": ""})
+    with pytest.raises(ValueError, match="both classes"):
+        train(config, verbose=0)
