@@ -86,9 +86,9 @@ def load_arrays(
     Stored as uint8 to keep 5,000 images in ~250 MB; the cache is keyed by content and
     preprocessing version, so a changed file or pipeline never reuses stale arrays.
     """
-    key = hashlib.sha256(
-        f"{manifest_hash(records)}:{size}:{PREPROCESSING_VERSION}".encode()
-    ).hexdigest()[:16]
+    # In the given order (manifest_hash sorts): a cached array must line up with `records`.
+    listing = "".join(f"{r.path},{r.label},{r.sha256}\n" for r in records)
+    key = hashlib.sha256(f"{listing}:{size}:{PREPROCESSING_VERSION}".encode()).hexdigest()[:16]
     cache = cache_dir / f"arrays-{key}.npz" if cache_dir else None
     if cache is not None and cache.exists():
         with np.load(cache) as stored:

@@ -24,6 +24,7 @@ LOW_PERCENTILE: Final = 0.5
 HIGH_PERCENTILE: Final = 99.5
 
 _DICOM_MAGIC_OFFSET: Final = 128
+_RGB_DECODED: Final = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"})
 _PERCENTILE_SAMPLE: Final = 250_000
 
 
@@ -85,7 +86,8 @@ def normalize_intensity(raw: np.ndarray) -> np.ndarray:
         low, high = float(pixels.min()), float(pixels.max())
     if high - low < 1e-6:
         raise UnsupportedImage("The image is blank (a single intensity everywhere).")
-    return np.clip((pixels - low) / (high - low), 0.0, 1.0)
+    # np.percentile's float64 scalars would promote the result; keep the promised float32.
+    return np.clip((pixels - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -145,12 +147,21 @@ def _raster_to_gray(image: Image.Image) -> np.ndarray:
         image = image.convert("RGBA")
     if image.mode in {"RGBA", "LA"}:
         # Composite on black: transparent margins read as air, not as bone.
-        background = Image.new(image.mode, image.size)
-        image = Image.alpha_composite(background.convert("RGBA"), image.convert("RGBA"))
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 
 def _decode_dicom(data: bytes, max_pixels: int) -> np.ndarray:
+    try:
+        return _read_dicom(data, max_pixels)
+    except ImageError:
+        raise
+    except Exception as exc:  # pydicom parses elements lazily: corrupt headers fail anywhere
+        raise UnreadableImage("The DICOM file is malformed or truncated.") from exc
+
+
+def _read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -185,7 +196,8 @@ def _decode_dicom(data: bytes, max_pixels: int) -> np.ndarray:
 
 def _colour_dicom_to_gray(pixels: np.ndarray, photometric: str) -> np.ndarray:
     """Accept colour-coded DICOM only when it is really grey (equal RGB channels)."""
-    if photometric == "RGB" and pixels.ndim == 3 and pixels.shape[-1] == 3:
+    # pydicom's pixel_array has already converted YBR (JPEG, JPEG 2000) data to RGB.
+    if photometric in _RGB_DECODED and pixels.ndim == 3 and pixels.shape[-1] == 3:
         channels = pixels.astype(np.float32)
         if np.abs(channels - channels.mean(axis=-1, keepdims=True)).max() <= 2.0:
             return channels.mean(axis=-1)

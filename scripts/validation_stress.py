@@ -1,0 +1,50 @@
+"""Score an artifact on its own patient-level validation split, clean and under synthetic
+exposure/contrast shifts, to see how fragile its threshold is before the withheld test.
+
+    .venv/bin/python scripts/validation_stress.py [MODEL.keras]
+
+The split is rebuilt from the card's seed and fraction, so no validation image was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ml import metrics  # noqa: E402
+from ml.artifact import DEFAULT_ARTIFACT  # noqa: E402
+from ml.data import load_arrays, patient_split, read_manifest  # noqa: E402
+from ml.predictor import Predictor  # noqa: E402
+
+SHIFTS = {
+    "clean": lambda x: x,
+    "gamma 0.7 (brighter)": lambda x: x**0.7,
+    "gamma 1.4 (darker)": lambda x: x**1.4,
+    "contrast x0.75": lambda x: (x - x.mean()) * 0.75 + x.mean(),
+    "contrast x1.25": lambda x: np.clip((x - x.mean()) * 1.25 + x.mean(), 0, 1),
+}
+
+
+def main(model_path: str | None) -> None:
+    predictor = Predictor.load(model_path or DEFAULT_ARTIFACT)
+    config = predictor.card["training_config"]
+    root = Path(config["data_root"])
+    split = patient_split(read_manifest(root), val_fraction=config["val_fraction"], seed=config["seed"])
+    images, targets = load_arrays(split.validation, root, size=predictor.image_size, cache_dir=Path(config["cache_dir"]))
+    base = images.astype(np.float32) / 255.0
+    rows = {}
+    for name, shift in SHIFTS.items():
+        batch = np.stack([shift(image) for image in base]).astype(np.float32)
+        scores = np.concatenate([predictor._forward(batch[i : i + 64]).numpy()[:, 0] for i in range(0, len(batch), 64)])
+        result = metrics.at_threshold(targets, scores, predictor.threshold)
+        rows[name] = {"roc_auc": round(metrics.roc_auc(targets, scores), 4), **{k: round(result[k], 4) for k in ("accuracy", "sensitivity", "specificity")}}
+    print(json.dumps({"model_version": predictor.version, "validation_images": len(targets), "threshold": predictor.threshold, "shifts": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else None)
