@@ -1,0 +1,34 @@
+# ChestNet: `make run` starts everything locally; `make test` runs the whole suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-fast lint browser benchmark
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -r requirements-dev.txt
+	touch $(STAMP)
+
+# Debian's chromium for the Playwright end-to-end tests (installed only when root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+	  echo "chromium not installed: end-to-end tests will be skipped"
+
+run: install
+	$(PY) scripts/run_local.py
+
+test: install browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not integration and not e2e and not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check chestnet_site diagnosis scripts/run_local.py tests/diagnosis tests/integration manage.py
+
+benchmark: install
+	$(PY) scripts/benchmark.py

@@ -1,0 +1,198 @@
+"""The one settings module. Everything deployment-specific comes from the environment through
+the typed helpers in `chestnet_site.env`; defaults are safe for a local checkout (SQLite,
+DEBUG off unless the local run command turns it on). With CHESTNET_ENV=production the
+site refuses to start without SECRET_KEY and passes `manage.py check --deploy`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from chestnet_site.env import env_bool, env_choice, env_int, env_list, env_path, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+ENVIRONMENT = env_choice("CHESTNET_ENV", ("development", "production"), "development")
+PRODUCTION = ENVIRONMENT == "production"
+# Database (SQLite), media and logs of a local run live here; ignored by git.
+CHESTNET_HOME = env_path("CHESTNET_HOME", BASE_DIR / "var")
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if PRODUCTION:
+        raise ImproperlyConfigured("SECRET_KEY must be set when CHESTNET_ENV=production.")
+    SECRET_KEY = "django-insecure-chestnet-local-development-only"  # noqa: S105
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "diagnosis",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chestnet_site.urls"
+WSGI_APPLICATION = "chestnet_site.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "diagnosis.context_processors.roles",
+            ],
+        },
+    },
+]
+
+_SQLITE_URL = f"sqlite:///{CHESTNET_HOME / 'chestnet.sqlite3'}"
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", _SQLITE_URL) or _SQLITE_URL,
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    CHESTNET_HOME.mkdir(parents=True, exist_ok=True)
+    # A file, not :memory:, so a Celery worker process in the tests can share the test DB.
+    DATABASES["default"]["TEST"] = {"NAME": str(CHESTNET_HOME / "test.sqlite3")}
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env_path("STATIC_ROOT", CHESTNET_HOME / "static")
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Radiographs are never served from MEDIA_URL: only through views that check the user.
+MEDIA_ROOT = env_path("MEDIA_ROOT", CHESTNET_HOME / "media")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
+if not PRODUCTION:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
+
+# Uploads: one limit per file, checked before decoding; larger files spill to disk.
+CHESTNET_MAX_UPLOAD_MB = env_int("CHESTNET_MAX_UPLOAD_MB", 50, minimum=1)
+CHESTNET_MAX_FILES_PER_CASE = env_int("CHESTNET_MAX_FILES_PER_CASE", 20, minimum=1)
+DATA_UPLOAD_MAX_NUMBER_FILES = CHESTNET_MAX_FILES_PER_CASE
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Empty: the shipped default artifact (ml/artifacts/chestnet-default.keras).
+CHESTNET_MODEL_PATH = env_str("CHESTNET_MODEL_PATH", "") or ""
+# A queued image with no progress for this long is enqueued again (lost publish, broker down).
+CHESTNET_REQUEUE_AFTER_S = env_int("CHESTNET_REQUEUE_AFTER_S", 60, minimum=1)
+
+# Celery: ids only, JSON only; late acks so a worker killed mid-task leaves it redelivered.
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120, minimum=1)
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
+CELERY_TASK_ROUTES = {"diagnosis.tasks.inference_run_task": {"queue": "inference"}}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Longer than the hard time limit, so a slow task is not handed to a second worker.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 4}
+# Publishing must not hang an upload when the broker is down: the requeue sweep catches up.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stale-images": {
+        "task": "diagnosis.tasks.requeue_stale_task",
+        "schedule": float(max(5, CHESTNET_REQUEUE_AFTER_S // 2)),
+    }
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(CHESTNET_HOME / "celerybeat-schedule")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "diagnosis.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ChestNet API",
+    "DESCRIPTION": "Chest radiograph upload, AI pneumonia decision support and radiologist review.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "CaseStatusEnum": "diagnosis.models.Case.Status",
+        "ImageStatusEnum": "diagnosis.models.Image.Status",
+    },
+}
+
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "WARNING"}},
+}

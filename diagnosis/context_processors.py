@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from diagnosis import roles as role_rules
+
+
+def roles(request) -> dict:
+    user = request.user
+    return {
+        "is_radiologist": role_rules.is_radiologist(user),
+        "is_clinician": role_rules.is_clinician(user),
+        "is_admin": role_rules.is_admin(user),
+    }

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+
+from diagnosis import services
+from diagnosis.models import Case, Review
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleImageField(forms.FileField):
+    """Several files in one field; each is decoded and refused with a reason if unusable."""
+
+    widget = MultipleFileInput(
+        attrs={"accept": ".png,.jpg,.jpeg,.dcm,image/png,image/jpeg,application/dicom"}
+    )
+
+    def clean(self, data, initial=None):
+        files = data if isinstance(data, list | tuple) else ([data] if data else [])
+        if not files:
+            raise forms.ValidationError("Add at least one image (PNG, JPEG or DICOM).")
+        if len(files) > settings.CHESTNET_MAX_FILES_PER_CASE:
+            raise forms.ValidationError(
+                f"At most {settings.CHESTNET_MAX_FILES_PER_CASE} images per case."
+            )
+        return validate_uploads(files)
+
+
+def validate_uploads(files) -> list[services.ValidatedImage]:
+    """All files are checked before anything is saved; every problem is reported."""
+    validated, errors = [], []
+    for upload in files:
+        limit = settings.CHESTNET_MAX_UPLOAD_MB * 1024 * 1024
+        if upload.size is not None and upload.size > limit:
+            errors.append(
+                f"{upload.name}: the file is larger than the "
+                f"{settings.CHESTNET_MAX_UPLOAD_MB} MB limit."
+            )
+            continue
+        try:
+            validated.append(services.image_validate(name=upload.name, data=upload.read()))
+        except services.ImageRejected as exc:
+            errors.extend(exc.messages)
+    if errors:
+        raise forms.ValidationError(errors)
+    return validated
+
+
+class CaseForm(forms.Form):
+    patient_id = forms.CharField(label="Patient identifier", max_length=64, required=False)
+    age = forms.IntegerField(min_value=0, max_value=130, required=False)
+    sex = forms.ChoiceField(choices=Case.Sex.choices, initial=Case.Sex.UNKNOWN, required=False)
+    indication = forms.CharField(
+        label="Clinical indication",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        max_length=2000,
+    )
+    urgency = forms.ChoiceField(
+        choices=Case.Urgency.choices, initial=Case.Urgency.ROUTINE, widget=forms.RadioSelect
+    )
+    images = MultipleImageField(label="Images")
+
+
+class ReviewForm(forms.Form):
+    agrees_with_ai = forms.TypedChoiceField(
+        label="Do you agree with the AI?",
+        choices=[("yes", "Agree"), ("no", "Disagree")],
+        coerce=lambda value: value == "yes",
+        widget=forms.RadioSelect,
+    )
+    finding = forms.ChoiceField(
+        label="Final finding", choices=Review.Finding.choices, widget=forms.RadioSelect
+    )
+    report = forms.CharField(widget=forms.Textarea(attrs={"rows": 8}), max_length=10000)
+    amendment_reason = forms.CharField(
+        required=False, max_length=1000, widget=forms.Textarea(attrs={"rows": 2})
+    )

@@ -1,0 +1,180 @@
+"""Cases, their images, the AI prediction per image, signed review versions and the audit
+trail. Status transitions happen only in diagnosis.services."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+# Random names: original filenames can carry patient names, and paths appear in logs.
+def original_path(instance, filename: str) -> str:
+    return f"originals/{uuid.uuid4().hex}.bin"
+
+
+def preview_path(instance, filename: str) -> str:
+    return f"previews/{uuid.uuid4().hex}.png"
+
+
+def heatmap_path(instance, filename: str) -> str:
+    return f"heatmaps/{uuid.uuid4().hex}.png"
+
+
+class Case(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        PROCESSING = "processing"
+        AWAITING_REVIEW = "awaiting_review", "Awaiting review"
+        REPORTED = "reported"
+        FAILED = "failed"
+
+    class Urgency(models.TextChoices):
+        ROUTINE = "routine"
+        URGENT = "urgent"
+
+    class Sex(models.TextChoices):
+        FEMALE = "F", "Female"
+        MALE = "M", "Male"
+        OTHER = "O", "Other"
+        UNKNOWN = "U", "Unknown"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="cases"
+    )
+    patient_id = models.CharField("patient identifier", max_length=64, blank=True)
+    age = models.PositiveSmallIntegerField(null=True, blank=True)
+    sex = models.CharField(max_length=1, choices=Sex.choices, default=Sex.UNKNOWN)
+    indication = models.TextField("clinical indication", blank=True)
+    urgency = models.CharField(max_length=10, choices=Urgency.choices, default=Urgency.ROUTINE)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    # Highest AI probability over the case's images: the worklist sorts on it without joins.
+    max_probability = models.FloatField(null=True, blank=True)
+    ai_flagged = models.BooleanField(default=False)
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="claimed_cases",
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "urgency", "max_probability", "ready_at"]),
+            models.Index(fields=["owner", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Case {self.pk}"
+
+    @property
+    def is_urgent(self) -> bool:
+        return self.urgency == self.Urgency.URGENT
+
+
+class Image(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        PROCESSING = "processing"
+        DONE = "done"
+        FAILED = "failed"
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="images")
+    original = models.FileField(upload_to=original_path)
+    original_format = models.CharField(max_length=10)
+    preview = models.FileField(upload_to=preview_path)
+    preview_width = models.PositiveIntegerField()
+    preview_height = models.PositiveIntegerField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["status", "enqueued_at"])]
+
+    def __str__(self) -> str:
+        return f"Image {self.pk} of case {self.case_id}"
+
+
+class Prediction(models.Model):
+    image = models.OneToOneField(Image, on_delete=models.CASCADE, related_name="prediction")
+    probability = models.FloatField()
+    label = models.CharField(max_length=12)
+    threshold = models.FloatField()
+    model_version = models.CharField(max_length=100)
+    heatmap = models.FileField(upload_to=heatmap_path, blank=True)
+    timings = models.JSONField(default=dict)  # milliseconds: decode, forward/heatmap, total
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.label} {self.probability:.2f} ({self.model_version})"
+
+    @property
+    def is_flagged(self) -> bool:
+        return self.label == "PNEUMONIA"
+
+
+class Review(models.Model):
+    """A signed report. Never edited: an amendment is a new version that keeps the old."""
+
+    class Finding(models.TextChoices):
+        NORMAL = "normal"
+        PNEUMONIA = "pneumonia"
+        OTHER = "other"
+        INDETERMINATE = "indeterminate"
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="reviews")
+    version = models.PositiveSmallIntegerField()
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    agrees_with_ai = models.BooleanField()
+    finding = models.CharField(max_length=16, choices=Finding.choices)
+    report = models.TextField()
+    amendment_reason = models.TextField(blank=True)
+    signed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["case", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["case", "version"], name="review_unique_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"Review v{self.version} of case {self.case_id}"
+
+
+class AuditEvent(models.Model):
+    class Action(models.TextChoices):
+        CREATED = "created"
+        VIEWED = "viewed"
+        CLAIMED = "claimed"
+        RELEASED = "released"
+        SIGNED = "signed"
+        AMENDED = "amended"
+        RETRIED = "retried"
+        VIEWED_FILE = "viewed_file", "Viewed file"
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    action = models.CharField(max_length=16, choices=Action.choices)
+    case = models.ForeignKey(
+        Case, on_delete=models.SET_NULL, null=True, related_name="audit_events"
+    )
+    detail = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} case {self.case_id}"

@@ -1,0 +1,76 @@
+"""Every read of the clinical workflow, with the access rules applied in one place."""
+
+from __future__ import annotations
+
+from django.db.models import Case as When_
+from django.db.models import F, IntegerField, Prefetch, QuerySet, Value, When
+from django.shortcuts import get_object_or_404
+
+from diagnosis import roles
+from diagnosis.models import AuditEvent, Case, Image, Review
+
+
+def case_list_for(*, user) -> QuerySet[Case]:
+    """Clinicians see their own cases; radiologists and admins see all."""
+    cases = Case.objects.select_related("owner", "claimed_by").order_by("-created_at")
+    return cases if roles.sees_all_cases(user) else cases.filter(owner=user)
+
+
+def case_get_for_user(*, user, case_id: int) -> Case:
+    """The case with its images, predictions and reviews, or 404 (also when it exists but
+    belongs to someone else: no hint that it exists)."""
+    images = Image.objects.select_related("prediction").order_by("pk")
+    queryset = case_list_for(user=user).prefetch_related(
+        Prefetch("images", queryset=images),
+        Prefetch("reviews", queryset=Review.objects.select_related("author").order_by("-version")),
+    )
+    return get_object_or_404(queryset, pk=case_id)
+
+
+def image_get_for_user(*, user, image_id: int) -> Image:
+    visible = case_list_for(user=user).values("pk")
+    return get_object_or_404(
+        Image.objects.select_related("case", "prediction"), pk=image_id, case__in=visible
+    )
+
+
+def worklist_for(
+    *,
+    user,
+    urgency: str | None = None,
+    flagged: bool | None = None,
+    claim: str | None = None,
+) -> QuerySet[Case]:
+    """Cases awaiting review: urgent first, then highest AI probability, then longest
+    waiting. `claim` is 'mine', 'unclaimed' or None (all)."""
+    cases = (
+        Case.objects.filter(status=Case.Status.AWAITING_REVIEW)
+        .select_related("owner", "claimed_by")
+        .annotate(
+            urgency_rank=When_(
+                When(urgency=Case.Urgency.URGENT, then=Value(0)),
+                default=Value(1),
+                output_field=IntegerField(),
+            )
+        )
+        .order_by("urgency_rank", F("max_probability").desc(nulls_last=True), "ready_at", "pk")
+    )
+    if urgency:
+        cases = cases.filter(urgency=urgency)
+    if flagged is not None:
+        cases = cases.filter(ai_flagged=flagged)
+    if claim == "mine":
+        cases = cases.filter(claimed_by=user)
+    elif claim == "unclaimed":
+        cases = cases.filter(claimed_by__isnull=True)
+    return cases
+
+
+def review_current(*, case: Case) -> Review | None:
+    """The latest signed version (uses prefetched reviews when present)."""
+    reviews = sorted(case.reviews.all(), key=lambda review: review.version, reverse=True)
+    return reviews[0] if reviews else None
+
+
+def audit_for_case(*, case: Case) -> QuerySet[AuditEvent]:
+    return case.audit_events.select_related("actor").order_by("-at")

@@ -1,0 +1,419 @@
+"""Every write of the clinical workflow: creating cases, running and recording inference,
+claiming, signing and amending reports, and the audit trail."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from diagnosis.models import AuditEvent, Case, Image, Prediction, Review
+from ml.preprocessing import ImageError, decode_image, is_dicom, preview_png
+
+logger = logging.getLogger(__name__)
+
+# An image 'processing' for longer than this was abandoned by a dead worker.
+PROCESSING_LEASE = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 30)
+FAILED_GENERIC = "The analysis failed because of an internal error. Retry, or contact support."
+
+
+class ServiceError(Exception):
+    """A rule of the workflow refused the action; str() is safe to show the user."""
+
+
+class ImageRejected(ValidationError):
+    """An upload that is not a usable radiograph; the message says why."""
+
+
+@dataclass(frozen=True)
+class ValidatedImage:
+    data: bytes
+    format: str
+    preview: bytes
+    preview_size: tuple[int, int]  # (width, height)
+
+
+# --- audit -----------------------------------------------------------------------------
+
+
+def audit_record(*, actor, action: str, case: Case | None, detail: str = "") -> AuditEvent:
+    return AuditEvent.objects.create(actor=actor, action=action, case=case, detail=detail[:200])
+
+
+# --- upload ----------------------------------------------------------------------------
+
+
+def image_validate(*, name: str, data: bytes) -> ValidatedImage:
+    """Decode the bytes as the worker will, so a bad file is refused before anything is saved."""
+    limit = settings.CHESTNET_MAX_UPLOAD_MB * 1024 * 1024
+    if len(data) > limit:
+        raise ImageRejected(
+            f"{name}: the file is larger than the {settings.CHESTNET_MAX_UPLOAD_MB} MB limit."
+        )
+    try:
+        decoded = decode_image(data)
+    except ImageError as exc:
+        raise ImageRejected(f"{name}: {exc}") from exc
+    preview = preview_png(decoded)
+    with PILImage.open(io.BytesIO(preview)) as picture:
+        size = picture.size
+    return ValidatedImage(data=data, format=_format_of(data), preview=preview, preview_size=size)
+
+
+def _format_of(data: bytes) -> str:
+    if is_dicom(data):
+        return "dicom"
+    return "png" if data.startswith(b"\x89PNG") else "jpeg"
+
+
+def case_create(
+    *,
+    owner,
+    images: Sequence[ValidatedImage],
+    patient_id: str = "",
+    age: int | None = None,
+    sex: str = Case.Sex.UNKNOWN,
+    indication: str = "",
+    urgency: str = Case.Urgency.ROUTINE,
+) -> Case:
+    """Save a case and its already validated images in one transaction; analysis is
+    enqueued only once it commits. On failure no row and no file is left behind."""
+    if not images:
+        raise ServiceError("Add at least one image.")
+    written: list[Any] = []
+    try:
+        with transaction.atomic():
+            case = Case.objects.create(
+                owner=owner,
+                patient_id=patient_id,
+                age=age,
+                sex=sex or Case.Sex.UNKNOWN,
+                indication=indication,
+                urgency=urgency or Case.Urgency.ROUTINE,
+            )
+            for validated in images:
+                written += _image_create(case=case, validated=validated)
+            audit_record(
+                actor=owner,
+                action=AuditEvent.Action.CREATED,
+                case=case,
+                detail=f"{len(images)} image(s)",
+            )
+    except Exception:
+        for field in written:
+            field.storage.delete(field.name)
+        raise
+    return case
+
+
+def _image_create(*, case: Case, validated: ValidatedImage) -> list[Any]:
+    image = Image(
+        case=case,
+        original_format=validated.format,
+        preview_width=validated.preview_size[0],
+        preview_height=validated.preview_size[1],
+        enqueued_at=timezone.now(),
+    )
+    image.original.save("original", ContentFile(validated.data), save=False)
+    image.preview.save("preview", ContentFile(validated.preview), save=False)
+    image.save()
+    image_id = image.pk
+    transaction.on_commit(lambda: image_enqueue(image_id=image_id))
+    return [image.original, image.preview]
+
+
+def image_enqueue(*, image_id: int) -> bool:
+    """Publish the inference task. If the broker is down the image stays queued and the
+    periodic requeue sweep publishes it again later; the upload still succeeds."""
+    from diagnosis.tasks import inference_run_task
+
+    try:
+        inference_run_task.apply_async(args=[image_id])
+    except Exception:  # kombu raises many types when the broker is unreachable
+        logger.warning("Broker unavailable; image %s stays queued for the requeue sweep", image_id)
+        return False
+    return True
+
+
+# --- inference (runs in the worker) ----------------------------------------------------
+
+
+def image_claim(*, image_id: int, token: str) -> bool:
+    """Atomically take an image for analysis. A second delivery of the same task (same
+    token) may take it again; any other task only once the lease of a dead worker expired."""
+    now = timezone.now()
+    claimable = (
+        Q(status=Image.Status.QUEUED)
+        | Q(status=Image.Status.PROCESSING, claim_token=token)
+        | Q(status=Image.Status.PROCESSING, claimed_at__lt=now - PROCESSING_LEASE)
+    )
+    with transaction.atomic():
+        claimed = Image.objects.filter(claimable, pk=image_id).update(
+            status=Image.Status.PROCESSING, claimed_at=now, claim_token=token, error=""
+        )
+        if claimed:
+            Image.objects.filter(pk=image_id).update(attempts=F("attempts") + 1)
+            _case_refresh_for_image(image_id)
+    return bool(claimed)
+
+
+def inference_run(*, image_id: int, token: str, predictor_loader: Callable[[], Any]) -> str:
+    """Analyse one image if this task can claim it; returns what happened, for logs."""
+    started = time.perf_counter()
+    if not image_claim(image_id=image_id, token=token):
+        return "skipped"
+    image = Image.objects.get(pk=image_id)
+    with image.original.open("rb") as handle:
+        data = handle.read()
+    try:
+        result = predictor_loader().predict(data, heatmap=True)
+    except ImageError as exc:
+        image_fail(image_id=image_id, token=token, reason=str(exc))
+        return "failed"
+    heatmap = _heatmap_png(result.heatmap, (image.preview_width, image.preview_height))
+    timings = {**result.timings, "worker_total": (time.perf_counter() - started) * 1000}
+    return (
+        "done"
+        if inference_complete(
+            image_id=image_id, token=token, result=result, heatmap=heatmap, timings=timings
+        )
+        else "skipped"
+    )
+
+
+def _heatmap_png(heatmap, size: tuple[int, int]) -> bytes | None:
+    if heatmap is None:
+        return None
+    from ml.gradcam import heatmap_png  # imports TensorFlow: worker only
+
+    return heatmap_png(heatmap, size=size)
+
+
+@transaction.atomic
+def inference_complete(
+    *, image_id: int, token: str, result: Any, heatmap: bytes | None, timings: dict[str, float]
+) -> bool:
+    """Store the prediction, unless another delivery already did (then a no-op)."""
+    image = Image.objects.select_for_update().get(pk=image_id)
+    if image.status != Image.Status.PROCESSING or image.claim_token != token:
+        return False
+    prediction = Prediction(
+        image=image,
+        probability=float(result.probability),
+        label=str(result.label),
+        threshold=float(result.threshold),
+        model_version=str(result.model_version),
+        timings={key: round(float(value), 2) for key, value in timings.items()},
+    )
+    if heatmap is not None:
+        prediction.heatmap.save("heatmap", ContentFile(heatmap), save=False)
+    prediction.save()
+    image.status = Image.Status.DONE
+    image.save(update_fields=["status"])
+    case_refresh_status(case_id=image.case_id)
+    return True
+
+
+@transaction.atomic
+def image_fail(*, image_id: int, token: str, reason: str) -> bool:
+    updated = Image.objects.filter(
+        pk=image_id, status=Image.Status.PROCESSING, claim_token=token
+    ).update(status=Image.Status.FAILED, error=reason[:500])
+    if updated:
+        _case_refresh_for_image(image_id)
+    return bool(updated)
+
+
+def _case_refresh_for_image(image_id: int) -> None:
+    case_id = Image.objects.filter(pk=image_id).values_list("case_id", flat=True).first()
+    if case_id is not None:
+        case_refresh_status(case_id=case_id)
+
+
+@transaction.atomic
+def case_refresh_status(*, case_id: int) -> Case:
+    """Derive the case status (and worklist keys) from its images; reported is final."""
+    case = Case.objects.select_for_update().get(pk=case_id)
+    if case.status == Case.Status.REPORTED:
+        return case
+    statuses = list(case.images.values_list("status", flat=True))
+    probabilities = list(
+        Prediction.objects.filter(image__case_id=case_id).values_list("probability", "label")
+    )
+    case.status = _case_status_from(statuses)
+    case.max_probability = max((p for p, _ in probabilities), default=None)
+    case.ai_flagged = any(label == "PNEUMONIA" for _, label in probabilities)
+    if case.status == Case.Status.AWAITING_REVIEW and case.ready_at is None:
+        case.ready_at = timezone.now()
+    case.save(update_fields=["status", "max_probability", "ai_flagged", "ready_at"])
+    return case
+
+
+def _case_status_from(statuses: list[str]) -> str:
+    if any(s == Image.Status.PROCESSING for s in statuses):
+        return Case.Status.PROCESSING
+    if any(s == Image.Status.QUEUED for s in statuses):
+        done = any(s != Image.Status.QUEUED for s in statuses)
+        return Case.Status.PROCESSING if done else Case.Status.QUEUED
+    if any(s == Image.Status.FAILED for s in statuses):
+        return Case.Status.FAILED
+    return Case.Status.AWAITING_REVIEW
+
+
+def image_retry(*, image: Image, user) -> Image:
+    with transaction.atomic():
+        updated = Image.objects.filter(pk=image.pk, status=Image.Status.FAILED).update(
+            status=Image.Status.QUEUED, error="", claim_token="", enqueued_at=timezone.now()
+        )
+        if not updated:
+            raise ServiceError("Only a failed analysis can be retried.")
+        case_refresh_status(case_id=image.case_id)
+        audit_record(
+            actor=user,
+            action=AuditEvent.Action.RETRIED,
+            case=image.case,
+            detail=f"image {image.pk}",
+        )
+        transaction.on_commit(lambda: image_enqueue(image_id=image.pk))
+    image.refresh_from_db()
+    return image
+
+
+def requeue_stale(*, now=None) -> int:
+    """Publish again images whose task was lost: queued while the broker was down, or
+    left 'processing' by a worker that died. Duplicates are harmless (claiming)."""
+    now = now or timezone.now()
+    stale_queued = Q(
+        status=Image.Status.QUEUED,
+        enqueued_at__lt=now - timedelta(seconds=settings.CHESTNET_REQUEUE_AFTER_S),
+    )
+    abandoned = Q(status=Image.Status.PROCESSING, claimed_at__lt=now - PROCESSING_LEASE)
+    count = 0
+    for image_id in Image.objects.filter(stale_queued | abandoned).values_list("pk", flat=True):
+        Image.objects.filter(pk=image_id).update(enqueued_at=now)
+        count += image_enqueue(image_id=image_id)
+    return count
+
+
+# --- radiologist review ----------------------------------------------------------------
+
+
+def case_claim(*, case: Case, user) -> Case:
+    """Take a case for review; refuses if another radiologist holds it."""
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Case.objects.filter(
+            Q(claimed_by__isnull=True) | Q(claimed_by=user),
+            pk=case.pk,
+            status=Case.Status.AWAITING_REVIEW,
+        ).update(claimed_by=user, claimed_at=now)
+        if not updated:
+            raise ServiceError(_claim_refusal(case))
+        audit_record(actor=user, action=AuditEvent.Action.CLAIMED, case=case)
+    case.refresh_from_db()
+    return case
+
+
+def _claim_refusal(case: Case) -> str:
+    case.refresh_from_db()
+    if case.status != Case.Status.AWAITING_REVIEW:
+        return "This case is not awaiting review."
+    return f"This case is already claimed by {case.claimed_by}."
+
+
+def case_release(*, case: Case, user) -> Case:
+    with transaction.atomic():
+        updated = Case.objects.filter(pk=case.pk, claimed_by=user).update(
+            claimed_by=None, claimed_at=None
+        )
+        if not updated:
+            raise ServiceError("You can only release a case you have claimed.")
+        audit_record(actor=user, action=AuditEvent.Action.RELEASED, case=case)
+    case.refresh_from_db()
+    return case
+
+
+@transaction.atomic
+def review_sign(*, case: Case, author, agrees_with_ai: bool, finding: str, report: str) -> Review:
+    """Sign the first report. The case must await review and not be held by someone else."""
+    locked = Case.objects.select_for_update().get(pk=case.pk)
+    if locked.status != Case.Status.AWAITING_REVIEW:
+        raise ServiceError("This case is not awaiting review; amend the signed report instead.")
+    if locked.claimed_by_id not in (None, author.pk):
+        raise ServiceError(f"This case is claimed by {locked.claimed_by}.")
+    review = _review_create(
+        case=locked,
+        author=author,
+        version=1,
+        agrees_with_ai=agrees_with_ai,
+        finding=finding,
+        report=report,
+    )
+    locked.status = Case.Status.REPORTED
+    locked.claimed_by = author
+    locked.save(update_fields=["status", "claimed_by"])
+    audit_record(actor=author, action=AuditEvent.Action.SIGNED, case=locked, detail="version 1")
+    return review
+
+
+@transaction.atomic
+def review_amend(
+    *, case: Case, author, agrees_with_ai: bool, finding: str, report: str, reason: str = ""
+) -> Review:
+    """A new signed version; earlier versions stay untouched."""
+    locked = Case.objects.select_for_update().get(pk=case.pk)
+    if locked.status != Case.Status.REPORTED:
+        raise ServiceError("Only a signed report can be amended.")
+    latest = locked.reviews.order_by("-version").first()
+    version = (latest.version if latest else 0) + 1
+    review = _review_create(
+        case=locked,
+        author=author,
+        version=version,
+        agrees_with_ai=agrees_with_ai,
+        finding=finding,
+        report=report,
+        reason=reason,
+    )
+    audit_record(
+        actor=author, action=AuditEvent.Action.AMENDED, case=locked, detail=f"version {version}"
+    )
+    return review
+
+
+def _review_create(
+    *,
+    case: Case,
+    author,
+    version: int,
+    agrees_with_ai: bool,
+    finding: str,
+    report: str,
+    reason: str = "",
+) -> Review:
+    if finding not in Review.Finding.values:
+        raise ServiceError(f"Unknown finding {finding!r}.")
+    if not report.strip():
+        raise ServiceError("The report text is empty.")
+    return Review.objects.create(
+        case=case,
+        version=version,
+        author=author,
+        agrees_with_ai=agrees_with_ai,
+        finding=finding,
+        report=report.strip(),
+        amendment_reason=reason.strip(),
+        signed_at=timezone.now(),
+    )

@@ -1,0 +1,52 @@
+"""Thin Celery tasks: ids in, one service call, nothing else."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import InterfaceError, OperationalError
+
+from diagnosis import inference, services
+
+logger = logging.getLogger(__name__)
+
+# Transient faults: the database or storage blinked. Anything else is a bug or a bad model.
+TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=2,
+    retry_backoff_max=30,
+    max_retries=3,
+)
+def inference_run_task(self, image_id: int) -> str:
+    token = self.request.id or f"local-{image_id}"
+    try:
+        outcome = services.inference_run(
+            image_id=image_id, token=token, predictor_loader=inference.get_predictor
+        )
+    except TRANSIENT:
+        if self.request.retries >= self.max_retries:
+            services.image_fail(image_id=image_id, token=token, reason=services.FAILED_GENERIC)
+        raise
+    except SoftTimeLimitExceeded:
+        services.image_fail(
+            image_id=image_id, token=token, reason="The analysis took too long and was stopped."
+        )
+        return "timeout"
+    except Exception:
+        logger.exception("Inference of image %s failed", image_id)
+        services.image_fail(image_id=image_id, token=token, reason=services.FAILED_GENERIC)
+        return "failed"
+    logger.info("Image %s: %s", image_id, outcome)
+    return outcome
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def requeue_stale_task() -> int:
+    return services.requeue_stale()

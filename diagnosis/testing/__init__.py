@@ -1,0 +1,1 @@
+"""Test helpers (factories, in-memory images, fakes); imported by tests only."""

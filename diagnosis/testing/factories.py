@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.files.base import ContentFile
+from django.utils import timezone
+
+from diagnosis import roles
+from diagnosis.models import Case, Image, Prediction, Review
+from diagnosis.testing.images import png_bytes
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests")
+
+    @factory.post_generation
+    def role(self, create, extracted, **kwargs):
+        if extracted:
+            self.groups.add(Group.objects.get_or_create(name=extracted)[0])
+        self.save()
+
+
+class CaseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Case
+
+    owner = factory.SubFactory(UserFactory, role=roles.CLINICIAN)
+    patient_id = factory.Sequence(lambda n: f"P{n:05d}")
+    age = 7
+    urgency = Case.Urgency.ROUTINE
+
+
+class ImageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Image
+
+    case = factory.SubFactory(CaseFactory)
+    original = factory.LazyFunction(lambda: ContentFile(png_bytes(), name="x.png"))
+    original_format = "png"
+    preview = factory.LazyFunction(lambda: ContentFile(png_bytes(), name="p.png"))
+    preview_width = 96
+    preview_height = 80
+    enqueued_at = factory.LazyFunction(timezone.now)
+
+
+class PredictionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Prediction
+
+    image = factory.SubFactory(ImageFactory, status=Image.Status.DONE)
+    probability = 0.8
+    label = "PNEUMONIA"
+    threshold = 0.5
+    model_version = "test-1"
+    heatmap = factory.LazyFunction(lambda: ContentFile(png_bytes(), name="h.png"))
+    timings = factory.LazyFunction(lambda: {"decode": 1.0, "heatmap": 2.0})
+
+
+class ReviewFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Review
+
+    case = factory.SubFactory(CaseFactory, status=Case.Status.REPORTED)
+    version = 1
+    author = factory.SubFactory(UserFactory, role=roles.RADIOLOGIST)
+    agrees_with_ai = True
+    finding = Review.Finding.NORMAL
+    report = "No consolidation."
+    signed_at = factory.LazyFunction(timezone.now)
+
+
+def awaiting_review_case(*, probability: float = 0.8, **kwargs) -> Case:
+    """A case whose analysis is done, as the worker would leave it."""
+    from diagnosis import services
+
+    case = CaseFactory(**kwargs)
+    PredictionFactory(
+        image__case=case,
+        probability=probability,
+        label="PNEUMONIA" if probability >= 0.5 else "NORMAL",
+    )
+    return services.case_refresh_status(case_id=case.pk)

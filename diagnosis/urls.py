@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from diagnosis import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("cases/", views.case_list, name="case_list"),
+    path("cases/new/", views.case_new, name="case_new"),
+    path("cases/<int:case_id>/", views.case_detail, name="case_detail"),
+    path("cases/<int:case_id>/claim/", views.case_claim, name="case_claim"),
+    path("cases/<int:case_id>/release/", views.case_release, name="case_release"),
+    path("cases/<int:case_id>/review/", views.case_review, name="case_review"),
+    path("images/<int:image_id>/retry/", views.image_retry, name="image_retry"),
+    path("images/<int:image_id>/<str:kind>/", views.image_file, name="image_file"),
+    path("worklist/", views.worklist, name="worklist"),
+]

@@ -1,0 +1,83 @@
+"""Personas and helpers for the web app's tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from diagnosis import roles
+from diagnosis.testing import factories
+from diagnosis.testing.fakes import FakePredictor
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def _no_broker(monkeypatch):
+    """Unit tests never publish: record what would be enqueued instead."""
+    sent: list[int] = []
+    monkeypatch.setattr(
+        "diagnosis.tasks.inference_run_task.apply_async", lambda args, **kw: sent.append(args[0])
+    )
+    return sent
+
+
+@pytest.fixture
+def enqueued(_no_broker) -> list[int]:
+    return _no_broker
+
+
+@pytest.fixture
+def clinician(db):
+    return factories.UserFactory(username="dr-clinician", role=roles.CLINICIAN)
+
+
+@pytest.fixture
+def clinician2(db):
+    return factories.UserFactory(username="dr-clinician2", role=roles.CLINICIAN)
+
+
+@pytest.fixture
+def radiologist(db):
+    return factories.UserFactory(username="dr-radiologist", role=roles.RADIOLOGIST)
+
+
+@pytest.fixture
+def radiologist2(db):
+    return factories.UserFactory(username="dr-radiologist2", role=roles.RADIOLOGIST)
+
+
+@pytest.fixture
+def admin_user(db):
+    return factories.UserFactory(
+        username="site-admin", role=roles.ADMIN, is_staff=True, is_superuser=True
+    )
+
+
+@pytest.fixture
+def client_for(client):
+    def login(user):
+        client.force_login(user)
+        return client
+
+    return login
+
+
+@pytest.fixture
+def fake_predictor() -> FakePredictor:
+    return FakePredictor()
+
+
+@pytest.fixture
+def api_client_for():
+    from rest_framework.test import APIClient
+
+    def login(user=None):
+        client = APIClient()
+        if user is not None:
+            client.force_authenticate(user)
+        return client
+
+    return login

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from diagnosis.models import Case, Review
+from diagnosis.testing import factories
+from diagnosis.testing.images import png_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def test_token_auth_then_create_case(clinician, enqueued):
+    client = APIClient()
+    token = client.post(
+        "/api/v1/auth/token/", {"username": clinician.username, "password": "pw-for-tests"}
+    ).json()["token"]
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    response = client.post(
+        "/api/v1/cases/",
+        {
+            "images": [
+                SimpleUploadedFile("a.png", png_bytes()),
+                SimpleUploadedFile("b.png", png_bytes()),
+            ],
+            "urgency": "urgent",
+            "age": "5",
+        },
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "queued" and body["urgency"] == "urgent" and len(body["images"]) == 2
+    assert body["images"][0]["prediction"] is None and body["review"] is None
+
+
+def test_wrong_password_is_a_400_with_a_message(clinician):
+    response = APIClient().post(
+        "/api/v1/auth/token/", {"username": clinician.username, "password": "no"}
+    )
+    assert response.status_code == 400 and "Unable to log in" in response.json()["detail"]
+
+
+def test_unauthenticated_requests_get_401_json():
+    response = APIClient().get("/api/v1/cases/")
+    assert response.status_code == 401 and "detail" in response.json()
+
+
+def test_case_json_has_the_prediction_contract(api_client_for, clinician):
+    prediction = factories.PredictionFactory(image__case__owner=clinician)
+    body = api_client_for(clinician).get(f"/api/v1/cases/{prediction.image.case_id}/").json()
+    image = body["images"][0]
+    assert set(image) >= {"id", "status", "error", "prediction"}
+    assert set(image["prediction"]) >= {
+        "probability",
+        "label",
+        "threshold",
+        "model_version",
+        "heatmap_url",
+        "image_url",
+    }
+
+
+def test_clinician_lists_own_and_cannot_get_others(api_client_for, clinician, clinician2):
+    mine = factories.CaseFactory(owner=clinician)
+    theirs = factories.CaseFactory(owner=clinician2)
+    client = api_client_for(clinician)
+    assert [c["id"] for c in client.get("/api/v1/cases/").json()] == [mine.pk]
+    assert client.get(f"/api/v1/cases/{theirs.pk}/").status_code == 404
+
+
+def test_worklist_and_review_are_for_radiologists_only(api_client_for, clinician, radiologist):
+    case = factories.awaiting_review_case(owner=clinician)
+    payload = {"agrees_with_ai": True, "finding": "pneumonia", "report": "RUL consolidation."}
+    assert api_client_for(clinician).get("/api/v1/worklist/").status_code == 403
+    assert (
+        api_client_for(clinician)
+        .post(f"/api/v1/cases/{case.pk}/review/", payload, format="json")
+        .status_code
+        == 403
+    )
+    client = api_client_for(radiologist)
+    assert [c["id"] for c in client.get("/api/v1/worklist/").json()] == [case.pk]
+    response = client.post(f"/api/v1/cases/{case.pk}/review/", payload, format="json")
+    assert response.status_code == 201 and response.json()["status"] == "reported"
+    assert response.json()["review"]["finding"] == "pneumonia"
+
+
+def test_review_with_bad_finding_is_400(api_client_for, radiologist):
+    case = factories.awaiting_review_case()
+    response = api_client_for(radiologist).post(
+        f"/api/v1/cases/{case.pk}/review/",
+        {"agrees_with_ai": True, "finding": "maybe", "report": "x"},
+        format="json",
+    )
+    assert response.status_code == 400 and "finding" in response.json()["detail"]
+    assert not Review.objects.exists() and Case.objects.get().status == "awaiting_review"
+
+
+def test_openapi_schema_is_served(api_client_for, clinician):
+    response = api_client_for(clinician).get("/api/v1/schema/?format=json")
+    assert response.status_code == 200
+    assert "/api/v1/cases/{case_id}/review/" in response.json()["paths"]

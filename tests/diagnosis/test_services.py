@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from diagnosis import services
+from diagnosis.models import AuditEvent, Case, Image, Prediction, Review
+from diagnosis.testing import factories
+from diagnosis.testing.fakes import FakePredictor
+from diagnosis.testing.images import dicom_bytes, jpeg_bytes, png_bytes
+from ml.preprocessing import UnreadableImage
+
+pytestmark = pytest.mark.django_db
+
+
+def _validated(*datas: bytes):
+    return [services.image_validate(name=f"f{i}", data=d) for i, d in enumerate(datas)]
+
+
+def test_case_create_saves_images_and_enqueues_after_commit(
+    clinician, enqueued, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        case = services.case_create(
+            owner=clinician,
+            images=_validated(png_bytes(), jpeg_bytes(), dicom_bytes()),
+            urgency="urgent",
+            patient_id="P1",
+        )
+    assert case.status == Case.Status.QUEUED
+    assert sorted(enqueued) == sorted(case.images.values_list("pk", flat=True))
+    assert list(case.images.values_list("original_format", flat=True)) == ["png", "jpeg", "dicom"]
+    assert AuditEvent.objects.filter(case=case, action="created", actor=clinician).exists()
+
+
+def test_case_create_does_not_enqueue_when_transaction_rolls_back(clinician, enqueued):
+    services.case_create(owner=clinician, images=_validated(png_bytes()))
+    assert enqueued == []  # the test transaction never commits
+
+
+def test_case_create_leaves_no_files_when_database_write_fails(clinician, settings, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(services, "audit_record", broken)
+    with pytest.raises(RuntimeError):
+        services.case_create(owner=clinician, images=_validated(png_bytes()))
+    assert Case.objects.count() == 0
+    files = (
+        [p for p in (settings.MEDIA_ROOT).rglob("*") if p.is_file()]
+        if settings.MEDIA_ROOT.exists()
+        else []
+    )
+    assert files == []
+
+
+def test_image_validate_rejects_bad_bytes_with_the_filename():
+    with pytest.raises(services.ImageRejected, match="scan.png: The file is empty"):
+        services.image_validate(name="scan.png", data=b"")
+
+
+def test_inference_run_stores_prediction_and_case_awaits_review(clinician, fake_predictor):
+    image = factories.ImageFactory(case__owner=clinician)
+    outcome = services.inference_run(
+        image_id=image.pk, token="t1", predictor_loader=lambda: fake_predictor
+    )
+    assert outcome == "done"
+    image.refresh_from_db()
+    prediction = image.prediction
+    assert (image.status, prediction.label, prediction.model_version) == (
+        "done",
+        "PNEUMONIA",
+        "fake-1",
+    )
+    assert {"decode", "heatmap", "worker_total"} <= set(prediction.timings)
+    case = image.case
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW
+    assert case.max_probability == pytest.approx(0.73) and case.ai_flagged
+
+
+def test_redelivered_task_after_success_does_nothing(fake_predictor):
+    image = factories.ImageFactory()
+    services.inference_run(image_id=image.pk, token="t1", predictor_loader=lambda: fake_predictor)
+    again = services.inference_run(
+        image_id=image.pk, token="t1", predictor_loader=lambda: fake_predictor
+    )
+    assert again == "skipped" and fake_predictor.calls == 1
+    assert Prediction.objects.filter(image=image).count() == 1
+
+
+def test_second_task_cannot_claim_an_image_being_processed():
+    image = factories.ImageFactory()
+    assert services.image_claim(image_id=image.pk, token="a")
+    assert not services.image_claim(image_id=image.pk, token="b")
+    assert services.image_claim(image_id=image.pk, token="a")  # redelivery of the same task
+
+
+def test_image_abandoned_by_dead_worker_can_be_claimed_after_lease():
+    image = factories.ImageFactory(
+        status=Image.Status.PROCESSING,
+        claim_token="dead",
+        claimed_at=timezone.now() - services.PROCESSING_LEASE - timedelta(seconds=1),
+    )
+    assert services.image_claim(image_id=image.pk, token="new")
+
+
+def test_unreadable_image_fails_with_readable_reason_and_retry_requeues(
+    clinician, enqueued, django_capture_on_commit_callbacks
+):
+    image = factories.ImageFactory(case__owner=clinician)
+    broken = FakePredictor(error=UnreadableImage("The DICOM file is malformed or truncated."))
+    assert (
+        services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda: broken)
+        == "failed"
+    )
+    image.refresh_from_db()
+    image.case.refresh_from_db()
+    assert image.error == "The DICOM file is malformed or truncated."
+    assert image.case.status == Case.Status.FAILED
+    with django_capture_on_commit_callbacks(execute=True):
+        services.image_retry(image=image, user=clinician)
+    image.refresh_from_db()
+    assert image.status == Image.Status.QUEUED and image.error == "" and enqueued == [image.pk]
+
+
+def test_retry_refuses_an_image_that_has_not_failed(clinician):
+    image = factories.ImageFactory(case__owner=clinician)
+    with pytest.raises(services.ServiceError):
+        services.image_retry(image=image, user=clinician)
+
+
+def test_case_with_one_done_and_one_queued_image_is_processing():
+    case = factories.CaseFactory()
+    factories.PredictionFactory(image__case=case)
+    factories.ImageFactory(case=case)
+    assert services.case_refresh_status(case_id=case.pk).status == Case.Status.PROCESSING
+
+
+def test_requeue_stale_publishes_images_lost_while_broker_was_down(enqueued, settings):
+    old = timezone.now() - timedelta(seconds=settings.CHESTNET_REQUEUE_AFTER_S + 5)
+    lost = factories.ImageFactory(enqueued_at=old)
+    fresh = factories.ImageFactory()
+    abandoned = factories.ImageFactory(
+        status=Image.Status.PROCESSING, claimed_at=timezone.now() - services.PROCESSING_LEASE * 2
+    )
+    assert services.requeue_stale() == 2
+    assert sorted(enqueued) == sorted([lost.pk, abandoned.pk]) and fresh.pk not in enqueued
+
+
+def test_image_enqueue_survives_a_broker_outage(monkeypatch):
+    def down(*args, **kwargs):
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr("diagnosis.tasks.inference_run_task.apply_async", down)
+    image = factories.ImageFactory()
+    assert services.image_enqueue(image_id=image.pk) is False
+    image.refresh_from_db()
+    assert image.status == Image.Status.QUEUED
+
+
+def test_claim_keeps_a_second_radiologist_off_the_case(radiologist, radiologist2):
+    case = factories.awaiting_review_case()
+    services.case_claim(case=case, user=radiologist)
+    with pytest.raises(services.ServiceError, match="already claimed"):
+        services.case_claim(case=case, user=radiologist2)
+    with pytest.raises(services.ServiceError):
+        services.review_sign(
+            case=case, author=radiologist2, agrees_with_ai=True, finding="normal", report="x"
+        )
+
+
+def test_release_lets_another_radiologist_claim(radiologist, radiologist2):
+    case = factories.awaiting_review_case()
+    services.case_claim(case=case, user=radiologist)
+    services.case_release(case=case, user=radiologist)
+    assert services.case_claim(case=case, user=radiologist2).claimed_by == radiologist2
+
+
+def test_sign_reports_the_case_and_cannot_sign_twice(radiologist):
+    case = factories.awaiting_review_case()
+    review = services.review_sign(
+        case=case, author=radiologist, agrees_with_ai=False, finding="other", report="Effusion."
+    )
+    case.refresh_from_db()
+    assert case.status == Case.Status.REPORTED and review.version == 1
+    with pytest.raises(services.ServiceError):
+        services.review_sign(
+            case=case, author=radiologist, agrees_with_ai=True, finding="normal", report="changed"
+        )
+    assert AuditEvent.objects.filter(case=case, action="signed").count() == 1
+
+
+def test_amendment_creates_a_new_version_and_keeps_the_old(radiologist):
+    case = factories.awaiting_review_case()
+    first = services.review_sign(
+        case=case,
+        author=radiologist,
+        agrees_with_ai=True,
+        finding="pneumonia",
+        report="RLL consolidation.",
+    )
+    second = services.review_amend(
+        case=case,
+        author=radiologist,
+        agrees_with_ai=False,
+        finding="indeterminate",
+        report="Revised.",
+        reason="second look",
+    )
+    first.refresh_from_db()
+    assert (first.version, first.report, first.finding) == (1, "RLL consolidation.", "pneumonia")
+    assert second.version == 2 and Review.objects.filter(case=case).count() == 2
+
+
+def test_cannot_sign_a_case_still_processing(radiologist):
+    image = factories.ImageFactory()
+    with pytest.raises(services.ServiceError, match="not awaiting review"):
+        services.review_sign(
+            case=image.case, author=radiologist, agrees_with_ai=True, finding="normal", report="x"
+        )

@@ -1,0 +1,166 @@
+"""Role and ownership rules of every HTML page and file route."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from diagnosis.models import AuditEvent, Case, Review
+from diagnosis.testing import factories
+from diagnosis.testing.images import png_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    "name,args",
+    [
+        ("case_list", []),
+        ("case_new", []),
+        ("case_detail", [1]),
+        ("worklist", []),
+        ("case_review", [1]),
+        ("image_file", [1, "preview"]),
+    ],
+)
+def test_anonymous_users_are_sent_to_login(client, name, args):
+    response = client.get(reverse(name, args=args))
+    assert response.status_code == 302 and response.url.startswith(reverse("login"))
+
+
+def test_clinician_creates_a_case_and_is_sent_to_its_page(client_for, clinician, enqueued):
+    client = client_for(clinician)
+    response = client.post(
+        reverse("case_new"),
+        {
+            "patient_id": "P-7",
+            "age": 4,
+            "sex": "F",
+            "indication": "fever",
+            "urgency": "urgent",
+            "images": [
+                SimpleUploadedFile("a.png", png_bytes()),
+                SimpleUploadedFile("b.png", png_bytes(seed=1)),
+            ],
+        },
+    )
+    case = Case.objects.get()
+    assert response.status_code == 302 and response.url == reverse("case_detail", args=[case.pk])
+    assert case.images.count() == 2 and case.urgency == "urgent"
+    page = client.get(response.url)
+    assert b"not a diagnosis" in page.content and b"pediatric" in page.content
+    assert b"P-7" not in response.url.encode()
+
+
+def test_clinician_cannot_open_another_clinicians_case(client_for, clinician, clinician2):
+    image = factories.ImageFactory(case__owner=clinician2)
+    client = client_for(clinician)
+    assert client.get(reverse("case_detail", args=[image.case_id])).status_code == 404
+    assert client.get(reverse("image_file", args=[image.pk, "preview"])).status_code == 404
+    assert client.get(reverse("image_file", args=[image.pk, "original"])).status_code == 404
+    assert client.post(reverse("image_retry", args=[image.pk])).status_code == 404
+
+
+def test_owner_and_radiologist_can_fetch_images_and_heatmaps(client_for, clinician, radiologist):
+    prediction = factories.PredictionFactory(image__case__owner=clinician)
+    for user in (clinician, radiologist):
+        client = client_for(user)
+        for kind in ("preview", "heatmap", "original"):
+            response = client.get(reverse("image_file", args=[prediction.image_id, kind]))
+            assert response.status_code == 200, (user, kind)
+            assert response["Cache-Control"].startswith("private")
+
+
+def test_clinician_cannot_open_worklist_or_review(client_for, clinician):
+    case = factories.awaiting_review_case(owner=clinician)
+    client = client_for(clinician)
+    assert client.get(reverse("worklist")).status_code == 403
+    assert client.get(reverse("case_review", args=[case.pk])).status_code == 403
+    assert client.post(reverse("case_claim", args=[case.pk])).status_code == 403
+    response = client.post(
+        reverse("case_review", args=[case.pk]),
+        {"agrees_with_ai": "yes", "finding": "normal", "report": "x"},
+    )
+    assert response.status_code == 403 and not Review.objects.exists()
+
+
+def test_radiologist_cannot_create_cases(client_for, radiologist):
+    assert client_for(radiologist).get(reverse("case_new")).status_code == 403
+
+
+def test_radiologist_claims_reviews_and_signs(client_for, radiologist, clinician):
+    case = factories.awaiting_review_case(owner=clinician)
+    client = client_for(radiologist)
+    assert str(case.pk).encode() in client.get(reverse("worklist")).content
+    assert client.post(reverse("case_claim", args=[case.pk])).status_code == 302
+    page = client.get(reverse("case_review", args=[case.pk]))
+    assert (
+        page.status_code == 200
+        and b"data-overlay-opacity" in page.content
+        and b"data-invert" in page.content
+    )
+    response = client.post(
+        reverse("case_review", args=[case.pk]),
+        {"agrees_with_ai": "no", "finding": "other", "report": "Atelectasis."},
+    )
+    assert response.status_code == 302
+    case.refresh_from_db()
+    assert case.status == "reported"
+    owner_page = client_for(clinician).get(reverse("case_detail", args=[case.pk]))
+    assert b"Atelectasis." in owner_page.content
+    actions = set(AuditEvent.objects.filter(case=case).values_list("action", flat=True))
+    assert {"claimed", "viewed", "signed"} <= actions
+
+
+def test_second_radiologist_sees_the_case_is_claimed(client_for, radiologist, radiologist2):
+    case = factories.awaiting_review_case()
+    client_for(radiologist).post(reverse("case_claim", args=[case.pk]))
+    client = client_for(radiologist2)
+    response = client.post(reverse("case_claim", args=[case.pk]), follow=True)
+    assert b"already claimed" in response.content
+    response = client.post(
+        reverse("case_review", args=[case.pk]),
+        {"agrees_with_ai": "yes", "finding": "normal", "report": "mine"},
+    )
+    assert response.status_code == 400 and not Review.objects.exists()
+
+
+def test_amend_from_review_page_keeps_old_version(client_for, radiologist):
+    review = factories.ReviewFactory(author=radiologist, case=factories.awaiting_review_case())
+    Case.objects.filter(pk=review.case_id).update(status="reported")
+    response = client_for(radiologist).post(
+        reverse("case_review", args=[review.case_id]),
+        {
+            "agrees_with_ai": "yes",
+            "finding": "pneumonia",
+            "report": "Amended.",
+            "amendment_reason": "typo",
+        },
+    )
+    assert response.status_code == 302
+    assert list(Review.objects.filter(case_id=review.case_id).values_list("version", "report")) == [
+        (2, "Amended."),
+        (1, "No consolidation."),
+    ]
+
+
+def test_admin_sees_audit_trail(client_for, admin_user, clinician):
+    case = factories.CaseFactory(owner=clinician)
+    AuditEvent.objects.create(actor=clinician, action="viewed", case=case)
+    client = client_for(admin_user)
+    assert client.get(reverse("admin:diagnosis_auditevent_changelist")).status_code == 200
+    assert client.get(reverse("admin:diagnosis_case_changelist")).status_code == 200
+    assert client_for(clinician).get(reverse("admin:index")).status_code == 302
+
+
+def test_healthz_reports_database_and_broker_without_login(client, db, monkeypatch):
+    monkeypatch.setattr("diagnosis.views._broker_state", lambda: ("unavailable", 0))
+    response = client.get(reverse("healthz"))
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "broker": "unavailable",
+        "workers": 0,
+    }

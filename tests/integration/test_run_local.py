@@ -1,0 +1,51 @@
+"""`make run`'s runner: starts Redis, migrates, seeds demo users, serves, and stops it all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from chestnet_site.local_redis import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_run_local_serves_and_stops_everything_on_sigterm(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(CHESTNET_HOME=str(tmp_path), PORT=str(port))
+    log = (tmp_path / "run.log").open("wb")
+    runner = subprocess.Popen([sys.executable, "scripts/run_local.py"], cwd=ROOT, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        health = _wait_for_health(port, runner)
+        assert health["database"] == "ok" and health["broker"] == "ok"
+        output = (tmp_path / "run.log").read_text()
+        assert f"http://127.0.0.1:{port}/" in output and "chestnet-demo" in output
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(60) == 0
+    assert (tmp_path / "chestnet.sqlite3").exists()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+def _wait_for_health(port: int, runner: subprocess.Popen, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert runner.poll() is None, "runner exited early"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as response:
+                return json.loads(response.read())
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("the local run never became healthy")
