@@ -22,7 +22,7 @@ class AugmentConfig:
     gamma: float = 0.45  # log-uniform gamma in [exp(-g), exp(g)]
     contrast: float = 0.3
     brightness: float = 0.1
-    noise: float = 0.03
+    noise: float = 0.02
 
 
 def training_dataset(

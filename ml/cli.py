@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--image-size", dest="model.image_size", type=int)
     train.add_argument("--width", dest="model.width", type=int)
     train.add_argument("--dropout", dest="model.dropout", type=float)
+    train.add_argument("--no-standardize", dest="model.standardize", action="store_const", const=False,
+                       help="skip the per-image standardisation layer (the baseline recipe)")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="score a model on DATA_DIR/{NORMAL,PNEUMONIA}")

@@ -34,33 +34,43 @@ def labelled_files(data_dir: Path) -> list[tuple[Path, int]]:
 def evaluate_folder(
     data_dir: str, *, predictions: str, model: str | None, report: str | None, batch_size: int = 32
 ) -> int:
-    from tqdm import tqdm
-
     from ml.predictor import Predictor
 
     files = labelled_files(Path(data_dir))
     if not files:
         raise ValueError(f"No images found under {data_dir}.")
-    predictor = Predictor.load(model)
-    rows, unreadable = [], []
-    for path, target in tqdm(files, desc="evaluate", unit="img", file=sys.stderr):
-        try:
-            result = predictor.predict(path.read_bytes(), heatmap=False)
-        except ImageError as exc:
-            unreadable.append((path, str(exc)))
-            continue
-        rows.append((path, target, result.probability, result.label))
+    summary, rows, unreadable = evaluate_items(Predictor.load(model), files, report=report)
     for path, reason in unreadable:
         print(f"unreadable: {path}: {reason}", file=sys.stderr)
     _write_predictions(Path(predictions), rows)
+    _print_headline({**summary, "data_dir": str(data_dir)})
+    return 0
+
+
+def evaluate_items(
+    predictor, items: list[tuple[Path, int]], *, report: str | Path | None = None
+) -> tuple[dict, list[tuple[Path, int, float, str]], list[tuple[Path, str]]]:
+    """Score (path, target) pairs at the predictor's threshold: the summary metrics, one row
+    per readable file and the unreadable ones with their reasons. Writes the report if asked."""
+    from tqdm import tqdm
+
+    rows, unreadable = [], []
+    for path, target in tqdm(items, desc="evaluate", unit="img", file=sys.stderr):
+        try:
+            result = predictor.predict(Path(path).read_bytes(), heatmap=False)
+        except (ImageError, OSError) as exc:
+            unreadable.append((path, str(exc)))
+            continue
+        rows.append((path, target, result.probability, result.label))
+    if not rows:
+        raise ValueError("None of the images could be read.")
     targets = np.array([row[1] for row in rows], dtype=float)
     scores = np.array([row[2] for row in rows], dtype=float)
     summary = metrics.summary(targets, scores, predictor.threshold)
-    summary.update(model_version=predictor.version, unreadable=len(unreadable), data_dir=str(data_dir))
+    summary.update(model_version=predictor.version, unreadable=len(unreadable))
     if report:
         write_report(Path(report), targets, scores, summary)
-    _print_headline(summary)
-    return 0
+    return summary, rows, unreadable
 
 
 def _write_predictions(path: Path, rows: list[tuple[Path, int, float, str]]) -> None:
@@ -102,8 +112,12 @@ def write_report(folder: Path, targets: np.ndarray, scores: np.ndarray, summary:
 
 def _plot_roc(axes, targets, scores, summary) -> None:
     fpr, tpr, _ = metrics.roc_curve(targets, scores)
-    low, high = summary["roc_auc_ci95"]
-    axes.plot(fpr, tpr, label=f"AUC {summary['roc_auc']:.3f} (95% CI {low:.3f}-{high:.3f})")
+    if summary["roc_auc"] is None:
+        label = "AUC undefined (one class only)"
+    else:
+        low, high = summary["roc_auc_ci95"]
+        label = f"AUC {summary['roc_auc']:.3f} (95% CI {low:.3f}-{high:.3f})"
+    axes.plot(fpr, tpr, label=label)
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axes.scatter([1 - summary["specificity"]], [summary["sensitivity"]], color="red", zorder=3, label=f"threshold {summary['threshold']:.3f}")
     axes.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC")

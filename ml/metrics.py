@@ -102,13 +102,14 @@ def threshold_for_sensitivity(targets: np.ndarray, scores: np.ndarray, sensitivi
 def summary(targets: np.ndarray, scores: np.ndarray, threshold: float, *, bootstrap: int = 1000) -> dict:
     targets = np.asarray(targets, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
-    low, high = bootstrap_auc_ci(targets, scores, rounds=bootstrap)
+    both_classes = 0 < targets.sum() < len(targets)
     return {
         "count": int(len(targets)),
         "positives": int(targets.sum()),
         **at_threshold(targets, scores, threshold),
-        "roc_auc": roc_auc(targets, scores),
-        "roc_auc_ci95": [low, high],
+        # ROC AUC is undefined on a single class; say so rather than report a number.
+        "roc_auc": roc_auc(targets, scores) if both_classes else None,
+        "roc_auc_ci95": list(bootstrap_auc_ci(targets, scores, rounds=bootstrap)) if both_classes else None,
         "expected_calibration_error": expected_calibration_error(targets, scores),
         "calibration": calibration_bins(targets, scores),
     }

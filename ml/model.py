@@ -23,6 +23,9 @@ class ModelConfig:
     stages: int = 4
     dropout: float = 0.3
     weight_decay: float = 1e-4
+    # Per-image zero mean, unit variance at the input: exposure and contrast differences
+    # between acquisition batches cancel before the first convolution.
+    standardize: bool = True
 
 
 MIN_WIDTH = 12
@@ -39,13 +42,24 @@ def build_model(config: ModelConfig) -> keras.Model:
         known = ", ".join(sorted(ARCHITECTURES))
         raise ValueError(f"Unknown architecture {config.arch!r}; choose one of {known}.") from None
     inputs = keras.Input((config.image_size, config.image_size, 1), name="image")
-    features = body(inputs, config)
+    x = PerImageStandardization(name="standardize")(inputs) if config.standardize else inputs
+    features = body(x, config)
     features = layers.Activation("relu", name=GRADCAM_LAYER)(features)
     pooled = layers.GlobalAveragePooling2D(name="pool")(features)
     pooled = layers.Dropout(config.dropout, name="dropout")(pooled)
     logit = layers.Dense(1, name=LOGIT_LAYER)(pooled)
     probability = layers.Activation("sigmoid", name="probability", dtype="float32")(logit)
     return keras.Model(inputs, probability, name=f"chestnet_{config.arch}")
+
+
+@keras.saving.register_keras_serializable(package="chestnet")
+class PerImageStandardization(layers.Layer):
+    """(x - mean) / std over each image's pixels; the same at training and serving."""
+
+    def call(self, inputs):
+        mean = keras.ops.mean(inputs, axis=(1, 2, 3), keepdims=True)
+        std = keras.ops.std(inputs, axis=(1, 2, 3), keepdims=True)
+        return (inputs - mean) / keras.ops.maximum(std, 1e-3)
 
 
 def _regularizer(config: ModelConfig) -> keras.regularizers.Regularizer | None:

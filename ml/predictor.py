@@ -55,6 +55,8 @@ class Predictor:
         preprocessing version or input shape disagrees with its card."""
         import keras
 
+        import ml.model  # noqa: F401  (registers the custom layers the file refers to)
+
         path = Path(path) if path else DEFAULT_ARTIFACT
         card = read_card(path)
         if card["preprocessing_version"] != PREPROCESSING_VERSION:

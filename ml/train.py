@@ -9,6 +9,7 @@ import logging
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 from ml import metrics
 from ml.artifact import write_card
 from ml.augment import AugmentConfig
-from ml.data import LABELS, Record, class_weights, load_arrays, manifest_hash, patient_split, read_manifest
+from ml.data import LABELS, Record, Split, class_weights, load_arrays, manifest_hash, patient_split, read_manifest
 from ml.model import LOGIT_LAYER, ModelConfig
 from ml.preprocessing import PREPROCESSING_VERSION
 
@@ -38,13 +39,14 @@ class TrainConfig:
     val_fraction: float = 0.15
     epochs: int = 30
     batch_size: int = 32
-    learning_rate: float = 2e-3
+    learning_rate: float = 1e-3
     warmup_epochs: int = 1
     label_smoothing: float = 0.0
     # Operating point: favour sensitivity, a missed pneumonia costs more than a second look.
     target_sensitivity: float = 0.97
     limit_per_class: int = 0  # >0: a small subset, for smoke tests
     cache_dir: str = str(REPO_ROOT / ".cache" / "arrays")
+    dataset_name: str = "chest_xray/train (Kermany et al. 2018)"
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -67,14 +69,36 @@ def resolve_config(config_file: str | None, overrides: dict[str, Any]) -> TrainC
     )
 
 
-def train(config: TrainConfig, *, command: str | None = None, verbose: int | str = "auto") -> dict[str, Any]:
+class TrainingCancelled(RuntimeError):
+    """`should_stop` asked for the run to end; no artifact was written."""
+
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def train(
+    config: TrainConfig,
+    *,
+    command: str | None = None,
+    verbose: int | str = "auto",
+    split: Split | None = None,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Train, calibrate, pick the threshold and write the artifact; returns its card.
+
+    `split` (records with paths relative to `config.data_root`, or absolute) replaces the
+    MANIFEST.csv split, for datasets managed elsewhere. `progress` receives each epoch's
+    metrics; `should_stop` is polled every batch and raises TrainingCancelled when true.
+    """
     import keras
 
     keras.utils.set_random_seed(config.seed)
     started = time.time()
     data_root = Path(config.data_root)
-    records = _subset(read_manifest(data_root), config.limit_per_class, config.seed)
-    split = patient_split(records, val_fraction=config.val_fraction, seed=config.seed)
+    if split is None:
+        records = _subset(read_manifest(data_root), config.limit_per_class, config.seed)
+        split = patient_split(records, val_fraction=config.val_fraction, seed=config.seed)
     _check_trainable(split.train, split.validation)
     size = config.model.image_size
     cache = Path(config.cache_dir) if config.cache_dir else None
@@ -82,7 +106,7 @@ def train(config: TrainConfig, *, command: str | None = None, verbose: int | str
     x_val, y_val = load_arrays(split.validation, data_root, size=size, cache_dir=cache)
     log.info("train %d images, validation %d images", len(y_train), len(y_val))
 
-    model, history = _fit(config, x_train, y_train, x_val, y_val, verbose)
+    model, history = _fit(config, x_train, y_train, x_val, y_val, verbose, progress, should_stop)
     val_logits = _logits(model, x_val)
     platt = metrics.fit_platt(val_logits, y_val)
     _fold_calibration(model, *platt)
@@ -112,16 +136,29 @@ def _subset(records: list[Record], limit: int, seed: int) -> list[Record]:
     return chosen
 
 
+MIN_TRAIN_PER_CLASS = 8
+MIN_VALIDATION_PER_CLASS = 2
+
+
 def _check_trainable(train: list[Record], validation: list[Record]) -> None:
-    for name, part in (("training", train), ("validation", validation)):
+    for name, part, minimum in (
+        ("training", train, MIN_TRAIN_PER_CLASS),
+        ("validation", validation, MIN_VALIDATION_PER_CLASS),
+    ):
         present = {r.label for r in part}
         if present != set(LABELS):
             raise ValueError(
                 f"The {name} split needs images of both classes; it has only {sorted(present)}."
             )
+        for label in LABELS:
+            count = sum(r.label == label for r in part)
+            if count < minimum:
+                raise ValueError(
+                    f"The {name} split has {count} {label} image(s); at least {minimum} are needed."
+                )
 
 
-def _fit(config, x_train, y_train, x_val, y_val, verbose):
+def _fit(config, x_train, y_train, x_val, y_val, verbose, progress=None, should_stop=None):
     import keras
 
     from ml.augment import evaluation_dataset, training_dataset
@@ -141,14 +178,19 @@ def _fit(config, x_train, y_train, x_val, y_val, verbose):
         metrics=[keras.metrics.AUC(name="auc")],
     )
     best = _KeepBest()
+    callbacks = [best]
+    if progress or should_stop:
+        callbacks.append(_Reporter(config.epochs, progress, should_stop))
     fitted = model.fit(
         training_dataset(x_train, y_train, batch_size=config.batch_size, seed=config.seed, augment=config.augment),
         validation_data=evaluation_dataset(x_val, y_val, batch_size=64),
         epochs=config.epochs,
         class_weight=class_weights(y_train),
-        callbacks=[best],
+        callbacks=callbacks,
         verbose=verbose,
     )
+    if should_stop and should_stop():
+        raise TrainingCancelled("Training was cancelled.")
     model.set_weights(best.weights)
     history = {key: [round(float(v), 5) for v in values] for key, values in fitted.history.items()}
     history["best_epoch"] = best.epoch + 1
@@ -172,6 +214,23 @@ class _KeepBest:
                     self.best, self.epoch, self.weights = score, epoch, self.model.get_weights()
 
         return KeepBest()
+
+
+def _Reporter(epochs: int, progress: Progress | None, should_stop: Callable[[], bool] | None):
+    """A Keras callback reporting each epoch and stopping when asked."""
+    import keras
+
+    class Reporter(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if should_stop and should_stop():
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            if progress:
+                metrics_ = {key: round(float(value), 5) for key, value in (logs or {}).items()}
+                progress({"epoch": epoch + 1, "epochs": epochs, **metrics_})
+
+    return Reporter()
 
 
 def _logits(model, images: np.ndarray) -> np.ndarray:
@@ -220,7 +279,7 @@ def _card(config, records, history, validation, platt, threshold, command) -> di
         "history": history,
         "training_config": dataclasses.asdict(config),
         "seed": config.seed,
-        "dataset": {"manifest_sha256": manifest_hash(records), "images": len(records), "source": "chest_xray/train (Kermany et al. 2018)"},
+        "dataset": {"manifest_sha256": manifest_hash(records), "images": len(records), "source": config.dataset_name},
         "command": command or "python -m ml train " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
         "intended_use": INTENDED_USE,
     }

@@ -64,3 +64,9 @@ def test_bootstrap_interval_contains_the_point_estimate():
     scores = rng.normal(targets, 1.0)
     low, high = metrics.bootstrap_auc_ci(targets, scores, rounds=200)
     assert low < metrics.roc_auc(targets, scores) < high
+
+
+def test_summary_of_a_single_class_reports_auc_as_undefined():
+    result = metrics.summary(np.ones(5), np.linspace(0.1, 0.9, 5), 0.5)
+    assert result["roc_auc"] is None and result["roc_auc_ci95"] is None
+    assert result["sensitivity"] == pytest.approx(0.6)

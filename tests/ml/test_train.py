@@ -41,3 +41,43 @@ def test_training_on_one_class_is_refused(shared_data, tmp_path, monkeypatch):
     config = resolve_config(None, {"data_root": str(shared_data), "output": str(tmp_path / "m.keras"), "limit_per_class": 10, "cache_dir": ""})
     with pytest.raises(ValueError, match="both classes"):
         train(config, verbose=0)
+
+
+def _tiny_config(shared_data, tmp_path, **extra):
+    return resolve_config(None, {
+        "data_root": str(shared_data), "output": str(tmp_path / "m.keras"), "epochs": 2,
+        "limit_per_class": 24, "cache_dir": "", "val_fraction": 0.25,
+        "model.image_size": 64, "model.width": 12, "model.stages": 2, **extra,
+    })
+
+
+def test_progress_is_reported_every_epoch(shared_data, tmp_path):
+    seen = []
+    train(_tiny_config(shared_data, tmp_path), verbose=0, progress=seen.append)
+    assert [event["epoch"] for event in seen] == [1, 2]
+    assert {"loss", "val_auc", "epochs"} <= set(seen[0])
+
+
+def test_a_cancelled_run_raises_and_writes_no_artifact(shared_data, tmp_path):
+    from ml.train import TrainingCancelled
+
+    with pytest.raises(TrainingCancelled):
+        train(_tiny_config(shared_data, tmp_path), verbose=0, should_stop=lambda: True)
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_too_few_images_are_refused_with_a_reason(shared_data, tmp_path):
+    with pytest.raises(ValueError, match="at least"):
+        train(_tiny_config(shared_data, tmp_path, limit_per_class=5), verbose=0)
+
+
+def test_an_explicit_split_replaces_the_manifest(shared_data, tmp_path):
+    from ml.data import Split, read_manifest
+
+    records = read_manifest(shared_data)
+    normal = [r for r in records if r.label == "NORMAL"][:14]
+    pneumonia = [r for r in records if r.label == "PNEUMONIA"][:14]
+    split = Split(train=normal[:10] + pneumonia[:10], validation=normal[10:] + pneumonia[10:])
+    card = train(_tiny_config(shared_data, tmp_path, epochs=1, dataset_name="custom"), verbose=0, split=split)
+    assert card["images"] == {"train": 20, "validation": 8}
+    assert card["dataset"]["source"] == "custom"
