@@ -128,3 +128,14 @@ def fit_platt(logits: np.ndarray, targets: np.ndarray, *, iterations: int = 100)
         if np.abs(step).max() < 1e-10:
             break
     return float(a), float(b)
+
+
+def operating_points(targets: np.ndarray, scores: np.ndarray, *, limit: int = 200) -> list[dict]:
+    """(threshold, sensitivity, specificity) along the ROC curve, thinned to at most `limit`
+    points: stored on the card so a threshold can be chosen later without the data."""
+    fpr, tpr, thresholds = roc_curve(np.asarray(targets, float), np.asarray(scores, float))
+    keep = np.unique(np.linspace(1, len(thresholds) - 1, min(limit, len(thresholds) - 1)).astype(int))
+    return [
+        {"threshold": float(thresholds[i]), "sensitivity": float(tpr[i]), "specificity": float(1 - fpr[i])}
+        for i in keep
+    ]

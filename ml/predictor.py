@@ -31,7 +31,7 @@ class Prediction:
 
 
 class Predictor:
-    def __init__(self, model, card: dict[str, Any]) -> None:
+    def __init__(self, model, card: dict[str, Any], *, threshold: float | None = None) -> None:
         import tensorflow as tf
 
         from ml.gradcam import CompiledExplainer
@@ -39,7 +39,8 @@ class Predictor:
         self.model = model
         self.card = card
         self.version: str = card["version"]
-        self.threshold: float = float(card["threshold"])
+        # An operator may activate the model at another operating point than the card's.
+        self.threshold: float = float(card["threshold"] if threshold is None else threshold)
         self.labels: tuple[str, str] = tuple(card["labels"])  # type: ignore[assignment]
         self.image_size: int = int(card["image_size"])
         signature = [tf.TensorSpec((None, self.image_size, self.image_size, 1), tf.float32)]
@@ -50,9 +51,10 @@ class Predictor:
         self._warm_up()
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> Predictor:
+    def load(cls, path: str | Path | None = None, *, threshold: float | None = None) -> Predictor:
         """Load an artifact (None: the shipped default), refusing one whose sha256,
-        preprocessing version or input shape disagrees with its card."""
+        preprocessing version or input shape disagrees with its card. `threshold`
+        overrides the card's decision threshold."""
         import keras
 
         import ml.model  # noqa: F401  (registers the custom layers the file refers to)
@@ -68,7 +70,7 @@ class Predictor:
         expected = (None, card["image_size"], card["image_size"], 1)
         if tuple(model.input_shape) != expected:
             raise ArtifactError(f"{path.name} takes {model.input_shape}, its card says {expected}.")
-        return cls(model, card)
+        return cls(model, card, threshold=threshold)
 
     def predict(self, data: bytes, *, heatmap: bool = True) -> Prediction:
         return self.predict_batch([data], heatmap=heatmap)[0]

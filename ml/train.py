@@ -113,6 +113,7 @@ def train(
     val_probability = 1.0 / (1.0 + np.exp(-(platt[0] * val_logits + platt[1])))
     threshold = metrics.threshold_for_sensitivity(y_val, val_probability, config.target_sensitivity)
     validation = metrics.summary(y_val, val_probability, threshold)
+    validation["operating_points"] = metrics.operating_points(y_val, val_probability)
 
     output = Path(config.output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -70,3 +70,17 @@ def test_summary_of_a_single_class_reports_auc_as_undefined():
     result = metrics.summary(np.ones(5), np.linspace(0.1, 0.9, 5), 0.5)
     assert result["roc_auc"] is None and result["roc_auc_ci95"] is None
     assert result["sensitivity"] == pytest.approx(0.6)
+
+
+def test_operating_points_trace_the_roc_curve_from_strict_to_lenient():
+    rng = np.random.default_rng(5)
+    targets = rng.integers(0, 2, 400).astype(float)
+    scores = 1 / (1 + np.exp(-rng.normal(2 * targets - 1, 1.0)))
+    points = metrics.operating_points(targets, scores, limit=50)
+    assert len(points) <= 50
+    assert [p["threshold"] for p in points] == sorted((p["threshold"] for p in points), reverse=True)
+    assert points[-1]["sensitivity"] == 1.0
+    for point in points[::10]:
+        exact = metrics.at_threshold(targets, scores, point["threshold"])
+        assert exact["sensitivity"] == pytest.approx(point["sensitivity"])
+        assert exact["specificity"] == pytest.approx(point["specificity"])
