@@ -44,7 +44,9 @@ def training_dataset(
     )
 
 
-def evaluation_dataset(images: np.ndarray, targets: np.ndarray, *, batch_size: int) -> tf.data.Dataset:
+def evaluation_dataset(
+    images: np.ndarray, targets: np.ndarray, *, batch_size: int
+) -> tf.data.Dataset:
     return (
         tf.data.Dataset.from_tensor_slices((images, targets))
         .batch(batch_size)
@@ -73,7 +75,9 @@ def _intensity(batch: tf.Tensor, augment: AugmentConfig) -> tf.Tensor:
     def per_image(low: float, high: float) -> tf.Tensor:
         return tf.random.uniform([n, 1, 1, 1], low, high)
 
-    batch = tf.pow(tf.clip_by_value(batch, 1e-6, 1.0), tf.exp(per_image(-augment.gamma, augment.gamma)))
+    batch = tf.pow(
+        tf.clip_by_value(batch, 1e-6, 1.0), tf.exp(per_image(-augment.gamma, augment.gamma))
+    )
     mean = tf.reduce_mean(batch, axis=[1, 2, 3], keepdims=True)
     batch = (batch - mean) * per_image(1 - augment.contrast, 1 + augment.contrast) + mean
     batch = batch + per_image(-augment.brightness, augment.brightness)

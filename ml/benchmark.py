@@ -26,10 +26,16 @@ def _timed(function: Callable[[], object], runs: int, warmup: int = 3) -> dict[s
         started = time.perf_counter()
         function()
         samples.append((time.perf_counter() - started) * 1000)
-    return {"p50_ms": round(float(np.percentile(samples, 50)), 2), "p95_ms": round(float(np.percentile(samples, 95)), 2), "runs": runs}
+    return {
+        "p50_ms": round(float(np.percentile(samples, 50)), 2),
+        "p95_ms": round(float(np.percentile(samples, 95)), 2),
+        "runs": runs,
+    }
 
 
-def run_benchmark(*, model: str | None, runs: int, batch_size: int, data_root: Path = DEFAULT_DATA) -> int:
+def run_benchmark(
+    *, model: str | None, runs: int, batch_size: int, data_root: Path = DEFAULT_DATA
+) -> int:
     import os
 
     import tensorflow as tf
@@ -39,7 +45,9 @@ def run_benchmark(*, model: str | None, runs: int, batch_size: int, data_root: P
     from ml.preprocessing import preprocess
 
     small = next((data_root / "chest_xray/train/PNEUMONIA").glob("*.jpeg")).read_bytes()
-    large = max((data_root / "originals/PNEUMONIA").glob("*"), key=lambda p: p.stat().st_size).read_bytes()
+    large = max(
+        (data_root / "originals/PNEUMONIA").glob("*"), key=lambda p: p.stat().st_size
+    ).read_bytes()
     predictor = Predictor.load(model)
     size = predictor.image_size
     x = preprocess(small, size)[np.newaxis]
@@ -47,21 +55,29 @@ def run_benchmark(*, model: str | None, runs: int, batch_size: int, data_root: P
     bare(x)
     results = {
         "model_version": predictor.version,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}",
         "preprocess_224px_jpeg": _timed(lambda: preprocess(small, size), runs),
         "preprocess_full_size_jpeg": _timed(lambda: preprocess(large, size), max(runs // 5, 5)),
         "bare_compiled_forward": _timed(lambda: bare(x), runs),
         "predict_no_heatmap": _timed(lambda: predictor.predict(small, heatmap=False), runs),
         "predict_with_heatmap": _timed(lambda: predictor.predict(small, heatmap=True), runs),
-        "predict_with_heatmap_full_size": _timed(lambda: predictor.predict(large, heatmap=True), max(runs // 5, 5)),
-        "gradcam_tf_keras_vis": _timed(lambda: gradcam(predictor.model, x[0]), max(runs // 5, 5), warmup=1),
+        "predict_with_heatmap_full_size": _timed(
+            lambda: predictor.predict(large, heatmap=True), max(runs // 5, 5)
+        ),
+        "gradcam_tf_keras_vis": _timed(
+            lambda: gradcam(predictor.model, x[0]), max(runs // 5, 5), warmup=1
+        ),
         "gradcam_compiled": _timed(lambda: predictor._explainer(x), runs),
     }
     batch = [small] * batch_size
-    timing = _timed(lambda: predictor.predict_batch(batch, heatmap=False), max(runs // 5, 5), warmup=1)
+    timing = _timed(
+        lambda: predictor.predict_batch(batch, heatmap=False), max(runs // 5, 5), warmup=1
+    )
     results["batch_throughput_images_per_s"] = round(batch_size / (timing["p50_ms"] / 1000), 1)
     results["batch_size"] = batch_size
-    results["no_heatmap_over_bare_ratio"] = round(results["predict_no_heatmap"]["p50_ms"] / results["bare_compiled_forward"]["p50_ms"], 2)
+    results["no_heatmap_over_bare_ratio"] = round(
+        results["predict_no_heatmap"]["p50_ms"] / results["bare_compiled_forward"]["p50_ms"], 2
+    )
     results["no_heatmap_budget_ms"] = round(1.5 * results["bare_compiled_forward"]["p50_ms"] + 5, 2)
     results["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(results, indent=2))

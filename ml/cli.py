@@ -25,7 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, dest="command")
 
     train = commands.add_parser("train", help="train a model and write an artifact with its card")
-    train.add_argument("--config", help="JSON file of TrainConfig fields (nested 'model', 'augment')")
+    train.add_argument(
+        "--config", help="JSON file of TrainConfig fields (nested 'model', 'augment')"
+    )
     train.add_argument("--data-root", dest="data_root")
     train.add_argument("--output", help="path of the .keras file to write (card beside it)")
     train.add_argument("--version")
@@ -39,13 +41,20 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--image-size", dest="model.image_size", type=int)
     train.add_argument("--width", dest="model.width", type=int)
     train.add_argument("--dropout", dest="model.dropout", type=float)
-    train.add_argument("--no-standardize", dest="model.standardize", action="store_const", const=False,
-                       help="skip the per-image standardisation layer (the baseline recipe)")
+    train.add_argument(
+        "--no-standardize",
+        dest="model.standardize",
+        action="store_const",
+        const=False,
+        help="skip the per-image standardisation layer (the baseline recipe)",
+    )
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="score a model on DATA_DIR/{NORMAL,PNEUMONIA}")
     evaluate.add_argument("data_dir")
-    evaluate.add_argument("--predictions", required=True, help="CSV to write: path,probability,label")
+    evaluate.add_argument(
+        "--predictions", required=True, help="CSV to write: path,probability,label"
+    )
     evaluate.add_argument("--model", help="a .keras artifact (default: the shipped model)")
     evaluate.add_argument("--report", help="folder for metrics.json and plots")
     evaluate.add_argument("--batch-size", type=int, default=32)
@@ -56,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--model")
     predict.add_argument("--heatmap-dir", help="write <name>.heatmap.png overlays here")
     predict.set_defaults(handler=_predict)
+
+    promote = commands.add_parser("promote", help="copy a trained candidate to the shipped default")
+    promote.add_argument("source", help="the candidate's .keras file")
+    promote.add_argument("--version", required=True, help="release version to record")
+    promote.add_argument("--to", help="destination .keras (default: the shipped default)")
+    promote.set_defaults(handler=_promote)
 
     benchmark = commands.add_parser("benchmark", help="time preprocessing, forward pass, heatmap")
     benchmark.add_argument("--model")
@@ -72,23 +87,62 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in vars(args).items() if k not in {"config", "handler", "command"}}
     card = train(resolve_config(args.config, overrides))
-    print(json.dumps({"version": card["version"], "threshold": card["threshold"], "validation": {
-        k: card["validation"][k] for k in ("roc_auc", "accuracy", "sensitivity", "specificity", "expected_calibration_error")
-    }}, indent=2))
+    print(
+        json.dumps(
+            {
+                "version": card["version"],
+                "threshold": card["threshold"],
+                "validation": {
+                    k: card["validation"][k]
+                    for k in (
+                        "roc_auc",
+                        "accuracy",
+                        "sensitivity",
+                        "specificity",
+                        "expected_calibration_error",
+                    )
+                },
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from ml.evaluate import evaluate_folder
 
-    return evaluate_folder(args.data_dir, predictions=args.predictions, model=args.model,
-                           report=args.report, batch_size=args.batch_size)
+    return evaluate_folder(
+        args.data_dir,
+        predictions=args.predictions,
+        model=args.model,
+        report=args.report,
+        batch_size=args.batch_size,
+    )
 
 
 def _predict(args: argparse.Namespace) -> int:
     from ml.evaluate import predict_files
 
     return predict_files(args.files, model=args.model, heatmap_dir=args.heatmap_dir)
+
+
+def _promote(args: argparse.Namespace) -> int:
+    import shlex
+    from pathlib import Path
+
+    from ml.artifact import DEFAULT_ARTIFACT
+    from ml.promote import promote
+
+    command = "python -m ml " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    card = promote(
+        Path(args.source),
+        version=args.version,
+        destination=Path(args.to) if args.to else DEFAULT_ARTIFACT,
+        command=command,
+    )
+    print(f"{card['version']} (from {card['candidate_version']}) sha256 {card['sha256']}")
+    return 0
 
 
 def _benchmark(args: argparse.Namespace) -> int:

@@ -56,6 +56,19 @@ def manifest_hash(records: list[Record]) -> str:
     return digest.hexdigest()
 
 
+def subset_per_class(records: list[Record], limit: int, seed: int) -> list[Record]:
+    """At most `limit` records of each label, drawn with `seed` (all of them if limit <= 0)."""
+    if limit <= 0:
+        return records
+    rng = np.random.default_rng(seed)
+    chosen: list[Record] = []
+    for label in LABELS:
+        of_label = [r for r in records if r.label == label]
+        picks = rng.choice(len(of_label), size=min(limit, len(of_label)), replace=False)
+        chosen += [of_label[i] for i in sorted(picks)]
+    return chosen
+
+
 def patient_split(records: list[Record], *, val_fraction: float, seed: int) -> Split:
     """Stratified by label, grouped by patient: no patient is ever on both sides."""
     by_patient: dict[tuple[str, str], list[Record]] = defaultdict(list)
@@ -120,4 +133,6 @@ def _preprocess_all(
 def class_weights(targets: np.ndarray) -> dict[int, float]:
     """Inverse-frequency weights so each class contributes equally to the loss."""
     counts = np.bincount(targets.astype(int), minlength=len(LABELS))
-    return {label: float(len(targets) / (len(LABELS) * count)) for label, count in enumerate(counts)}
+    return {
+        label: float(len(targets) / (len(LABELS) * count)) for label, count in enumerate(counts)
+    }

@@ -21,7 +21,10 @@ def labelled_files(data_dir: Path) -> list[tuple[Path, int]]:
     """(path, target) for every image under DATA_DIR/NORMAL and DATA_DIR/PNEUMONIA."""
     missing = [label for label in LABELS if not (data_dir / label).is_dir()]
     if missing:
-        raise ValueError(f"{data_dir} must contain the folders {', '.join(LABELS)}; missing {', '.join(missing)}.")
+        raise ValueError(
+            f"{data_dir} must contain the folders {', '.join(LABELS)}; "
+            f"missing {', '.join(missing)}."
+        )
     return [
         (path, target)
         for target, label in enumerate(LABELS)
@@ -83,7 +86,18 @@ def _write_predictions(path: Path, rows: list[tuple[Path, int, float, str]]) -> 
 
 
 def _print_headline(summary: dict) -> None:
-    keys = ("count", "accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "roc_auc_ci95", "expected_calibration_error", "threshold")
+    keys = (
+        "count",
+        "accuracy",
+        "sensitivity",
+        "specificity",
+        "precision",
+        "f1",
+        "roc_auc",
+        "roc_auc_ci95",
+        "expected_calibration_error",
+        "threshold",
+    )
     print(json.dumps({key: summary[key] for key in keys}, indent=2))
 
 
@@ -119,7 +133,13 @@ def _plot_roc(axes, targets, scores, summary) -> None:
         label = f"AUC {summary['roc_auc']:.3f} (95% CI {low:.3f}-{high:.3f})"
     axes.plot(fpr, tpr, label=label)
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
-    axes.scatter([1 - summary["specificity"]], [summary["sensitivity"]], color="red", zorder=3, label=f"threshold {summary['threshold']:.3f}")
+    axes.scatter(
+        [1 - summary["specificity"]],
+        [summary["sensitivity"]],
+        color="red",
+        zorder=3,
+        label=f"threshold {summary['threshold']:.3f}",
+    )
     axes.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC")
     axes.legend(loc="lower right")
 
@@ -128,14 +148,22 @@ def _plot_precision_recall(axes, targets, scores, summary) -> None:
     precision, recall = metrics.precision_recall_curve(targets, scores)
     axes.plot(recall, precision)
     axes.scatter([summary["sensitivity"]], [summary["precision"]], color="red", zorder=3)
-    axes.set(xlabel="recall (sensitivity)", ylabel="precision", title="Precision-recall", ylim=(0, 1.02))
+    axes.set(
+        xlabel="recall (sensitivity)", ylabel="precision", title="Precision-recall", ylim=(0, 1.02)
+    )
 
 
 def _plot_calibration(axes, targets, scores, summary) -> None:
     bins = [b for b in summary["calibration"] if b["count"]]
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axes.plot([b["mean_probability"] for b in bins], [b["observed_rate"] for b in bins], marker="o")
-    axes.set(xlabel="predicted P(pneumonia)", ylabel="observed rate", title=f"Calibration (ECE {summary['expected_calibration_error']:.3f})", xlim=(0, 1), ylim=(0, 1))
+    axes.set(
+        xlabel="predicted P(pneumonia)",
+        ylabel="observed rate",
+        title=f"Calibration (ECE {summary['expected_calibration_error']:.3f})",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
 
 
 def _plot_confusion(axes, targets, scores, summary) -> None:
@@ -144,7 +172,13 @@ def _plot_confusion(axes, targets, scores, summary) -> None:
     axes.imshow(grid, cmap="Blues")
     for (row, column), value in np.ndenumerate(grid):
         axes.text(column, row, str(value), ha="center", va="center", fontsize=16)
-    axes.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["pred NORMAL", "pred PNEUMONIA"], yticklabels=["NORMAL", "PNEUMONIA"], title="Confusion matrix")
+    axes.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=["pred NORMAL", "pred PNEUMONIA"],
+        yticklabels=["NORMAL", "PNEUMONIA"],
+        title="Confusion matrix",
+    )
 
 
 def predict_files(files: list[str], *, model: str | None, heatmap_dir: str | None) -> int:
@@ -164,7 +198,12 @@ def predict_files(files: list[str], *, model: str | None, heatmap_dir: str | Non
             failures += 1
             print(json.dumps({**line, "error": str(exc)}))
             continue
-        line.update(probability=round(result.probability, 6), label=result.label, threshold=result.threshold, model_version=result.model_version)
+        line.update(
+            probability=round(result.probability, 6),
+            label=result.label,
+            threshold=result.threshold,
+            model_version=result.model_version,
+        )
         if out is not None and result.heatmap is not None:
             target = out / f"{Path(name).name}.heatmap.png"
             target.write_bytes(render_overlay(result.image, result.heatmap))

@@ -16,7 +16,8 @@ from scipy.ndimage import zoom
 
 from ml.model import GRADCAM_LAYER, HEAD_LAYERS
 
-_EPSILON = 1e-7  # the epsilon of keras.backend, which tf-keras-vis normalises with
+_EPSILON = 1e-7
+MAX_OVERLAY_ALPHA = 210  # the epsilon of keras.backend, which tf-keras-vis normalises with
 
 
 def gradcam(model, model_input: np.ndarray, *, layer: str = GRADCAM_LAYER) -> np.ndarray:
@@ -98,7 +99,10 @@ def heatmap_png(heatmap: np.ndarray, *, size: tuple[int, int]) -> bytes:
     """An RGBA PNG of (width, height) `size` to lay over the image: opacity rises with
     heat, so cold regions leave the radiograph readable. Toggle and fade it in CSS."""
     heat = np.clip(_resize(heatmap, size), 0.0, 1.0)
-    rgba = np.dstack([colorize(heat), (np.sqrt(heat) * 255).astype(np.uint8)])
+    # The coolest fifth stays fully transparent and even the hottest spot lets the
+    # radiograph show through; the viewer's opacity slider scales this further.
+    alpha = np.clip((heat - 0.2) / 0.8, 0.0, 1.0) * MAX_OVERLAY_ALPHA
+    rgba = np.dstack([colorize(heat), np.round(alpha).astype(np.uint8)])
     return _png(Image.fromarray(rgba, mode="RGBA"))
 
 

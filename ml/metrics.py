@@ -23,7 +23,9 @@ def roc_auc(targets: np.ndarray, scores: np.ndarray) -> float:
     return float(np.trapezoid(tpr, fpr))
 
 
-def precision_recall_curve(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def precision_recall_curve(
+    targets: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(-scores, kind="mergesort")
     hits = np.cumsum(targets[order])
     precision = hits / np.arange(1, len(targets) + 1)
@@ -99,7 +101,9 @@ def threshold_for_sensitivity(targets: np.ndarray, scores: np.ndarray, sensitivi
     return float(positives[allowed_misses])
 
 
-def summary(targets: np.ndarray, scores: np.ndarray, threshold: float, *, bootstrap: int = 1000) -> dict:
+def summary(
+    targets: np.ndarray, scores: np.ndarray, threshold: float, *, bootstrap: int = 1000
+) -> dict:
     targets = np.asarray(targets, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     both_classes = 0 < targets.sum() < len(targets)
@@ -109,13 +113,17 @@ def summary(targets: np.ndarray, scores: np.ndarray, threshold: float, *, bootst
         **at_threshold(targets, scores, threshold),
         # ROC AUC is undefined on a single class; say so rather than report a number.
         "roc_auc": roc_auc(targets, scores) if both_classes else None,
-        "roc_auc_ci95": list(bootstrap_auc_ci(targets, scores, rounds=bootstrap)) if both_classes else None,
+        "roc_auc_ci95": list(bootstrap_auc_ci(targets, scores, rounds=bootstrap))
+        if both_classes
+        else None,
         "expected_calibration_error": expected_calibration_error(targets, scores),
         "calibration": calibration_bins(targets, scores),
     }
 
 
-def fit_platt(logits: np.ndarray, targets: np.ndarray, *, iterations: int = 100) -> tuple[float, float]:
+def fit_platt(
+    logits: np.ndarray, targets: np.ndarray, *, iterations: int = 100
+) -> tuple[float, float]:
     """Fit p = sigmoid(a * logit + b) by Newton's method on the log loss (Platt scaling)."""
     a, b = 1.0, 0.0
     design = np.stack([logits, np.ones_like(logits)], axis=1)
@@ -134,8 +142,14 @@ def operating_points(targets: np.ndarray, scores: np.ndarray, *, limit: int = 20
     """(threshold, sensitivity, specificity) along the ROC curve, thinned to at most `limit`
     points: stored on the card so a threshold can be chosen later without the data."""
     fpr, tpr, thresholds = roc_curve(np.asarray(targets, float), np.asarray(scores, float))
-    keep = np.unique(np.linspace(1, len(thresholds) - 1, min(limit, len(thresholds) - 1)).astype(int))
+    keep = np.unique(
+        np.linspace(1, len(thresholds) - 1, min(limit, len(thresholds) - 1)).astype(int)
+    )
     return [
-        {"threshold": float(thresholds[i]), "sensitivity": float(tpr[i]), "specificity": float(1 - fpr[i])}
+        {
+            "threshold": float(thresholds[i]),
+            "sensitivity": float(tpr[i]),
+            "specificity": float(1 - fpr[i]),
+        }
         for i in keep
     ]

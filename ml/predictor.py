@@ -1,8 +1,8 @@
 """The serving API the workers use: load once, compile once, predict many.
 
-    predictor = Predictor.load()           # the shipped default, sha256-checked
-    result = predictor.predict(data)       # bytes of a PNG, JPEG or DICOM
-    result.probability, result.label, result.heatmap
+predictor = Predictor.load()           # the shipped default, sha256-checked
+result = predictor.predict(data)       # bytes of a PNG, JPEG or DICOM
+result.probability, result.label, result.heatmap
 """
 
 from __future__ import annotations

@@ -134,8 +134,7 @@ def _decode_raster(data: bytes, max_pixels: int) -> np.ndarray:
         raise ImageTooLarge(str(exc)) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UnreadableImage(
-            "The file is not a readable PNG, JPEG or DICOM image (it may be truncated "
-            "or corrupt)."
+            "The file is not a readable PNG, JPEG or DICOM image (it may be truncated or corrupt)."
         ) from exc
     return _raster_to_gray(image)
 
@@ -184,8 +183,7 @@ def _read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
         pixels = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for bad or undecodable pixel data
         raise UnreadableImage(
-            "The DICOM pixel data cannot be decoded (truncated, or an unsupported "
-            "compression)."
+            "The DICOM pixel data cannot be decoded (truncated, or an unsupported compression)."
         ) from exc
     if photometric not in {"MONOCHROME1", "MONOCHROME2"}:
         return _colour_dicom_to_gray(pixels, photometric)

@@ -9,7 +9,9 @@ from ml.data import LABELS
 from ml.preprocessing import PREPROCESSING_VERSION
 
 
-def write_tiny_artifact(path: Path, *, image_size: int = 64, threshold: float = 0.5, seed: int = 0) -> Path:
+def write_tiny_artifact(
+    path: Path, *, image_size: int = 64, threshold: float = 0.5, seed: int = 0
+) -> Path:
     """An untrained two-stage network with a valid card. Its outputs mean nothing clinically."""
     import keras
 

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,17 @@ import numpy as np
 from ml import metrics
 from ml.artifact import write_card
 from ml.augment import AugmentConfig
-from ml.data import LABELS, Record, Split, class_weights, load_arrays, manifest_hash, patient_split, read_manifest
+from ml.data import (
+    LABELS,
+    Record,
+    Split,
+    class_weights,
+    load_arrays,
+    manifest_hash,
+    patient_split,
+    read_manifest,
+    subset_per_class,
+)
 from ml.model import LOGIT_LAYER, ModelConfig
 from ml.preprocessing import PREPROCESSING_VERSION
 
@@ -97,7 +107,7 @@ def train(
     started = time.time()
     data_root = Path(config.data_root)
     if split is None:
-        records = _subset(read_manifest(data_root), config.limit_per_class, config.seed)
+        records = subset_per_class(read_manifest(data_root), config.limit_per_class, config.seed)
         split = patient_split(records, val_fraction=config.val_fraction, seed=config.seed)
     _check_trainable(split.train, split.validation)
     size = config.model.image_size
@@ -118,23 +128,16 @@ def train(
     output = Path(config.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     _without_optimizer(model, config.model).save(output)
-    card = _card(config, split.train + split.validation, history, validation, platt, threshold, command)
+    card = _card(
+        config, split.train + split.validation, history, validation, platt, threshold, command
+    )
     card["training_seconds"] = round(time.time() - started, 1)
-    card["patients"] = {"train": len({r.patient for r in split.train}), "validation": len({r.patient for r in split.validation})}
+    card["patients"] = {
+        "train": len({r.patient for r in split.train}),
+        "validation": len({r.patient for r in split.validation}),
+    }
     card["images"] = {"train": len(split.train), "validation": len(split.validation)}
     return write_card(output, card)
-
-
-def _subset(records: list[Record], limit: int, seed: int) -> list[Record]:
-    if limit <= 0:
-        return records
-    rng = np.random.default_rng(seed)
-    chosen: list[Record] = []
-    for label in LABELS:
-        of_label = [r for r in records if r.label == label]
-        picks = rng.choice(len(of_label), size=min(limit, len(of_label)), replace=False)
-        chosen += [of_label[i] for i in sorted(picks)]
-    return chosen
 
 
 MIN_TRAIN_PER_CLASS = 8
@@ -183,7 +186,9 @@ def _fit(config, x_train, y_train, x_val, y_val, verbose, progress=None, should_
     if progress or should_stop:
         callbacks.append(_Reporter(config.epochs, progress, should_stop))
     fitted = model.fit(
-        training_dataset(x_train, y_train, batch_size=config.batch_size, seed=config.seed, augment=config.augment),
+        training_dataset(
+            x_train, y_train, batch_size=config.batch_size, seed=config.seed, augment=config.augment
+        ),
         validation_data=evaluation_dataset(x_val, y_val, batch_size=64),
         epochs=config.epochs,
         class_weight=class_weights(y_train),
@@ -238,7 +243,10 @@ def _logits(model, images: np.ndarray) -> np.ndarray:
     import keras
 
     head = keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output)
-    batches = [head.predict_on_batch(images[i : i + 64].astype(np.float32) / 255.0) for i in range(0, len(images), 64)]
+    batches = [
+        head.predict_on_batch(images[i : i + 64].astype(np.float32) / 255.0)
+        for i in range(0, len(images), 64)
+    ]
     return np.concatenate(batches).reshape(-1).astype(np.float64)
 
 
@@ -260,11 +268,13 @@ def _fold_calibration(model, scale: float, shift: float) -> None:
 
 
 def _card(config, records, history, validation, platt, threshold, command) -> dict[str, Any]:
-    version = config.version or f"{datetime.now(timezone.utc):%Y%m%d}-{config.model.arch}{config.model.image_size}"
+    version = (
+        config.version or f"{datetime.now(UTC):%Y%m%d}-{config.model.arch}{config.model.image_size}"
+    )
     return {
         "name": "ChestNet pneumonia classifier",
         "version": version,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "labels": list(LABELS),
         "positive_label": LABELS[1],
         "image_size": config.model.image_size,
@@ -275,13 +285,23 @@ def _card(config, records, history, validation, platt, threshold, command) -> di
             f"Highest threshold with sensitivity >= {config.target_sensitivity:.2f} on the "
             "patient-level validation split (a missed pneumonia costs more than a second look)."
         ),
-        "calibration": {"method": "platt", "scale": platt[0], "shift": platt[1], "fitted_on": "validation"},
+        "calibration": {
+            "method": "platt",
+            "scale": platt[0],
+            "shift": platt[1],
+            "fitted_on": "validation",
+        },
         "validation": validation,
         "history": history,
         "training_config": dataclasses.asdict(config),
         "seed": config.seed,
-        "dataset": {"manifest_sha256": manifest_hash(records), "images": len(records), "source": config.dataset_name},
-        "command": command or "python -m ml train " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
+        "dataset": {
+            "manifest_sha256": manifest_hash(records),
+            "images": len(records),
+            "source": config.dataset_name,
+        },
+        "command": command
+        or "python -m ml train " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
         "intended_use": INTENDED_USE,
     }
 

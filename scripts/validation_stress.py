@@ -34,16 +34,35 @@ def main(model_path: str | None) -> None:
     predictor = Predictor.load(model_path or DEFAULT_ARTIFACT)
     config = predictor.card["training_config"]
     root = Path(config["data_root"])
-    split = patient_split(read_manifest(root), val_fraction=config["val_fraction"], seed=config["seed"])
-    images, targets = load_arrays(split.validation, root, size=predictor.image_size, cache_dir=Path(config["cache_dir"]))
+    split = patient_split(
+        read_manifest(root), val_fraction=config["val_fraction"], seed=config["seed"]
+    )
+    images, targets = load_arrays(
+        split.validation, root, size=predictor.image_size, cache_dir=Path(config["cache_dir"])
+    )
     base = images.astype(np.float32) / 255.0
     rows = {}
     for name, shift in SHIFTS.items():
         batch = np.stack([shift(image) for image in base]).astype(np.float32)
-        scores = np.concatenate([predictor._forward(batch[i : i + 64]).numpy()[:, 0] for i in range(0, len(batch), 64)])
+        scores = np.concatenate(
+            [predictor._forward(batch[i : i + 64]).numpy()[:, 0] for i in range(0, len(batch), 64)]
+        )
         result = metrics.at_threshold(targets, scores, predictor.threshold)
-        rows[name] = {"roc_auc": round(metrics.roc_auc(targets, scores), 4), **{k: round(result[k], 4) for k in ("accuracy", "sensitivity", "specificity")}}
-    print(json.dumps({"model_version": predictor.version, "validation_images": len(targets), "threshold": predictor.threshold, "shifts": rows}, indent=2))
+        rows[name] = {
+            "roc_auc": round(metrics.roc_auc(targets, scores), 4),
+            **{k: round(result[k], 4) for k in ("accuracy", "sensitivity", "specificity")},
+        }
+    print(
+        json.dumps(
+            {
+                "model_version": predictor.version,
+                "validation_images": len(targets),
+                "threshold": predictor.threshold,
+                "shifts": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

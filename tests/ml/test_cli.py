@@ -15,7 +15,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_ml(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ml", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ml", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +31,20 @@ def labelled_folder(shared_data, tmp_path_factory) -> Path:
     return root
 
 
-def test_evaluate_writes_predictions_report_and_lists_unreadable_files(labelled_folder, tiny_model_path, tmp_path):
+def test_evaluate_writes_predictions_report_and_lists_unreadable_files(
+    labelled_folder, tiny_model_path, tmp_path
+):
     out = tmp_path / "predictions.csv"
-    result = run_ml("evaluate", str(labelled_folder), "--predictions", str(out), "--model", str(tiny_model_path), "--report", str(tmp_path / "report"))
+    result = run_ml(
+        "evaluate",
+        str(labelled_folder),
+        "--predictions",
+        str(out),
+        "--model",
+        str(tiny_model_path),
+        "--report",
+        str(tmp_path / "report"),
+    )
     assert result.returncode == 0, result.stderr
     assert "broken.jpeg" in result.stderr
     with out.open() as handle:
@@ -39,21 +52,42 @@ def test_evaluate_writes_predictions_report_and_lists_unreadable_files(labelled_
     assert len(rows) == 8 and set(rows[0]) == {"path", "probability", "label"}
     assert all(row["label"] in {"NORMAL", "PNEUMONIA"} for row in rows)
     report = json.loads((tmp_path / "report/metrics.json").read_text())
-    for key in ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "roc_auc_ci95", "expected_calibration_error", "confusion_matrix"):
+    for key in (
+        "accuracy",
+        "sensitivity",
+        "specificity",
+        "precision",
+        "f1",
+        "roc_auc",
+        "roc_auc_ci95",
+        "expected_calibration_error",
+        "confusion_matrix",
+    ):
         assert key in report
     for plot in ("roc.png", "precision_recall.png", "calibration.png", "confusion_matrix.png"):
         assert (tmp_path / "report" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_evaluate_explains_a_folder_without_class_subfolders(tmp_path, tiny_model_path):
-    result = run_ml("evaluate", str(tmp_path), "--predictions", str(tmp_path / "p.csv"), "--model", str(tiny_model_path))
+    result = run_ml(
+        "evaluate",
+        str(tmp_path),
+        "--predictions",
+        str(tmp_path / "p.csv"),
+        "--model",
+        str(tiny_model_path),
+    )
     assert result.returncode == 2
     assert "NORMAL" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_predict_prints_one_json_line_per_file_and_writes_heatmaps(labelled_folder, tiny_model_path, tmp_path):
+def test_predict_prints_one_json_line_per_file_and_writes_heatmaps(
+    labelled_folder, tiny_model_path, tmp_path
+):
     files = sorted((labelled_folder / "PNEUMONIA").iterdir())[:2]
-    result = run_ml("predict", *map(str, files), "--model", str(tiny_model_path), "--heatmap-dir", str(tmp_path))
+    result = run_ml(
+        "predict", *map(str, files), "--model", str(tiny_model_path), "--heatmap-dir", str(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["file"] for line in lines] == [str(f) for f in files]
@@ -61,6 +95,8 @@ def test_predict_prints_one_json_line_per_file_and_writes_heatmaps(labelled_fold
 
 
 def test_predict_reports_a_bad_file_and_exits_non_zero(labelled_folder, tiny_model_path):
-    result = run_ml("predict", str(labelled_folder / "NORMAL" / "broken.jpeg"), "--model", str(tiny_model_path))
+    result = run_ml(
+        "predict", str(labelled_folder / "NORMAL" / "broken.jpeg"), "--model", str(tiny_model_path)
+    )
     assert result.returncode == 1
     assert "error" in json.loads(result.stdout.splitlines()[0])

@@ -78,7 +78,9 @@ def test_operating_points_trace_the_roc_curve_from_strict_to_lenient():
     scores = 1 / (1 + np.exp(-rng.normal(2 * targets - 1, 1.0)))
     points = metrics.operating_points(targets, scores, limit=50)
     assert len(points) <= 50
-    assert [p["threshold"] for p in points] == sorted((p["threshold"] for p in points), reverse=True)
+    assert [p["threshold"] for p in points] == sorted(
+        (p["threshold"] for p in points), reverse=True
+    )
     assert points[-1]["sensitivity"] == 1.0
     for point in points[::10]:
         exact = metrics.at_threshold(targets, scores, point["threshold"])

@@ -74,6 +74,9 @@ def test_artifact_from_another_preprocessing_version_is_refused(tiny_model_path,
 def test_threshold_override_changes_the_label_not_the_probability(tiny_model_path, radiographs):
     strict = Predictor.load(tiny_model_path, threshold=1.0)
     lenient = Predictor.load(tiny_model_path, threshold=0.0)
-    a, b = strict.predict(radiographs[0], heatmap=False), lenient.predict(radiographs[0], heatmap=False)
+    a, b = (
+        strict.predict(radiographs[0], heatmap=False),
+        lenient.predict(radiographs[0], heatmap=False),
+    )
     assert a.probability == pytest.approx(b.probability)
     assert (a.label, b.label, a.threshold) == ("NORMAL", "PNEUMONIA", 1.0)

@@ -42,7 +42,9 @@ def test_shipped_model_loads_by_default_with_its_version(shipped):
 def test_shipped_model_separates_shared_radiographs(shipped, shared_data):
     # Originals are training patients: a sanity check that the right file loaded, not a score.
     normal = [p.read_bytes() for p in sorted((shared_data / "originals/NORMAL").iterdir())[:6]]
-    pneumonia = [p.read_bytes() for p in sorted((shared_data / "originals/PNEUMONIA").iterdir())[:6]]
+    pneumonia = [
+        p.read_bytes() for p in sorted((shared_data / "originals/PNEUMONIA").iterdir())[:6]
+    ]
     p_normal = [r.probability for r in shipped.predict_batch(normal)]
     p_pneumonia = [r.probability for r in shipped.predict_batch(pneumonia)]
     assert np.mean(p_pneumonia) > np.mean(p_normal) + 0.3

@@ -10,7 +10,9 @@ from ml.train import TrainConfig, resolve_config, train
 
 def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):
     config_file = tmp_path / "config.json"
-    config_file.write_text(json.dumps({"epochs": 7, "seed": 3, "model": {"arch": "vgg", "width": 16}}))
+    config_file.write_text(
+        json.dumps({"epochs": 7, "seed": 3, "model": {"arch": "vgg", "width": 16}})
+    )
     config = resolve_config(str(config_file), {"seed": 9, "model.width": 20, "epochs": None})
     assert (config.epochs, config.seed) == (7, 9)
     assert (config.model.arch, config.model.width) == ("vgg", 20)
@@ -18,13 +20,33 @@ def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):
 
 
 def test_a_tiny_training_run_writes_a_loadable_calibrated_artifact(shared_data, tmp_path):
-    config = resolve_config(None, {
-        "data_root": str(shared_data), "output": str(tmp_path / "m.keras"), "epochs": 1,
-        "limit_per_class": 24, "cache_dir": "", "version": "smoke", "val_fraction": 0.25,
-        "model.image_size": 64, "model.width": 12, "model.stages": 2,
-    })
+    config = resolve_config(
+        None,
+        {
+            "data_root": str(shared_data),
+            "output": str(tmp_path / "m.keras"),
+            "epochs": 1,
+            "limit_per_class": 24,
+            "cache_dir": "",
+            "version": "smoke",
+            "val_fraction": 0.25,
+            "model.image_size": 64,
+            "model.width": 12,
+            "model.stages": 2,
+        },
+    )
     card = train(config, command="test", verbose=0)
-    for key in ("sha256", "threshold", "threshold_rule", "calibration", "validation", "dataset", "seed", "training_config", "intended_use"):
+    for key in (
+        "sha256",
+        "threshold",
+        "threshold_rule",
+        "calibration",
+        "validation",
+        "dataset",
+        "seed",
+        "training_config",
+        "intended_use",
+    ):
         assert key in card
     assert card["validation"]["sensitivity"] >= config.target_sensitivity
     assert card["images"]["train"] + card["images"]["validation"] == 48
@@ -37,18 +59,38 @@ def test_training_on_one_class_is_refused(shared_data, tmp_path, monkeypatch):
     import ml.train
 
     real = ml.train.read_manifest
-    monkeypatch.setattr(ml.train, "read_manifest", lambda root: [r for r in real(root) if r.label == "NORMAL"])
-    config = resolve_config(None, {"data_root": str(shared_data), "output": str(tmp_path / "m.keras"), "limit_per_class": 10, "cache_dir": ""})
+    monkeypatch.setattr(
+        ml.train, "read_manifest", lambda root: [r for r in real(root) if r.label == "NORMAL"]
+    )
+    config = resolve_config(
+        None,
+        {
+            "data_root": str(shared_data),
+            "output": str(tmp_path / "m.keras"),
+            "limit_per_class": 10,
+            "cache_dir": "",
+        },
+    )
     with pytest.raises(ValueError, match="both classes"):
         train(config, verbose=0)
 
 
 def _tiny_config(shared_data, tmp_path, **extra):
-    return resolve_config(None, {
-        "data_root": str(shared_data), "output": str(tmp_path / "m.keras"), "epochs": 2,
-        "limit_per_class": 24, "cache_dir": "", "val_fraction": 0.25,
-        "model.image_size": 64, "model.width": 12, "model.stages": 2, **extra,
-    })
+    return resolve_config(
+        None,
+        {
+            "data_root": str(shared_data),
+            "output": str(tmp_path / "m.keras"),
+            "epochs": 2,
+            "limit_per_class": 24,
+            "cache_dir": "",
+            "val_fraction": 0.25,
+            "model.image_size": 64,
+            "model.width": 12,
+            "model.stages": 2,
+            **extra,
+        },
+    )
 
 
 def test_progress_is_reported_every_epoch(shared_data, tmp_path):
@@ -78,6 +120,24 @@ def test_an_explicit_split_replaces_the_manifest(shared_data, tmp_path):
     normal = [r for r in records if r.label == "NORMAL"][:14]
     pneumonia = [r for r in records if r.label == "PNEUMONIA"][:14]
     split = Split(train=normal[:10] + pneumonia[:10], validation=normal[10:] + pneumonia[10:])
-    card = train(_tiny_config(shared_data, tmp_path, epochs=1, dataset_name="custom"), verbose=0, split=split)
+    card = train(
+        _tiny_config(shared_data, tmp_path, epochs=1, dataset_name="custom"), verbose=0, split=split
+    )
     assert card["images"] == {"train": 20, "validation": 8}
     assert card["dataset"]["source"] == "custom"
+
+
+def test_promotion_keeps_the_weights_and_adds_release_version_and_operating_points(
+    shared_data, tmp_path
+):
+    from ml.artifact import read_card, sha256_of
+    from ml.promote import promote
+
+    card = train(_tiny_config(shared_data, tmp_path, epochs=1, version="candidate-x"), verbose=0)
+    promoted = promote(
+        tmp_path / "m.keras", version="release-1", destination=tmp_path / "out/default.keras"
+    )
+    assert promoted["sha256"] == card["sha256"] == sha256_of(tmp_path / "out/default.keras")
+    assert (promoted["version"], promoted["candidate_version"]) == ("release-1", "candidate-x")
+    assert promoted["validation"]["operating_points"][-1]["sensitivity"] == 1.0
+    assert read_card(tmp_path / "out/default.keras")["version"] == "release-1"

@@ -1,0 +1,70 @@
+"""Promote a trained candidate to the shipped default (or any path) under a release version.
+
+The weights are copied byte for byte (same sha256); the card gains the release version, the
+candidate's own version, and validation operating points recomputed from the candidate's
+own patient-level validation split, after checking they reproduce the card's validation AUC.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from ml import metrics
+from ml.artifact import DEFAULT_ARTIFACT, card_path, read_card, write_card
+from ml.data import load_arrays, patient_split, read_manifest, subset_per_class
+
+
+def validation_scores(model_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Targets and calibrated probabilities on the validation split the card describes."""
+    from ml.predictor import Predictor
+
+    predictor = Predictor.load(model_path)
+    config = predictor.card["training_config"]
+    root = Path(config["data_root"])
+    records = subset_per_class(
+        read_manifest(root), config.get("limit_per_class", 0), config["seed"]
+    )
+    split = patient_split(records, val_fraction=config["val_fraction"], seed=config["seed"])
+    cache = Path(config["cache_dir"]) if config.get("cache_dir") else None
+    images, targets = load_arrays(
+        split.validation, root, size=predictor.image_size, cache_dir=cache
+    )
+    batches = [
+        predictor._forward(images[i : i + 64].astype(np.float32) / 255.0).numpy()[:, 0]
+        for i in range(0, len(images), 64)
+    ]
+    return targets.astype(np.float64), np.concatenate(batches).astype(np.float64)
+
+
+def promote(
+    source: Path, *, version: str, destination: Path = DEFAULT_ARTIFACT, command: str = ""
+) -> dict:
+    card = read_card(source)
+    targets, scores = validation_scores(source)
+    auc = metrics.roc_auc(targets, scores)
+    if abs(auc - card["validation"]["roc_auc"]) > 1e-3:
+        raise ValueError(
+            f"Recomputed validation AUC {auc:.4f} differs from the card's "
+            f"{card['validation']['roc_auc']:.4f}: the split or data changed since training."
+        )
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, destination)
+    card["validation"]["operating_points"] = metrics.operating_points(targets, scores)
+    card.update(
+        candidate_version=card["version"],
+        version=version,
+        promoted=datetime.now(UTC).isoformat(timespec="seconds"),
+        promote_command=command,
+    )
+    for key in ("sha256", "file"):
+        card.pop(key, None)
+    return write_card(destination, card)
+
+
+def describe(path: Path) -> str:
+    return json.dumps(json.loads(card_path(path).read_text()), indent=2)
