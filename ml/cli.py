@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     promote.add_argument("source", help="the candidate's .keras file")
     promote.add_argument("--version", required=True, help="release version to record")
     promote.add_argument("--to", help="destination .keras (default: the shipped default)")
+    promote.add_argument(
+        "--target-sensitivity", type=float, help="re-choose the threshold on validation"
+    )
     promote.set_defaults(handler=_promote)
 
     benchmark = commands.add_parser("benchmark", help="time preprocessing, forward pass, heatmap")
@@ -140,6 +143,7 @@ def _promote(args: argparse.Namespace) -> int:
         version=args.version,
         destination=Path(args.to) if args.to else DEFAULT_ARTIFACT,
         command=command,
+        target_sensitivity=args.target_sensitivity,
     )
     print(f"{card['version']} (from {card['candidate_version']}) sha256 {card['sha256']}")
     return 0

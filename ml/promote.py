@@ -42,8 +42,15 @@ def validation_scores(model_path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def promote(
-    source: Path, *, version: str, destination: Path = DEFAULT_ARTIFACT, command: str = ""
+    source: Path,
+    *,
+    version: str,
+    destination: Path = DEFAULT_ARTIFACT,
+    command: str = "",
+    target_sensitivity: float | None = None,
 ) -> dict:
+    """Copy `source` to `destination` under `version`; with `target_sensitivity`, re-choose
+    the threshold on the validation split (never on test) for that operating point."""
     card = read_card(source)
     targets, scores = validation_scores(source)
     auc = metrics.roc_auc(targets, scores)
@@ -54,6 +61,14 @@ def promote(
         )
     destination.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, destination)
+    if target_sensitivity is not None:
+        threshold = metrics.threshold_for_sensitivity(targets, scores, target_sensitivity)
+        card["validation"] = metrics.summary(targets, scores, threshold)
+        card["threshold"] = threshold
+        card["threshold_rule"] = (
+            f"Highest threshold with sensitivity >= {target_sensitivity:.2f} on the "
+            "patient-level validation split (a missed pneumonia costs more than a second look)."
+        )
     card["validation"]["operating_points"] = metrics.operating_points(targets, scores)
     card.update(
         candidate_version=card["version"],

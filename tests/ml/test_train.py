@@ -141,3 +141,14 @@ def test_promotion_keeps_the_weights_and_adds_release_version_and_operating_poin
     assert (promoted["version"], promoted["candidate_version"]) == ("release-1", "candidate-x")
     assert promoted["validation"]["operating_points"][-1]["sensitivity"] == 1.0
     assert read_card(tmp_path / "out/default.keras")["version"] == "release-1"
+
+
+def test_promotion_can_rechoose_the_threshold_on_validation(shared_data, tmp_path):
+    from ml.promote import promote
+
+    train(_tiny_config(shared_data, tmp_path, epochs=1), verbose=0)
+    promoted = promote(
+        tmp_path / "m.keras", version="r", destination=tmp_path / "d.keras", target_sensitivity=1.0
+    )
+    assert promoted["validation"]["sensitivity"] == 1.0
+    assert "1.00" in promoted["threshold_rule"]
