@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "diagnosis",
+    "mlops",
 ]
 
 MIDDLEWARE = [
@@ -125,9 +126,27 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 CHESTNET_MODEL_PATH = env_str("CHESTNET_MODEL_PATH", "") or ""
 # A queued image with no progress for this long is enqueued again (lost publish, broker down).
 CHESTNET_REQUEUE_AFTER_S = env_int("CHESTNET_REQUEUE_AFTER_S", 60, minimum=1)
+# Tests only: each analysis first waits this many seconds after claiming its image, so an
+# integration test can kill the worker while the image is 'processing'.
+CHESTNET_TEST_INFERENCE_DELAY_S = env_int("CHESTNET_TEST_INFERENCE_DELAY_S", 0, minimum=0)
+if PRODUCTION and CHESTNET_TEST_INFERENCE_DELAY_S:
+    raise ImproperlyConfigured("CHESTNET_TEST_INFERENCE_DELAY_S is for tests; unset it.")
+
+# Model operations (mlops): dataset imports and training runs.
+CHESTNET_IMPORT_MAX_FILES = env_int("CHESTNET_IMPORT_MAX_FILES", 20_000, minimum=1)
+CHESTNET_IMPORT_MAX_MB = env_int("CHESTNET_IMPORT_MAX_MB", 4_096, minimum=1)  # uncompressed
+CHESTNET_IMPORT_MAX_RATIO = env_int("CHESTNET_IMPORT_MAX_RATIO", 100, minimum=2)  # zip bombs
+CHESTNET_TRAINING_TIME_LIMIT_S = env_int("CHESTNET_TRAINING_TIME_LIMIT_S", 12 * 3600, minimum=60)
+# Local copies of model artifacts when the storage is not a local file system.
+CHESTNET_MODEL_CACHE = env_path("CHESTNET_MODEL_CACHE", CHESTNET_HOME / "model-cache")
+CHESTNET_TRAINING_WORK_DIR = env_path("CHESTNET_TRAINING_WORK_DIR", CHESTNET_HOME / "training")
 
 # Celery: ids only, JSON only; late acks so a worker killed mid-task leaves it redelivered.
-REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# `make run` records its private Redis there, so that management commands given the same
+# CHESTNET_HOME publish to the same broker as the running workers.
+_LOCAL_BROKER_FILE = CHESTNET_HOME / "redis" / "url"
+_LOCAL_BROKER = _LOCAL_BROKER_FILE.read_text().strip() if _LOCAL_BROKER_FILE.is_file() else ""
+REDIS_URL = env_str("REDIS_URL", "") or _LOCAL_BROKER or "redis://127.0.0.1:6379/0"
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -138,11 +157,32 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120, minimum=1)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
-CELERY_TASK_ROUTES = {"diagnosis.tasks.inference_run_task": {"queue": "inference"}}
+# Training, evaluation and dataset imports have their own queue and worker, so inference
+# is never starved.
+CELERY_TASK_ROUTES = {
+    "diagnosis.tasks.inference_run_task": {"queue": "inference"},
+    "mlops.tasks.training_run_task": {"queue": "training"},
+    "mlops.tasks.evaluation_run_task": {"queue": "training"},
+    "mlops.tasks.dataset_import_task": {"queue": "training"},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Longer than the hard time limit, so a slow task is not handed to a second worker.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 4}
-# Publishing must not hang an upload when the broker is down: the requeue sweep catches up.
+# A message a dead worker held (acks_late) goes back to the queue this long after delivery;
+# a live worker's restore scan (every 10 s, not kombu's default 100 s) republishes it. The
+# default exceeds the hard time limit plus the longest retry countdown (30 s), so a task that
+# is merely slow is not handed to a second worker (that would be harmless, only wasted work:
+# claiming stores one result). Tests shorten it to see a redelivery.
+CELERY_BROKER_VISIBILITY_TIMEOUT_S = env_int(
+    "CELERY_BROKER_VISIBILITY_TIMEOUT_S", CELERY_TASK_TIME_LIMIT * 2, minimum=1
+)
+# Publishing must not hang an upload when the broker is down or hung (socket_timeout: a
+# stalled Redis accepts the connection and never answers): the requeue sweep catches up.
+CELERY_BROKER_SOCKET_TIMEOUT_S = env_int("CELERY_BROKER_SOCKET_TIMEOUT_S", 5, minimum=1)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT_S,
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 1,
+    "socket_timeout": CELERY_BROKER_SOCKET_TIMEOUT_S,
+}
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BEAT_SCHEDULE = {

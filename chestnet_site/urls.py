@@ -12,6 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("api/v1/", include("diagnosis.api_urls")),
+    path("mlops/", include("mlops.urls")),
     path("", include("diagnosis.urls")),
 ]
 handler403 = "diagnosis.views.error_403"

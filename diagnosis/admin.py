@@ -1,22 +1,22 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import Model
+from django.http import HttpRequest
 
 from diagnosis.models import AuditEvent, Case, Image, Prediction, Review
 
 
 class ImageInline(admin.TabularInline):
     model = Image
-    fields = ["status", "error", "attempts", "original_format", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("status", "error", "attempts", "original_format", "created_at")
     extra = 0
     can_delete = False
 
 
 class ReviewInline(admin.TabularInline):
     model = Review
-    fields = ["version", "author", "agrees_with_ai", "finding", "signed_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("version", "author", "agrees_with_ai", "finding", "signed_at")
     extra = 0
     can_delete = False
 
@@ -51,10 +51,10 @@ class ReviewAdmin(admin.ModelAdmin):
     list_display = ["case", "version", "author", "finding", "agrees_with_ai", "signed_at"]
     readonly_fields = [f.name for f in Review._meta.fields]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -65,11 +65,11 @@ class AuditEventAdmin(admin.ModelAdmin):
     search_fields = ["actor__username", "case__id"]
     date_hierarchy = "at"
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False

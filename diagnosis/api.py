@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.contrib.auth.decorators import login_not_required
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -23,7 +26,7 @@ from diagnosis.serializers import (
 )
 
 
-def exception_handler(exc, context):
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, plus one top-level `detail` sentence on validation errors."""
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, ValidationError):
@@ -32,7 +35,7 @@ def exception_handler(exc, context):
     return response
 
 
-def _messages(data, field: str = "") -> list[str]:
+def _messages(data: Any, field: str = "") -> list[str]:
     if isinstance(data, dict):
         return [
             m
@@ -114,7 +117,7 @@ class CaseReviewApi(APIView):
         return Response(CaseSerializer(case).data, status=status.HTTP_201_CREATED)
 
 
-def public(view):
+def public(view: Callable[..., Any]) -> Callable[..., Any]:
     """DRF authenticates API requests itself (tokens), so the site-wide login redirect
     must not intercept them; DRF still answers 401/403 as JSON."""
     return login_not_required(view)

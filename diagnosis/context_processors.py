@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from django.http import HttpRequest
+
 from diagnosis import roles as role_rules
 
 
-def roles(request) -> dict:
+def roles(request: HttpRequest) -> dict[str, bool]:
     user = request.user
     return {
         "is_radiologist": role_rules.is_radiologist(user),

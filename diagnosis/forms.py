@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from django import forms
 from django.conf import settings
 
@@ -18,7 +21,7 @@ class MultipleImageField(forms.FileField):
         attrs={"accept": ".png,.jpg,.jpeg,.dcm,image/png,image/jpeg,application/dicom"}
     )
 
-    def clean(self, data, initial=None):
+    def clean(self, data: Any, initial: Any = None) -> list[services.ValidatedImage]:
         files = data if isinstance(data, list | tuple) else ([data] if data else [])
         if not files:
             raise forms.ValidationError("Add at least one image (PNG, JPEG or DICOM).")
@@ -29,7 +32,7 @@ class MultipleImageField(forms.FileField):
         return validate_uploads(files)
 
 
-def validate_uploads(files) -> list[services.ValidatedImage]:
+def validate_uploads(files: Sequence[Any]) -> list[services.ValidatedImage]:
     """All files are checked before anything is saved; every problem is reported."""
     validated, errors = [], []
     for upload in files:

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.urls import reverse
 from rest_framework import serializers
 
 from diagnosis import selectors
 from diagnosis.forms import validate_uploads
 from diagnosis.models import Case, Image, Prediction, Review
+from diagnosis.services import ValidatedImage
 
 
 class PredictionSerializer(serializers.ModelSerializer):
@@ -142,7 +145,7 @@ class CaseCreateSerializer(serializers.Serializer):
         choices=Case.Urgency.choices, required=False, default=Case.Urgency.ROUTINE
     )
 
-    def validate_images(self, files):
+    def validate_images(self, files: list[Any]) -> list[ValidatedImage]:
         from django.conf import settings
         from django.core.exceptions import ValidationError
 

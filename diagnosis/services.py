@@ -365,6 +365,7 @@ def review_sign(*, case: Case, author, agrees_with_ai: bool, finding: str, repor
     locked.claimed_by = author
     locked.save(update_fields=["status", "claimed_by"])
     audit_record(actor=author, action=AuditEvent.Action.SIGNED, case=locked, detail="version 1")
+    _feedback(review)
     return review
 
 
@@ -390,7 +391,15 @@ def review_amend(
     audit_record(
         actor=author, action=AuditEvent.Action.AMENDED, case=locked, detail=f"version {version}"
     )
+    _feedback(review)
     return review
+
+
+def _feedback(review: Review) -> None:
+    """Signed findings feed the admin's feedback dataset (mlops), after the commit."""
+    from mlops.services import feedback_after_signing
+
+    feedback_after_signing(review=review)
 
 
 def _review_create(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 
@@ -24,7 +24,7 @@ TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
     retry_backoff_max=30,
     max_retries=3,
 )
-def inference_run_task(self, image_id: int) -> str:
+def inference_run_task(self: Task, image_id: int) -> str:
     token = self.request.id or f"local-{image_id}"
     try:
         outcome = services.inference_run(

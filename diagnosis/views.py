@@ -235,9 +235,9 @@ def _broker_state() -> tuple[str, int]:
     return "ok", len(replies)
 
 
-def error_403(request: HttpRequest, exception=None) -> HttpResponse:
+def error_403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return render(request, "403.html", {"message": str(exception or "")}, status=403)
 
 
-def error_404(request: HttpRequest, exception=None) -> HttpResponse:
+def error_404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return render(request, "404.html", status=404)

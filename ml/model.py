@@ -28,13 +28,13 @@ class ModelConfig:
     standardize: bool = True
 
 
-MIN_WIDTH = 12
+MIN_WIDTH = 16
 
 
 def build_model(config: ModelConfig) -> keras.Model:
     if config.width < MIN_WIDTH:
-        # TensorFlow 2.21's oneDNN convolutions crash the process (segfault) on stages this
-        # narrow; seen on 2-core x86 CPUs with widths 4 and 8.
+        # TensorFlow 2.21's oneDNN convolutions crash the process on stages this
+        # narrow (segfaults at widths 4 and 8, heap corruption at 12 on 2-core x86 CPUs).
         raise ValueError(f"width must be at least {MIN_WIDTH}, got {config.width}.")
     try:
         body = ARCHITECTURES[config.arch]

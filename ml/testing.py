@@ -18,7 +18,7 @@ def write_tiny_artifact(
     from ml.model import ModelConfig, build_model
 
     keras.utils.set_random_seed(seed)
-    model = build_model(ModelConfig(arch="resnet", image_size=image_size, width=12, stages=2))
+    model = build_model(ModelConfig(arch="resnet", image_size=image_size, width=16, stages=2))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)

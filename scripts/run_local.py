@@ -45,9 +45,37 @@ def main() -> int:
             redis, env["REDIS_URL"] = local_redis.start_redis(home / "redis")
             children.append(redis)
             print(f"Started Redis at {env['REDIS_URL']}", flush=True)
+            # Management commands run beside us with the same CHESTNET_HOME find the broker here.
+            (home / "redis" / "url").write_text(env["REDIS_URL"])
         manage = [PYTHON, str(ROOT / "manage.py")]
         subprocess.run([*manage, "migrate", "--noinput"], env=env, check=True, cwd=ROOT)
         subprocess.run([*manage, "seed_demo_users"], env=env, check=True, cwd=ROOT)
+        subprocess.run([*manage, "ensure_default_model"], env=env, check=True, cwd=ROOT)
+        # Training gets its own worker (one run at a time, a fresh child per run) so that
+        # inference is never starved.
+        children.append(
+            _start(
+                [
+                    PYTHON,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "chestnet_site",
+                    "worker",
+                    "-Q",
+                    "training",
+                    "--concurrency",
+                    "1",
+                    "--max-tasks-per-child",
+                    "1",
+                    "--loglevel",
+                    "INFO",
+                    "-n",
+                    "training@%h",
+                ],
+                env,
+            )
+        )
         children.append(
             _start(
                 [
@@ -101,6 +129,7 @@ def main() -> int:
     finally:
         for child in reversed(children):
             _stop(child)
+        (home / "redis" / "url").unlink(missing_ok=True)
     return 0 if stopping else 1
 
 

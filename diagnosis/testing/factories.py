@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -21,13 +23,14 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.PostGenerationMethodCall("set_password", "pw-for-tests")
 
     @factory.post_generation
-    def role(self, create, extracted, **kwargs):
+    def role(user: Any, create: bool, extracted: str | None, **kwargs: Any) -> None:
+        """`role=roles.CLINICIAN`: the user joins that group. Runs on the created user."""
         if extracted:
-            self.groups.add(Group.objects.get_or_create(name=extracted)[0])
-        self.save()
+            user.groups.add(Group.objects.get_or_create(name=extracted)[0])
+        user.save()
 
 
-class CaseFactory(factory.django.DjangoModelFactory):
+class CaseFactory(factory.django.DjangoModelFactory[Case]):
     class Meta:
         model = Case
 
@@ -80,7 +83,7 @@ def awaiting_review_case(*, probability: float = 0.8, **kwargs) -> Case:
     """A case whose analysis is done, as the worker would leave it."""
     from diagnosis import services
 
-    case = CaseFactory(**kwargs)
+    case = CaseFactory.create(**kwargs)
     PredictionFactory(
         image__case=case,
         probability=probability,

@@ -6,9 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from chestnet_site import env
+from diagnosis import services
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,3 +61,41 @@ def test_production_settings_pass_check_deploy(tmp_path):
         CHESTNET_HOME=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_production_refuses_the_test_only_inference_delay(tmp_path):
+    result = _manage(
+        "check",
+        CHESTNET_ENV="production",
+        SECRET_KEY="x" * 20 + "a-long-random-production-secret-key-123456",
+        ALLOWED_HOSTS="chestnet.example.org",
+        CHESTNET_HOME=str(tmp_path),
+        CHESTNET_TEST_INFERENCE_DELAY_S="5",
+    )
+    assert result.returncode != 0 and "CHESTNET_TEST_INFERENCE_DELAY_S" in result.stderr
+
+
+def test_a_killed_workers_image_is_recovered_within_minutes_by_default():
+    """A worker killed mid-task: the beat sweep republishes its image once the lease is
+    over, and the broker redelivers its unacknowledged message after the visibility
+    timeout (tests/integration/test_recovery.py shows both happen)."""
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    sweep_every = settings.CELERY_BEAT_SCHEDULE["requeue-stale-images"]["schedule"]
+    restore_every = options["unacked_restore_interval"] * options["unacked_restore_throttle"]
+    assert services.PROCESSING_LEASE.total_seconds() + sweep_every <= 4 * 60
+    assert options["visibility_timeout"] + restore_every <= 5.5 * 60
+
+
+def test_a_slow_task_is_not_taken_from_a_live_worker():
+    hard_limit, longest_retry_countdown = settings.CELERY_TASK_TIME_LIMIT, 30
+    assert services.PROCESSING_LEASE.total_seconds() > hard_limit
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] > (
+        hard_limit + longest_retry_countdown
+    )
+
+
+def test_publishing_gives_up_quickly_when_the_broker_is_down_or_hung():
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    assert options["socket_timeout"] <= 10 and settings.CELERY_BROKER_CONNECTION_TIMEOUT <= 5
+    assert settings.CELERY_TASK_PUBLISH_RETRY_POLICY["max_retries"] <= 1

@@ -24,8 +24,13 @@ def test_run_local_serves_and_stops_everything_on_sigterm(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(CHESTNET_HOME=str(tmp_path), PORT=str(port))
     log = (tmp_path / "run.log").open("wb")
-    runner = subprocess.Popen([sys.executable, "scripts/run_local.py"], cwd=ROOT, env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
+    runner = subprocess.Popen(
+        [sys.executable, "scripts/run_local.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         health = _wait_for_health(port, runner)
         assert health["database"] == "ok" and health["broker"] == "ok"

@@ -7,7 +7,7 @@ from ml.model import GRADCAM_LAYER, ModelConfig, build_model
 
 @pytest.mark.parametrize("arch", ["resnet", "vgg"])
 def test_every_architecture_ends_in_the_shared_head(arch):
-    model = build_model(ModelConfig(arch=arch, image_size=64, width=12, stages=2))
+    model = build_model(ModelConfig(arch=arch, image_size=64, width=16, stages=2))
     assert model.output_shape == (None, 1)
     assert model.input_shape == (None, 64, 64, 1)
     assert len(model.get_layer(GRADCAM_LAYER).output.shape) == 4

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -21,7 +23,7 @@ DEMO_USERS = {
 class Command(BaseCommand):
     help = "Create the demo users (password chestnet-demo) if there are no users yet."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
             raise CommandError("Demo users are for local runs only.")
         User = get_user_model()

@@ -4,7 +4,6 @@ live server, a real broker and a real worker. Screenshots land in docs/screensho
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,26 +13,12 @@ from diagnosis.models import Case, Review
 from diagnosis.testing import factories
 from diagnosis.testing.images import dicom_bytes, png_bytes
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.integration,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHARED = Path(
     os.environ.get("CHESTNET_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
 )
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def _a_radiograph() -> bytes:
@@ -43,31 +28,7 @@ def _a_radiograph() -> bytes:
     return png_bytes(512, 512, seed=3)
 
 
-@pytest.fixture
-def browser(monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls in the test
-    # body are still plain synchronous calls.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (make browser)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
-
-
-def _login(browser, base: str, username: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 950})
-    page.goto(f"{base}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "pw-for-tests")
-    page.click("button[type=submit]")
-    return page
-
-
-def test_upload_live_result_review_and_sign(browser, live_server, worker, tmp_path):
+def test_upload_live_result_review_and_sign(login, live_server, worker, tmp_path):
     factories.UserFactory(username="e2e-clinician", role=roles.CLINICIAN)
     factories.UserFactory(username="e2e-radiologist", role=roles.RADIOLOGIST)
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -75,7 +36,7 @@ def test_upload_live_result_review_and_sign(browser, live_server, worker, tmp_pa
     (tmp_path / "chest.dcm").write_bytes(dicom_bytes())
     (tmp_path / "notes.txt").write_bytes(b"not an image")
 
-    page = _login(browser, live_server.url, "e2e-clinician")
+    page = login(live_server.url, "e2e-clinician")
     page.goto(f"{live_server.url}/cases/new/")
     page.fill("input[name=patient_id]", "E2E-1")
     page.check("input[name=urgency][value=urgent]")
@@ -98,7 +59,7 @@ def test_upload_live_result_review_and_sign(browser, live_server, worker, tmp_pa
     page.screenshot(path=str(SHOTS / "02-case-result.png"), full_page=True)
     case = Case.objects.get()
 
-    rad = _login(browser, live_server.url, "e2e-radiologist")
+    rad = login(live_server.url, "e2e-radiologist")
     rad.goto(f"{live_server.url}/worklist/")
     rad.screenshot(path=str(SHOTS / "03-worklist.png"), full_page=True)
     rad.click(f"tr[data-case-id='{case.pk}'] button:has-text('Claim')")

@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class MlopsConfig(AppConfig):
+    name = "mlops"
+    verbose_name = "Model operations"
+    default_auto_field = "django.db.models.BigAutoField"

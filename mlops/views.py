@@ -1,0 +1,499 @@
+"""Admin-only pages for datasets, training runs and model versions. Every view checks the
+role (admin_required); files are served only through these checks."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from diagnosis import roles
+from diagnosis.models import Case, Image
+from mlops import forms, selectors, services, training, versions
+from mlops.models import (
+    Activation,
+    Dataset,
+    DatasetImage,
+    Evaluation,
+    Event,
+    ImportJob,
+    ModelVersion,
+    PriorPrediction,
+    TrainingRun,
+)
+
+PLOTS = ("roc", "precision_recall", "calibration", "confusion_matrix")
+
+
+def admin_required(view):
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs):
+        if not roles.is_admin(request.user):
+            raise PermissionDenied("Only administrators can manage datasets and models.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _private(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+# --- overview and datasets -------------------------------------------------------------
+
+
+@admin_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "mlops/home.html",
+        {
+            "datasets": selectors.dataset_list(),
+            "runs": TrainingRun.objects.select_related("dataset")[:10],
+            "versions": ModelVersion.objects.all()[:10],
+            "active": selectors.active_version(),
+            "events": Event.objects.select_related("actor")[:15],
+            "form": forms.DatasetForm(),
+        },
+    )
+
+
+@admin_required
+@require_POST
+def dataset_create(request: HttpRequest) -> HttpResponse:
+    form = forms.DatasetForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give the dataset a name (at most 100 characters).")
+        return redirect("mlops:home")
+    try:
+        dataset = services.dataset_create(user=request.user, **form.cleaned_data)
+    except services.ServiceError as exc:
+        messages.error(request, str(exc))
+        return redirect("mlops:home")
+    return redirect("mlops:dataset_detail", dataset_id=dataset.pk)
+
+
+@admin_required
+@require_GET
+def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    filters = {k: request.GET.get(k, "") for k in ("label", "source", "excluded")}
+    split = request.GET.get("split")
+    images = selectors.dataset_images(dataset=dataset, split=split, **filters)
+    page = Paginator(images, 48).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "mlops/dataset_detail.html",
+        {
+            "dataset": dataset,
+            "page": page,
+            "filters": request.GET,
+            "balance": selectors.dataset_balance(dataset=dataset),
+            "total": dataset.images.count(),
+            "imports": dataset.imports.all()[:5],
+            "runs": dataset.runs.all()[:5],
+            "events": Event.objects.filter(dataset=dataset).select_related("actor")[:10],
+            "import_form": forms.ImportForm(),
+            "split_form": forms.SplitForm(initial={"seed": dataset.split_seed or 1337}),
+            "train_form": forms.TrainForm(),
+            "problems": training.trainable_problems(dataset),
+            "labels": DatasetImage._meta.get_field("label").choices,
+            "sources": DatasetImage.Source.choices,
+        },
+    )
+
+
+@admin_required
+@require_POST
+def dataset_import(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    form = forms.ImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, "Choose a zip file to import.")
+        return redirect("mlops:dataset_detail", dataset_id=dataset.pk)
+    try:
+        job = services.import_job_create(
+            dataset=dataset, upload=form.cleaned_data["archive"], user=request.user
+        )
+    except services.ServiceError as exc:
+        messages.error(request, str(exc))
+        return redirect("mlops:dataset_detail", dataset_id=dataset.pk)
+    return redirect("mlops:import_detail", job_id=job.pk)
+
+
+@admin_required
+@require_GET
+def import_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(ImportJob.objects.select_related("dataset"), pk=job_id)
+    return render(request, "mlops/import_detail.html", {"job": job})
+
+
+@admin_required
+@never_cache
+@require_GET
+def import_status(request: HttpRequest, job_id: int) -> JsonResponse:
+    job = get_object_or_404(ImportJob, pk=job_id)
+    return JsonResponse(
+        {
+            "status": job.status,
+            "total": job.total,
+            "processed": job.processed,
+            "error": job.error,
+            "summary": job.summary,
+        }
+    )
+
+
+@admin_required
+@require_POST
+def dataset_split(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    form = forms.SplitForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.dataset_assign_splits(
+                dataset=dataset,
+                validation_fraction=data["validation_percent"] / 100,
+                test_fraction=data["test_percent"] / 100,
+                seed=data["seed"],
+                user=request.user,
+            )
+            messages.success(request, f"Splits assigned by patient with seed {data['seed']}.")
+        except services.ServiceError as exc:
+            messages.error(request, str(exc))
+    else:
+        messages.error(request, "Check the split percentages and seed.")
+    return redirect("mlops:dataset_detail", dataset_id=dataset.pk)
+
+
+@admin_required
+@require_GET
+def dataset_export(request: HttpRequest, dataset_id: int) -> FileResponse:
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    path = services.dataset_export(dataset=dataset, user=request.user)
+    handle = path.open("rb")
+    os.unlink(path)  # the open handle keeps the data until the response is sent
+    response = FileResponse(
+        handle,
+        as_attachment=True,
+        filename=f"dataset-{dataset.pk}.zip",
+        content_type="application/zip",
+    )
+    return _private(response)
+
+
+@admin_required
+@require_POST
+def dataset_feedback(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    services.dataset_set_feedback_target(dataset=dataset, user=request.user)
+    messages.success(request, f"Signed normal/pneumonia reports now flow into {dataset.name}.")
+    return redirect("mlops:dataset_detail", dataset_id=dataset.pk)
+
+
+# --- images ----------------------------------------------------------------------------
+
+
+@admin_required
+def image_detail(request: HttpRequest, image_id: int) -> HttpResponse:
+    image = get_object_or_404(DatasetImage.objects.select_related("dataset"), pk=image_id)
+    if request.method == "POST":
+        _image_action(request, image)
+        return redirect("mlops:image_detail", image_id=image.pk)
+    return render(
+        request,
+        "mlops/image_detail.html",
+        {
+            "image": image,
+            "changes": image.label_changes.select_related("actor"),
+            "relabel_form": forms.RelabelForm(initial={"label": image.label}),
+        },
+    )
+
+
+def _image_action(request: HttpRequest, image: DatasetImage) -> None:
+    if "label" in request.POST:
+        form = forms.RelabelForm(request.POST)
+        if form.is_valid():
+            services.image_relabel(image=image, label=form.cleaned_data["label"], user=request.user)
+            messages.success(request, "Label changed.")
+    elif "excluded" in request.POST:
+        services.image_set_excluded(
+            image=image,
+            excluded=request.POST["excluded"] == "1",
+            reason=request.POST.get("reason", ""),
+            user=request.user,
+        )
+        messages.success(request, "Exclusion updated.")
+
+
+@admin_required
+@never_cache
+@require_GET
+def image_file(request: HttpRequest, image_id: int, kind: str) -> HttpResponse:
+    image = get_object_or_404(DatasetImage, pk=image_id)
+    if kind == "thumb":
+        return _private(FileResponse(image.thumbnail.open("rb"), content_type="image/png"))
+    if kind == "view":
+        from ml.preprocessing import decode_image, preview_png
+
+        with image.file.open("rb") as handle:
+            png = preview_png(decode_image(handle.read()), max_side=1024)
+        return _private(HttpResponse(png, content_type="image/png"))
+    raise Http404
+
+
+# --- training runs ---------------------------------------------------------------------
+
+
+@admin_required
+@require_POST
+def run_start(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    form = forms.TrainForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Check the training settings.")
+        return redirect("mlops:dataset_detail", dataset_id=dataset.pk)
+    try:
+        run = training.training_run_start(dataset=dataset, user=request.user, **form.cleaned_data)
+    except services.ServiceError as exc:
+        messages.error(request, f"Training refused: {exc}")
+        return redirect("mlops:dataset_detail", dataset_id=dataset.pk)
+    return redirect("mlops:run_detail", run_id=run.pk)
+
+
+@admin_required
+@require_GET
+def run_list(request: HttpRequest) -> HttpResponse:
+    runs = TrainingRun.objects.select_related("dataset", "model_version")[:200]
+    return render(request, "mlops/run_list.html", {"runs": runs})
+
+
+@admin_required
+@require_GET
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun.objects.select_related("dataset"), pk=run_id)
+    return render(request, "mlops/run_detail.html", {"run": run})
+
+
+def _run_state(run: TrainingRun) -> dict:
+    version = getattr(run, "model_version", None)
+    return {
+        "status": run.status,
+        "history": run.history,
+        "log": run.log,
+        "error": run.error,
+        "epochs": run.config.get("epochs"),
+        "cancel_requested": run.cancel_requested,
+        "version": version.version if version else None,
+        "version_url": f"/mlops/versions/{version.pk}/" if version else None,
+    }
+
+
+@admin_required
+@never_cache
+@require_GET
+def run_status(request: HttpRequest, run_id: int) -> JsonResponse:
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    return JsonResponse(_run_state(run))
+
+
+@admin_required
+@require_POST
+def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    training.training_run_cancel(run=run, user=request.user)
+    messages.success(request, "Cancellation requested.")
+    return redirect("mlops:run_detail", run_id=run.pk)
+
+
+# --- model versions --------------------------------------------------------------------
+
+
+@admin_required
+@require_GET
+def version_list(request: HttpRequest) -> HttpResponse:
+    rows = []
+    for version in ModelVersion.objects.select_related("dataset", "run"):
+        evaluation = version.evaluations.filter(status=Evaluation.Status.DONE).first()
+        rows.append({"version": version, "test": evaluation.metrics if evaluation else None})
+    return render(
+        request,
+        "mlops/version_list.html",
+        {
+            "rows": rows,
+            "datasets": Dataset.objects.all(),
+            "activations": Activation.objects.select_related("version", "actor")[:20],
+        },
+    )
+
+
+@admin_required
+@require_GET
+def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
+    version = get_object_or_404(
+        ModelVersion.objects.select_related("dataset", "run"), pk=version_id
+    )
+    return render(
+        request,
+        "mlops/version_detail.html",
+        {
+            "version": version,
+            "evaluations": version.evaluations.select_related("dataset"),
+            "activations": version.activations.select_related("actor"),
+            "form": forms.ActivateForm(),
+            "plots": PLOTS,
+            "points": _points_for_table(version),
+        },
+    )
+
+
+def _points_for_table(version: ModelVersion) -> list[dict]:
+    points = version.validation.get("operating_points") or []
+    marks = []
+    for target in (0.90, 0.95, 0.97, 0.99):
+        reaching = [p for p in points if p["sensitivity"] >= target]
+        if reaching:
+            marks.append({"target": target, **max(reaching, key=lambda p: p["threshold"])})
+    return marks
+
+
+@admin_required
+@require_POST
+def version_activate(request: HttpRequest, version_id: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    form = forms.ActivateForm(request.POST)
+    if form.is_valid():
+        try:
+            version = versions.version_activate(
+                version=version,
+                user=request.user,
+                operating_point=form.cleaned_data["operating_point"],
+            )
+            messages.success(
+                request, f"{version.version} is active at threshold {version.active_threshold:.4f}."
+            )
+        except services.ServiceError as exc:
+            messages.error(request, str(exc))
+    return redirect("mlops:version_detail", version_id=version.pk)
+
+
+@admin_required
+@require_POST
+def version_rollback(request: HttpRequest, activation_id: int) -> HttpResponse:
+    activation = get_object_or_404(Activation.objects.select_related("version"), pk=activation_id)
+    version = versions.version_rollback(activation=activation, user=request.user)
+    messages.success(
+        request, f"Rolled back to {version.version} at threshold {version.active_threshold:.4f}."
+    )
+    return redirect("mlops:version_detail", version_id=version.pk)
+
+
+@admin_required
+@never_cache
+@require_GET
+def evaluation_plot(request: HttpRequest, evaluation_id: int, plot: str) -> FileResponse:
+    evaluation = get_object_or_404(Evaluation, pk=evaluation_id)
+    name = evaluation.plots.get(plot)
+    if plot not in PLOTS or not name:
+        raise Http404
+    return _private(FileResponse(default_storage.open(name, "rb"), content_type="image/png"))
+
+
+@admin_required
+def version_compare(request: HttpRequest) -> HttpResponse:
+    source = request.POST if request.method == "POST" else request.GET
+    context: dict = {
+        "versions": ModelVersion.objects.all(),
+        "datasets": Dataset.objects.all(),
+        "plots": PLOTS,
+        "selected": source,
+    }
+    try:
+        a = ModelVersion.objects.get(pk=int(source.get("a", "")))
+        b = ModelVersion.objects.get(pk=int(source.get("b", "")))
+        dataset = Dataset.objects.get(pk=int(source.get("dataset", "")))
+    except (ValueError, ModelVersion.DoesNotExist, Dataset.DoesNotExist):
+        return render(request, "mlops/version_compare.html", context)
+    if request.method == "POST":
+        _queue_missing(request, a, b, dataset)
+        return redirect(f"{request.path}?a={a.pk}&b={b.pk}&dataset={dataset.pk}")
+    digest, eval_a, eval_b = selectors.evaluation_pair(a=a, b=b, dataset=dataset)
+    context.update(
+        a=a,
+        b=b,
+        dataset=dataset,
+        eval_a=eval_a,
+        eval_b=eval_b,
+        digest=digest,
+        rows=_compare_rows(eval_a, eval_b),
+    )
+    return render(request, "mlops/version_compare.html", context)
+
+
+def _queue_missing(
+    request: HttpRequest, a: ModelVersion, b: ModelVersion, dataset: Dataset
+) -> None:
+    _digest, eval_a, eval_b = selectors.evaluation_pair(a=a, b=b, dataset=dataset)
+    try:
+        for version, existing in ((a, eval_a), (b, eval_b)):
+            if existing is None:
+                training.evaluation_start(version=version, dataset=dataset, user=request.user)
+        messages.success(request, "Evaluations queued on the training worker.")
+    except services.ServiceError as exc:
+        messages.error(request, str(exc))
+
+
+METRIC_ROWS = (
+    "count",
+    "roc_auc",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "f1",
+    "accuracy",
+    "expected_calibration_error",
+    "threshold",
+)
+
+
+def _compare_rows(eval_a: Evaluation | None, eval_b: Evaluation | None) -> list[tuple]:
+    done = [e.metrics if e and e.status == Evaluation.Status.DONE else {} for e in (eval_a, eval_b)]
+    return [(key, done[0].get(key), done[1].get(key)) for key in METRIC_ROWS]
+
+
+# --- cases: re-run with the active version ---------------------------------------------
+
+
+@admin_required
+@require_POST
+def case_rerun(request: HttpRequest, case_id: int) -> HttpResponse:
+    case = get_object_or_404(Case, pk=case_id)
+    try:
+        count = services.case_rerun(case=case, user=request.user)
+        messages.success(request, f"{count} image(s) queued for analysis with the active model.")
+    except services.ServiceError as exc:
+        messages.error(request, str(exc))
+    return redirect("case_detail", case_id=case.pk)
+
+
+@admin_required
+@require_GET
+def case_predictions(request: HttpRequest, case_id: int) -> HttpResponse:
+    case = get_object_or_404(Case, pk=case_id)
+    images = Image.objects.filter(case=case).select_related("prediction")
+    prior = PriorPrediction.objects.filter(image__case=case).select_related("superseded_by")
+    return render(
+        request, "mlops/case_predictions.html", {"case": case, "images": images, "prior": prior}
+    )

@@ -1,0 +1,119 @@
+"""An admin grows the data, trains, reviews and rolls out a model in a real Chromium; a
+clinician's next upload is then analysed by that version. Real broker, a real inference
+worker and a real training worker (separate `training` queue). Screenshots land in
+docs/screenshots/ (mlops-*.png)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from diagnosis import roles
+from diagnosis.models import Case
+from diagnosis.testing import factories
+from diagnosis.testing.images import png_bytes
+from diagnosis.testing.stack import stop_worker
+from mlops.models import ModelVersion, TrainingRun
+from mlops.testing import labelled_entries, start_training_worker, zip_bytes
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+SHARED = Path(
+    os.environ.get("CHESTNET_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
+)
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def training_worker(worker_env, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("training-worker")
+    env = {**worker_env, "CHESTNET_TRAINING_WORK_DIR": str(folder / "work")}
+    process = start_training_worker(log=folder / "worker.log", env=env)
+    yield process
+    stop_worker(process)
+
+
+def _small_zip(path: Path) -> Path:
+    """20 + 20 real radiographs from the shared data when present, else synthetic ones."""
+    entries = {}
+    for label in ("NORMAL", "PNEUMONIA"):
+        for file in sorted(SHARED.glob(f"chest_xray/train/{label}/*.jpeg"))[:20]:
+            entries[f"{label}/{file.name}"] = file.read_bytes()
+    if len(entries) < 40:
+        entries = labelled_entries(20, 20)
+    entries["__MACOSX/NORMAL/._junk"] = b"resource fork"  # skipped, with a reason
+    path.write_bytes(zip_bytes(entries))
+    return path
+
+
+def _an_unseen_radiograph() -> bytes:
+    for path in sorted(SHARED.glob("chest_xray/train/PNEUMONIA/*.jpeg"))[30:31]:
+        return path.read_bytes()
+    return png_bytes(256, 256, seed=21)
+
+
+def test_admin_imports_trains_activates_and_new_uploads_use_the_version(
+    login, live_server, worker, training_worker, tmp_path
+):
+    factories.UserFactory(username="e2e-admin", role=roles.ADMIN)
+    factories.UserFactory(username="e2e-clinician", role=roles.CLINICIAN)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    base = live_server.url
+
+    page = login(base, "e2e-admin")
+    page.click("text=Models")
+    page.fill("input[name=name]", "pediatric-batch-1")
+    page.click("text=Create dataset")
+    page.wait_for_url("**/mlops/datasets/*/")
+    page.set_input_files("input[name=archive]", str(_small_zip(tmp_path / "batch.zip")))
+    page.click("#import-form button[type=submit]")
+    page.wait_for_url("**/mlops/imports/*/")
+    page.wait_for_selector("#import-status.done", timeout=120_000)  # live, no reload
+    assert "40 imported" in page.inner_text("#import-summary")
+    page.screenshot(path=str(SHOTS / "mlops-01-import-summary.png"), full_page=True)
+
+    page.click("text=pediatric-batch-1")
+    page.fill("#split-form input[name=seed]", "42")
+    page.click("#split-form button[type=submit]")
+    page.wait_for_selector("text=Splits assigned by patient with seed 42")
+    page.wait_for_load_state("networkidle")  # the thumbnails
+    page.screenshot(path=str(SHOTS / "mlops-02-dataset.png"), full_page=True)
+
+    for name, value in (("epochs", "2"), ("image_size", "64"), ("width", "16"), ("stages", "2")):
+        page.fill(f"#train-form input[name={name}]", value)
+    page.click("#train-form button[type=submit]")
+    page.wait_for_url("**/mlops/runs/*/")
+    finished = "#run-status.succeeded, #run-status.failed, #run-status.cancelled"
+    page.wait_for_selector(finished, timeout=600_000)  # live progress, no reload
+    assert page.inner_text("#run-status") == "succeeded", page.inner_text("#run-root")
+    assert page.locator("#chart-loss circle.point.loss").count() == 2
+    page.wait_for_selector("#run-version a")
+    page.screenshot(path=str(SHOTS / "mlops-03-training-run.png"), full_page=True)
+    run = TrainingRun.objects.get()
+    assert len(run.history) == 2
+
+    page.click("#run-version a")
+    page.wait_for_selector(".evaluation img[alt=roc]")
+    page.screenshot(path=str(SHOTS / "mlops-04-version-report.png"), full_page=True)
+    page.select_option("select[name=operating_point]", "card")
+    page.click("#activate-form button[type=submit]")
+    page.wait_for_selector("#active-badge")
+    version = ModelVersion.objects.get(is_active=True)
+    assert version.run == run
+    page.screenshot(path=str(SHOTS / "mlops-05-version-activated.png"), full_page=True)
+
+    clinician = login(base, "e2e-clinician")
+    clinician.goto(f"{base}/cases/new/")
+    (tmp_path / "chest.png").write_bytes(_an_unseen_radiograph())
+    clinician.set_input_files("input[name=images]", [str(tmp_path / "chest.png")])
+    clinician.click("#case-form button[type=submit]")
+    clinician.wait_for_url("**/cases/*/")
+    clinician.wait_for_selector("#case-status.awaiting_review", timeout=180_000)
+    assert f"model {version.version}" in clinician.inner_text("[data-result]")
+    clinician.screenshot(path=str(SHOTS / "mlops-06-upload-uses-new-version.png"), full_page=True)
+    assert Case.objects.get().images.get().prediction.model_version == version.version
+
+    page.goto(f"{base}/mlops/versions/")
+    page.screenshot(path=str(SHOTS / "mlops-07-versions.png"), full_page=True)

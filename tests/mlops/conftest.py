@@ -1,0 +1,80 @@
+"""Personas and helpers for the mlops tests (admins manage datasets and models)."""
+
+from __future__ import annotations
+
+import pytest
+
+from diagnosis import roles
+from diagnosis.testing import factories
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.CHESTNET_TRAINING_WORK_DIR = tmp_path / "training"
+    settings.CHESTNET_MODEL_CACHE = tmp_path / "model-cache"
+
+
+@pytest.fixture(autouse=True)
+def queued(monkeypatch):
+    """Unit tests never publish: record what would have been enqueued, by task."""
+    sent: dict[str, list[int]] = {"import": [], "training": [], "evaluation": [], "inference": []}
+    for task, key in (
+        ("mlops.tasks.dataset_import_task", "import"),
+        ("mlops.tasks.training_run_task", "training"),
+        ("mlops.tasks.evaluation_run_task", "evaluation"),
+        ("diagnosis.tasks.inference_run_task", "inference"),
+    ):
+        monkeypatch.setattr(
+            f"{task}.apply_async", lambda args, key=key, **kw: sent[key].append(args[0])
+        )
+    return sent
+
+
+@pytest.fixture
+def admin_user(db):
+    return factories.UserFactory(username="site-admin", role=roles.ADMIN)
+
+
+@pytest.fixture
+def clinician(db):
+    return factories.UserFactory(username="dr-clinician", role=roles.CLINICIAN)
+
+
+@pytest.fixture
+def radiologist(db):
+    return factories.UserFactory(username="dr-radiologist", role=roles.RADIOLOGIST)
+
+
+@pytest.fixture
+def client_for(client):
+    def login(user):
+        client.force_login(user)
+        return client
+
+    return login
+
+
+@pytest.fixture
+def dataset(admin_user):
+    from mlops import services
+
+    return services.dataset_create(name="kermany-small", user=admin_user)
+
+
+@pytest.fixture
+def import_zip(dataset, admin_user):
+    """Import a zip through the browser path (job + worker service), returning the job."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from mlops import services
+
+    def run(data: bytes, name: str = "set.zip"):
+        job = services.import_job_create(
+            dataset=dataset, upload=SimpleUploadedFile(name, data), user=admin_user
+        )
+        services.import_job_run(job_id=job.pk)
+        job.refresh_from_db()
+        return job
+
+    return run

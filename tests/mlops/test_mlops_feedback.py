@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import pytest
+from django.core.files.base import ContentFile
+
+from diagnosis import services as diagnosis_services
+from diagnosis.testing import factories
+from diagnosis.testing.images import dicom_bytes
+from mlops import services
+from mlops.models import DatasetImage
+
+
+def _dicom_with_identifiers() -> bytes:
+    import io
+
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes()))
+    ds.PatientName = "Doe^Jane"
+    ds.PatientID = "MRN-998877"
+    ds.PatientBirthDate = "20190101"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def feedback_dataset(dataset, admin_user):
+    return services.dataset_set_feedback_target(dataset=dataset, user=admin_user)
+
+
+def _signed(radiologist, finding: str, capture):
+    case = factories.awaiting_review_case(patient_id="MRN-998877")
+    image = case.images.get()
+    image.original.save("x", ContentFile(_dicom_with_identifiers()))
+    with capture(execute=True):
+        diagnosis_services.review_sign(
+            case=case, author=radiologist, agrees_with_ai=True, finding=finding, report="Report."
+        )
+    return case
+
+
+def test_signed_pneumonia_reports_feed_the_chosen_dataset_without_identifiers(
+    feedback_dataset, radiologist, django_capture_on_commit_callbacks
+):
+    case = _signed(radiologist, "pneumonia", django_capture_on_commit_callbacks)
+    row = DatasetImage.objects.get(dataset=feedback_dataset)
+    assert (row.label, row.source, row.format, row.feedback_case) == (
+        "PNEUMONIA",
+        "feedback",
+        "png",
+        case,
+    )
+    stored = row.file.read()
+    assert stored.startswith(b"\x89PNG")
+    for identifier in (b"Doe", b"Jane", b"MRN-998877", b"20190101", b"DICM"):
+        assert identifier not in stored
+    assert "MRN" not in row.patient and "MRN" not in row.original_name
+
+
+def test_other_findings_are_kept_out_and_an_amendment_relabels(
+    feedback_dataset, radiologist, django_capture_on_commit_callbacks
+):
+    case = _signed(radiologist, "other", django_capture_on_commit_callbacks)
+    assert not DatasetImage.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        diagnosis_services.review_amend(
+            case=case,
+            author=radiologist,
+            agrees_with_ai=False,
+            finding="normal",
+            report="Normal after all.",
+        )
+    assert DatasetImage.objects.get().label == "NORMAL"
+    with django_capture_on_commit_callbacks(execute=True):
+        diagnosis_services.review_amend(
+            case=case,
+            author=radiologist,
+            agrees_with_ai=False,
+            finding="pneumonia",
+            report="Pneumonia.",
+        )
+    row = DatasetImage.objects.get()
+    assert row.label == "PNEUMONIA" and row.label_changes.count() == 1
+
+
+def test_without_a_feedback_dataset_nothing_is_copied(
+    dataset, radiologist, django_capture_on_commit_callbacks
+):
+    _signed(radiologist, "pneumonia", django_capture_on_commit_callbacks)
+    assert not DatasetImage.objects.exists()
+
+
+def test_only_one_dataset_receives_feedback(dataset, admin_user):
+    other = services.dataset_create(name="other", user=admin_user)
+    services.dataset_set_feedback_target(dataset=dataset, user=admin_user)
+    services.dataset_set_feedback_target(dataset=other, user=admin_user)
+    dataset.refresh_from_db()
+    assert not dataset.is_feedback_target and other.is_feedback_target

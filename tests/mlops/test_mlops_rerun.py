@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+
+from diagnosis.models import Case, Image, Prediction
+from diagnosis.testing import factories
+from mlops import services
+from mlops.models import PriorPrediction
+
+
+def test_rerun_keeps_the_old_result_and_queues_the_images(
+    admin_user, queued, django_capture_on_commit_callbacks
+):
+    case = factories.awaiting_review_case(probability=0.9)
+    image = case.images.get()
+    old = image.prediction
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.case_rerun(case=case, user=admin_user) == 1
+    prior = PriorPrediction.objects.get(image=image)
+    assert (prior.model_version, prior.probability, prior.heatmap.name) == (
+        "test-1",
+        0.9,
+        old.heatmap.name,
+    )
+    assert prior.superseded_by == admin_user
+    assert not Prediction.objects.filter(image=image).exists()
+    image.refresh_from_db()
+    assert image.status == Image.Status.QUEUED and queued["inference"] == [image.pk]
+    assert Case.objects.get(pk=case.pk).status == Case.Status.QUEUED
+
+
+def test_a_case_without_results_cannot_be_rerun(admin_user):
+    case = factories.ImageFactory().case
+    with pytest.raises(services.ServiceError, match="No analysed image"):
+        services.case_rerun(case=case, user=admin_user)

@@ -1,0 +1,110 @@
+"""A real training worker (Redis broker, separate `training` queue, TensorFlow in the
+child only) runs a tiny training: one epoch, a tiny network, a few dozen images. Then the
+inference worker analyses a new upload with the freshly activated version."""
+
+from __future__ import annotations
+
+import pytest
+
+from diagnosis import roles
+from diagnosis import services as diagnosis_services
+from diagnosis.models import Case
+from diagnosis.testing import factories
+from diagnosis.testing.images import png_bytes
+from diagnosis.testing.stack import stop_worker, wait_for
+from mlops import services, training, versions
+from mlops.models import Dataset, Evaluation, ModelVersion, TrainingRun
+from mlops.testing import TINY_RUN, labelled_entries, start_training_worker, zip_bytes
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def queued():
+    """Override the unit tests' fake broker: these tests publish for real."""
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp():
+    """Override: media is shared with the workers (stack plugin)."""
+
+
+@pytest.fixture(scope="module")
+def training_worker(worker_env, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("training-worker")
+    env = {**worker_env, "CHESTNET_TRAINING_WORK_DIR": str(folder / "work")}
+    process = start_training_worker(log=folder / "worker.log", env=env)
+    yield process
+    stop_worker(process)
+
+
+def _trainable_dataset(admin) -> Dataset:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    dataset = services.dataset_create(name="tiny", user=admin)
+    job = services.import_job_create(
+        dataset=dataset,
+        upload=SimpleUploadedFile("t.zip", zip_bytes(labelled_entries(20, 20))),
+        user=admin,
+    )
+    services.import_job_run(job_id=job.pk)
+    services.dataset_assign_splits(
+        dataset=dataset, validation_fraction=0.25, test_fraction=0.2, seed=5, user=admin
+    )
+    return dataset
+
+
+def _finished(run_id: int) -> TrainingRun | None:
+    run = TrainingRun.objects.get(pk=run_id)
+    return run if run.is_finished else None
+
+
+def test_a_tiny_run_trains_evaluates_and_its_version_serves_new_uploads(
+    shared_media, training_worker, worker, settings
+):
+    settings.MEDIA_ROOT = shared_media
+    admin = factories.UserFactory(username="it-admin", role=roles.ADMIN)
+    dataset = _trainable_dataset(admin)
+    run = training.training_run_start(dataset=dataset, user=admin, **TINY_RUN)
+    run = wait_for(lambda: _finished(run.pk), timeout=600, interval=1)
+    assert run.status == TrainingRun.Status.SUCCEEDED, (run.error, run.log)
+    assert [epoch["epoch"] for epoch in run.history] == [1]
+    assert {"loss", "auc", "val_loss", "val_auc"} <= set(run.history[0])
+    assert "Registered model version" in run.log
+
+    version = ModelVersion.objects.get(run=run)
+    assert version.card["version"] == version.version
+    assert version.card["images"]["train"] + version.card["images"]["validation"] == 32
+    assert version.validation["operating_points"]
+    evaluation = Evaluation.objects.get(version=version)
+    assert evaluation.status == Evaluation.Status.DONE and evaluation.metrics["count"] == 8
+    assert set(evaluation.plots) == {"roc", "precision_recall", "calibration", "confusion_matrix"}
+    assert all((shared_media / name).stat().st_size > 1000 for name in evaluation.plots.values())
+
+    versions.version_activate(version=version, user=admin, operating_point="card")
+    clinician = factories.UserFactory(username="it-clinician", role=roles.CLINICIAN)
+    validated = diagnosis_services.image_validate(name="a.png", data=png_bytes(128, 128, seed=11))
+    case = diagnosis_services.case_create(owner=clinician, images=[validated])
+    case = wait_for(
+        lambda: Case.objects.filter(pk=case.pk, status=Case.Status.AWAITING_REVIEW).first(),
+        timeout=240,
+    )
+    prediction = case.images.get().prediction
+    assert prediction.model_version == version.version  # not the worker's tiny-test-0 setting
+    assert prediction.threshold == pytest.approx(version.active_threshold)
+
+
+def test_a_running_run_can_be_cancelled(shared_media, training_worker, settings):
+    settings.MEDIA_ROOT = shared_media
+    admin = factories.UserFactory(username="it-admin2", role=roles.ADMIN)
+    dataset = _trainable_dataset(admin)
+    run = training.training_run_start(dataset=dataset, user=admin, **{**TINY_RUN, "epochs": 200})
+    wait_for(
+        lambda: TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).exists(),
+        timeout=120,
+    )
+    training.training_run_cancel(run=run, user=admin)
+    run = wait_for(lambda: _finished(run.pk), timeout=300, interval=1)
+    assert run.status == TrainingRun.Status.CANCELLED
+    assert len(run.history) < 200
+    assert not ModelVersion.objects.filter(run=run).exists()
