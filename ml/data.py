@@ -21,6 +21,9 @@ from ml.preprocessing import PREPROCESSING_VERSION, ImageError, preprocess
 log = logging.getLogger(__name__)
 
 LABELS: tuple[str, str] = ("NORMAL", "PNEUMONIA")
+# The fewest images of each class a split may hold before training is refused.
+MIN_TRAIN_PER_CLASS = 8
+MIN_VALIDATION_PER_CLASS = 2
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from ml.artifact import write_card
 from ml.augment import AugmentConfig
 from ml.data import (
     LABELS,
+    MIN_TRAIN_PER_CLASS,
+    MIN_VALIDATION_PER_CLASS,
     Record,
     Split,
     class_weights,
@@ -138,10 +140,6 @@ def train(
     }
     card["images"] = {"train": len(split.train), "validation": len(split.validation)}
     return write_card(output, card)
-
-
-MIN_TRAIN_PER_CLASS = 8
-MIN_VALIDATION_PER_CLASS = 2
 
 
 def _check_trainable(train: list[Record], validation: list[Record]) -> None:

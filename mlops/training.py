@@ -19,6 +19,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from ml.data import MIN_TRAIN_PER_CLASS, MIN_VALIDATION_PER_CLASS
 from mlops import selectors
 from mlops.models import Dataset, DatasetImage, Evaluation, Label, ModelVersion, Split, TrainingRun
 from mlops.services import ServiceError, event_record
@@ -26,9 +27,8 @@ from mlops.services import ServiceError, event_record
 logger = logging.getLogger(__name__)
 
 ARCHS = ("resnet", "vgg")
-# Mirrors ml.train's minimums (importing ml.train would load TensorFlow in the web process);
-# the worker's ml.train check stays the authority.
-MIN_PER_CLASS = {Split.TRAIN: 8, Split.VALIDATION: 2}
+# ml.data's minimums (ml.data is TensorFlow-free); the worker's ml.train check applies them.
+MIN_PER_CLASS = {Split.TRAIN: MIN_TRAIN_PER_CLASS, Split.VALIDATION: MIN_VALIDATION_PER_CLASS}
 DEFAULTS: dict[str, Any] = {
     "epochs": 20,
     "arch": "resnet",
@@ -38,9 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 1337,
 }
 STOP_POLL_S = 1.0
-# ml/ crashes natively (oneDNN, SIGABRT) below width 12, and was seen to at 12 with 27 real
-# 64 px radiographs; 16 trained cleanly.
-MIN_WIDTH = 16
+MIN_WIDTH = 16  # ml.model.MIN_WIDTH; importing ml.model would load Keras in the web process
 
 
 def run_config(**given: Any) -> dict[str, Any]:
