@@ -18,19 +18,24 @@ import numpy as np
 from ml.train import DEFAULT_DATA
 
 
-def _timed(function: Callable[[], object], runs: int, warmup: int = 3) -> dict[str, float]:
-    for _ in range(warmup):
-        function()
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        function()
-        samples.append((time.perf_counter() - started) * 1000)
+def _stats(samples: list[float]) -> dict[str, float]:
     return {
         "p50_ms": round(float(np.percentile(samples, 50)), 2),
         "p95_ms": round(float(np.percentile(samples, 95)), 2),
-        "runs": runs,
+        "runs": len(samples),
     }
+
+
+def _interleaved(functions: dict[str, Callable[[], object]], runs: int, warmup: int = 3) -> dict:
+    """Time each function `runs` times, round-robin, so a noisy neighbour slows all alike."""
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    for round_ in range(warmup + runs):
+        for name, function in functions.items():
+            started = time.perf_counter()
+            function()
+            if round_ >= warmup:
+                samples[name].append((time.perf_counter() - started) * 1000)
+    return {name: _stats(values) for name, values in samples.items()}
 
 
 def run_benchmark(
@@ -53,26 +58,34 @@ def run_benchmark(
     x = preprocess(small, size)[np.newaxis]
     bare = tf.function(lambda t: predictor.model(t, training=False))
     bare(x)
-    results = {
+    results: dict = {
         "model_version": predictor.version,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}",
-        "preprocess_224px_jpeg": _timed(lambda: preprocess(small, size), runs),
-        "preprocess_full_size_jpeg": _timed(lambda: preprocess(large, size), max(runs // 5, 5)),
-        "bare_compiled_forward": _timed(lambda: bare(x), runs),
-        "predict_no_heatmap": _timed(lambda: predictor.predict(small, heatmap=False), runs),
-        "predict_with_heatmap": _timed(lambda: predictor.predict(small, heatmap=True), runs),
-        "predict_with_heatmap_full_size": _timed(
-            lambda: predictor.predict(large, heatmap=True), max(runs // 5, 5)
-        ),
-        "gradcam_tf_keras_vis": _timed(
-            lambda: gradcam(predictor.model, x[0]), max(runs // 5, 5), warmup=1
-        ),
-        "gradcam_compiled": _timed(lambda: predictor._explainer(x), runs),
     }
-    batch = [small] * batch_size
-    timing = _timed(
-        lambda: predictor.predict_batch(batch, heatmap=False), max(runs // 5, 5), warmup=1
+    results |= _interleaved(
+        {
+            "bare_compiled_forward": lambda: bare(x),
+            "preprocess_224px_jpeg": lambda: preprocess(small, size),
+            "predict_no_heatmap": lambda: predictor.predict(small, heatmap=False),
+            "predict_with_heatmap": lambda: predictor.predict(small, heatmap=True),
+            "gradcam_compiled": lambda: predictor._explainer(x),
+        },
+        runs,
     )
+    few = max(runs // 5, 5)
+    results |= _interleaved(
+        {
+            "preprocess_full_size_jpeg": lambda: preprocess(large, size),
+            "predict_with_heatmap_full_size": lambda: predictor.predict(large, heatmap=True),
+            "gradcam_tf_keras_vis": lambda: gradcam(predictor.model, x[0]),
+        },
+        few,
+        warmup=1,
+    )
+    batch = [small] * batch_size
+    timing = _interleaved({"batch": lambda: predictor.predict_batch(batch, heatmap=False)}, few)[
+        "batch"
+    ]
     results["batch_throughput_images_per_s"] = round(batch_size / (timing["p50_ms"] / 1000), 1)
     results["batch_size"] = batch_size
     results["no_heatmap_over_bare_ratio"] = round(

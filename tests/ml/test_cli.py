@@ -100,3 +100,21 @@ def test_predict_reports_a_bad_file_and_exits_non_zero(labelled_folder, tiny_mod
     )
     assert result.returncode == 1
     assert "error" in json.loads(result.stdout.splitlines()[0])
+
+
+def test_benchmark_reports_every_stage_next_to_the_bare_forward_pass(tiny_model_path):
+    result = run_ml(
+        "benchmark", "--model", str(tiny_model_path), "--runs", "3", "--batch-size", "2"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for stage in (
+        "bare_compiled_forward",
+        "predict_no_heatmap",
+        "predict_with_heatmap",
+        "preprocess_full_size_jpeg",
+        "gradcam_tf_keras_vis",
+        "gradcam_compiled",
+    ):
+        assert report[stage]["p50_ms"] > 0 and report[stage]["p95_ms"] >= report[stage]["p50_ms"]
+    assert report["batch_throughput_images_per_s"] > 0 and report["peak_rss_mib"] > 0
