@@ -27,8 +27,9 @@ test: install browser
 test-fast: install
 	$(PY) -m pytest -m "not integration and not e2e and not slow" $(PYTEST_ARGS)
 
-LINTED := chestnet_site diagnosis scripts/run_local.py scripts/benchmark.py tests/conftest.py \
-	tests/diagnosis tests/integration tests/e2e manage.py
+LINTED := chestnet_site diagnosis mlops ml scripts/run_local.py scripts/benchmark.py \
+	scripts/validation_stress.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
+	tests/ml tests/mlops tests/test_docker_files.py manage.py
 
 lint: install
 	$(VENV)/bin/ruff check $(LINTED)

@@ -20,9 +20,11 @@ from diagnosis.models import AuditEvent, Case
 logger = logging.getLogger(__name__)
 
 INTENDED_USE = (
-    "Decision support only: the model was trained on pediatric chest radiographs and "
-    "estimates the probability of pneumonia. It is not a diagnosis; a radiologist's signed "
-    "report is the result of record."
+    "Decision support only: the model estimates the probability of pneumonia on frontal chest "
+    "radiographs. It was trained on pediatric radiographs (children aged one to five, one "
+    "hospital); its performance on adults, other views and other hospitals is unknown. It is "
+    "not a diagnosis and does not replace a radiologist; the radiologist's signed report is "
+    "the result of record."
 )
 
 
