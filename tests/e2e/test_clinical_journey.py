@@ -21,6 +21,46 @@ SHARED = Path(
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
+@pytest.fixture(scope="module")
+def worker_env(worker_env: dict[str, str]) -> dict[str, str]:
+    """The shipped model, not the tiny one: this journey's screenshots document the product."""
+    from ml.artifact import DEFAULT_ARTIFACT
+
+    return {**worker_env, "CHESTNET_MODEL_PATH": str(DEFAULT_ARTIFACT)}
+
+
+def _a_dicom_radiograph() -> bytes:
+    """A real radiograph as a 12-bit MONOCHROME2 DICOM, as a modality would send it."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    source = sorted(SHARED.glob("originals/NORMAL/*.jpeg"))
+    if not source:
+        return dicom_bytes()
+    picture = Image.open(source[0]).convert("L")
+    picture.thumbnail((1024, 1024))
+    pixels = (np.asarray(picture, dtype=np.uint16) * 16).astype(np.uint16)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = (
+        meta.MediaStorageSOPClassUID,
+        meta.MediaStorageSOPInstanceUID,
+    )
+    ds.Modality = "DX"
+    ds.set_pixel_data(pixels, "MONOCHROME2", 12)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 def _a_radiograph() -> bytes:
     """A real radiograph from the shared data set when present (nicer screenshots)."""
     for path in sorted(SHARED.glob("chest_xray/*/PNEUMONIA/*.jpeg"))[:1]:
@@ -33,7 +73,7 @@ def test_upload_live_result_review_and_sign(login, live_server, worker, tmp_path
     factories.UserFactory(username="e2e-radiologist", role=roles.RADIOLOGIST)
     SHOTS.mkdir(parents=True, exist_ok=True)
     (tmp_path / "chest.png").write_bytes(_a_radiograph())
-    (tmp_path / "chest.dcm").write_bytes(dicom_bytes())
+    (tmp_path / "chest.dcm").write_bytes(_a_dicom_radiograph())
     (tmp_path / "notes.txt").write_bytes(b"not an image")
 
     page = login(live_server.url, "e2e-clinician")
