@@ -54,3 +54,72 @@ def _wait_for_health(port: int, runner: subprocess.Popen, timeout: float = 120) 
         except OSError:
             time.sleep(0.5)
     raise AssertionError("the local run never became healthy")
+
+
+def test_management_commands_work_beside_a_running_local_stack(tmp_path, shared_data):
+    """An admin on the server: same CHESTNET_HOME, no URLs. The import lands in the running
+    stack's database and the training run is executed by its training worker."""
+    import shutil
+
+    folder = tmp_path / "incoming"
+    manifest = sorted((shared_data / "chest_xray/train").glob("*/*.jpeg"))
+    for split, count in (("train", 10), ("val", 3), ("test", 2)):
+        for label in ("NORMAL", "PNEUMONIA"):
+            (folder / split / label).mkdir(parents=True)
+            picks = [p for p in manifest if p.parent.name == label]
+            offset = {"train": 0, "val": 10, "test": 13}[split]
+            for path in picks[offset : offset + count]:
+                shutil.copy(path, folder / split / label / path.name)
+    home = tmp_path / "home"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(CHESTNET_HOME=str(home), PORT=str(port))
+    log = (tmp_path / "run.log").open("wb")
+    runner = subprocess.Popen(
+        [sys.executable, "scripts/run_local.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for_health(port, runner)
+
+        def manage(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [sys.executable, "manage.py", *args],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+
+        imported = manage("import_dataset", "beside", str(folder))
+        assert imported.returncode == 0, imported.stderr
+        trained = manage(
+            "train_model",
+            "--dataset",
+            "beside",
+            "--epochs",
+            "1",
+            "--image-size",
+            "64",
+            "--width",
+            "16",
+            "--stages",
+            "2",
+            "--timeout",
+            "240",
+        )
+        assert trained.returncode == 0, trained.stderr
+        version = trained.stdout.strip().splitlines()[-1]
+        activated = manage("activate_model", version)
+        assert activated.returncode == 0, activated.stderr
+        shown = manage(
+            "shell", "-c", "from mlops.selectors import active_model; print(active_model().version)"
+        )
+        assert shown.stdout.strip().splitlines()[-1] == version
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(60) == 0
