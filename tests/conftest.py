@@ -29,15 +29,3 @@ def tiny_model_path(tmp_path_factory) -> Path:
     from ml.testing import write_tiny_artifact
 
     return write_tiny_artifact(tmp_path_factory.mktemp("tiny-model") / "tiny.keras")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the broker-outage and killed-worker tests last.
-
-    They repoint this process's Celery producer at private Redis servers they stop, pause
-    and restart. In a full run (CI, after the browser tests) the producer was seen to stay
-    broken afterwards, so uploads in later worker tests never reached the broker. Last, they
-    can harm no other test. The cause of the leak is not found yet.
-    """
-    outages = [item for item in items if item.path.name == "test_recovery.py"]
-    items[:] = [item for item in items if item.path.name != "test_recovery.py"] + outages

@@ -25,13 +25,15 @@ T = TypeVar("T")
 
 def use_broker(url: str) -> None:
     """Point this process's Celery app (what uploads publish with) at another broker."""
+    from kombu import pools
+
     from chestnet_site.celery import app
 
     app.conf.broker_url = url
-    # Pooled connections still point at the old broker; Celery has no public reset.
-    pool = app.__dict__.get("_pool")
-    if pool is not None:
-        pool.force_close_all()
+    # Celery's connection and producer pools live in kombu's global registries, keyed by
+    # broker URL. Closing a pool leaves it registered, closed: switching back to that URL
+    # later would get "Acquire on closed pool". Empty the registries instead.
+    pools.reset()
     app._pool = None
     amqp = app.__dict__.get("amqp")
     if amqp is not None:
