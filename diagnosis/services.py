@@ -20,6 +20,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from diagnosis.models import AuditEvent, Case, Image, Prediction, Review
+from ml.overlay import heatmap_png
 from ml.preprocessing import ImageError, decode_image, is_dicom, preview_png
 
 logger = logging.getLogger(__name__)
@@ -196,8 +197,6 @@ def inference_run(*, image_id: int, token: str, predictor_loader: Callable[[], A
 def _heatmap_png(heatmap, size: tuple[int, int]) -> bytes | None:
     if heatmap is None:
         return None
-    from ml.gradcam import heatmap_png  # imports TensorFlow: worker only
-
     return heatmap_png(heatmap, size=size)
 
 

@@ -182,7 +182,7 @@ def _plot_confusion(axes, targets, scores, summary) -> None:
 
 
 def predict_files(files: list[str], *, model: str | None, heatmap_dir: str | None) -> int:
-    from ml.gradcam import render_overlay
+    from ml.overlay import render_overlay
     from ml.predictor import Predictor
 
     predictor = Predictor.load(model)

@@ -3,21 +3,17 @@
 `gradcam` is the reference, computed with tf-keras-vis (the design card's library).
 `CompiledExplainer` computes the same map inside one compiled TensorFlow function together
 with the prediction; tests hold it to Pearson r >= 0.99 against the reference on the shipped
-model. Rendering is separate and works on plain arrays.
+model. Rendering the maps is `ml.overlay`'s job, on plain arrays and without TensorFlow.
 """
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from PIL import Image
 from scipy.ndimage import zoom
 
 from ml.model import GRADCAM_LAYER, HEAD_LAYERS
 
-_EPSILON = 1e-7
-MAX_OVERLAY_ALPHA = 210  # the epsilon of keras.backend, which tf-keras-vis normalises with
+_EPSILON = 1e-7  # the epsilon of keras.backend, which tf-keras-vis normalises with
 
 
 def gradcam(model, model_input: np.ndarray, *, layer: str = GRADCAM_LAYER) -> np.ndarray:
@@ -78,47 +74,3 @@ class CompiledExplainer:
 
 def _normalize(cam: np.ndarray) -> np.ndarray:
     return ((cam - cam.min()) / (cam.max() - cam.min() + _EPSILON)).astype(np.float32)
-
-
-def colorize(heatmap: np.ndarray) -> np.ndarray:
-    """Heat in [0, 1] to RGB uint8 with matplotlib's 'jet' (blue cold, red hot)."""
-    from matplotlib import colormaps
-
-    return (colormaps["jet"](np.clip(heatmap, 0.0, 1.0))[..., :3] * 255).astype(np.uint8)
-
-
-def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a 2-D float array to (width, height)."""
-    if array.shape[::-1] == size:
-        return array
-    picture = Image.fromarray(array.astype(np.float32), mode="F")
-    return np.asarray(picture.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
-
-
-def heatmap_png(heatmap: np.ndarray, *, size: tuple[int, int]) -> bytes:
-    """An RGBA PNG of (width, height) `size` to lay over the image: opacity rises with
-    heat, so cold regions leave the radiograph readable. Toggle and fade it in CSS."""
-    heat = np.clip(_resize(heatmap, size), 0.0, 1.0)
-    # The coolest fifth stays fully transparent and even the hottest spot lets the
-    # radiograph show through; the viewer's opacity slider scales this further.
-    alpha = np.clip((heat - 0.2) / 0.8, 0.0, 1.0) * MAX_OVERLAY_ALPHA
-    rgba = np.dstack([colorize(heat), np.round(alpha).astype(np.uint8)])
-    return _png(Image.fromarray(rgba, mode="RGBA"))
-
-
-def render_overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.4) -> bytes:
-    """The heatmap blended over the grayscale image (2-D [0, 1]) at the image's size."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be between 0 and 1, got {alpha}.")
-    height, width = image.shape
-    heat = np.clip(_resize(heatmap, (width, height)), 0.0, 1.0)
-    gray = np.repeat(np.clip(image, 0.0, 1.0)[..., np.newaxis] * 255.0, 3, axis=-1)
-    weight = alpha * heat[..., np.newaxis]
-    blended = gray * (1.0 - weight) + colorize(heat) * weight
-    return _png(Image.fromarray(np.round(blended).astype(np.uint8), mode="RGB"))
-
-
-def _png(picture: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()

@@ -93,12 +93,19 @@ def at_threshold(targets: np.ndarray, scores: np.ndarray, threshold: float) -> d
 
 
 def threshold_for_sensitivity(targets: np.ndarray, scores: np.ndarray, sensitivity: float) -> float:
-    """The highest threshold whose sensitivity is at least `sensitivity` (most specific such)."""
+    """The most specific threshold whose sensitivity is at least `sensitivity`.
+
+    It lies halfway between the lowest positive that must be caught and the next lower
+    score, not on that positive's score: a threshold equal to a score flips that case on
+    float noise (training computes calibrated scores in float64, serving in float32).
+    """
     positives = np.sort(scores[targets == 1])
     if len(positives) == 0:
         raise ValueError("No positive examples to set a sensitivity target on.")
     allowed_misses = int(np.floor((1.0 - sensitivity) * len(positives) + 1e-9))
-    return float(positives[allowed_misses])
+    borderline = positives[allowed_misses]
+    lower = scores[scores < borderline]
+    return float((borderline + lower.max()) / 2 if len(lower) else borderline)
 
 
 def summary(

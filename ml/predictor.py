@@ -84,6 +84,16 @@ class Predictor:
             results += self._predict_chunk(items[start : start + batch_size], heatmap)
         return results
 
+    def probabilities(self, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+        """Calibrated P(pneumonia) for already preprocessed inputs (N, size, size, 1), as
+        float [0, 1] or the uint8 arrays `ml.data.load_arrays` caches."""
+        divisor = 255.0 if images.dtype == np.uint8 else 1.0
+        chunks = [
+            self._forward(images[i : i + batch_size].astype(np.float32) / divisor).numpy()[:, 0]
+            for i in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(chunks).astype(np.float64)
+
     def _predict_chunk(self, items: list[bytes], heatmap: bool) -> list[Prediction]:
         started = time.perf_counter()
         images = [decode_image(data) for data in items]

@@ -19,11 +19,9 @@ from ml.artifact import DEFAULT_ARTIFACT, card_path, read_card, write_card
 from ml.data import load_arrays, patient_split, read_manifest, subset_per_class
 
 
-def validation_scores(model_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Targets and calibrated probabilities on the validation split the card describes."""
-    from ml.predictor import Predictor
-
-    predictor = Predictor.load(model_path)
+def validation_set(predictor) -> tuple[np.ndarray, np.ndarray]:
+    """The uint8 inputs and targets of the validation split the predictor's card describes
+    (rebuilt from its data root, seed and fraction: no image of it was trained on)."""
     config = predictor.card["training_config"]
     root = Path(config["data_root"])
     records = subset_per_class(
@@ -34,11 +32,16 @@ def validation_scores(model_path: Path) -> tuple[np.ndarray, np.ndarray]:
     images, targets = load_arrays(
         split.validation, root, size=predictor.image_size, cache_dir=cache
     )
-    batches = [
-        predictor._forward(images[i : i + 64].astype(np.float32) / 255.0).numpy()[:, 0]
-        for i in range(0, len(images), 64)
-    ]
-    return targets.astype(np.float64), np.concatenate(batches).astype(np.float64)
+    return images, targets.astype(np.float64)
+
+
+def validation_scores(model_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Targets and calibrated probabilities on the validation split the card describes."""
+    from ml.predictor import Predictor
+
+    predictor = Predictor.load(model_path)
+    images, targets = validation_set(predictor)
+    return targets, predictor.probabilities(images)
 
 
 def promote(

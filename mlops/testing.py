@@ -52,54 +52,11 @@ def _bright_png(seed: int) -> bytes:
 
 
 def start_training_worker(*, log, env: dict[str, str], queues: str = "training"):
-    """A worker like `make run`'s training worker (one child, a fresh child per task),
-    in its own process group; returns once it consumes. Stop it with
-    diagnosis.testing.stack.stop_worker."""
-    import os
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
+    """A worker like `make run`'s training worker (one child, a fresh child per task);
+    returns once it consumes. Stop it with diagnosis.testing.stack.stop_worker."""
+    from diagnosis.testing.stack import start_worker
 
-    root = Path(__file__).resolve().parent.parent
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "chestnet_site",
-        "worker",
-        "-Q",
-        queues,
-        "--concurrency",
-        "1",
-        "--max-tasks-per-child",
-        "1",
-        "--loglevel",
-        "INFO",
-        "--without-gossip",
-        "--without-mingle",
-        "-n",
-        f"train-{os.getpid()}-{log.stem}@%h",
-    ]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=root,
-            env={**os.environ, "PYTHONPATH": str(root), **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None or b"ready." in log.read_bytes():
-            break
-        time.sleep(0.3)
-    if process.poll() is not None or b"ready." not in log.read_bytes():
-        process.kill()
-        raise RuntimeError(f"training worker did not start:\n{log.read_text()[-3000:]}")
-    return process
+    return start_worker(log=log, env=env, queues=queues, max_tasks_per_child=1)
 
 
 TINY_RUN = {"epochs": 1, "arch": "resnet", "image_size": 64, "width": 16, "stages": 2, "seed": 3}

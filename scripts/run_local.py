@@ -18,6 +18,7 @@ sys.path.insert(0, str(ROOT))
 from chestnet_site import local_redis  # noqa: E402
 
 PYTHON = sys.executable
+CELERY_WORKER = [PYTHON, "-m", "celery", "-A", "chestnet_site", "worker", "--loglevel", "INFO"]
 DEMO = "clinician, clinician2, radiologist, admin (password: chestnet-demo)"
 
 
@@ -53,70 +54,20 @@ def main() -> int:
         subprocess.run([*manage, "ensure_default_model"], env=env, check=True, cwd=ROOT)
         # Training gets its own worker (one run at a time, a fresh child per run) so that
         # inference is never starved.
-        children.append(
-            _start(
-                [
-                    PYTHON,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "chestnet_site",
-                    "worker",
-                    "-Q",
-                    "training",
-                    "--concurrency",
-                    "1",
-                    "--max-tasks-per-child",
-                    "1",
-                    "--loglevel",
-                    "INFO",
-                    "-n",
-                    "training@%h",
-                ],
-                env,
-            )
-        )
-        children.append(
-            _start(
-                [
-                    PYTHON,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "chestnet_site",
-                    "worker",
-                    "-B",
-                    "-Q",
-                    "inference,celery",
-                    "--concurrency",
-                    os.environ.get("WORKER_CONCURRENCY", "1"),
-                    "--loglevel",
-                    "INFO",
-                    "--schedule",
-                    str(home / "celerybeat-schedule"),
-                ],
-                env,
-            )
-        )
-        children.append(
-            _start(
-                [
-                    PYTHON,
-                    "-m",
-                    "gunicorn",
-                    "chestnet_site.wsgi",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "--workers",
-                    "2",
-                    "--threads",
-                    "4",
-                    "--access-logfile",
-                    "-",
-                ],
-                env,
-            )
-        )
+        training = ["-Q", "training", "--concurrency", "1", "--max-tasks-per-child", "1"]
+        children.append(_start([*CELERY_WORKER, *training, "-n", "training@%h"], env))
+        inference = [
+            "-B",
+            "-Q",
+            "inference,celery",
+            "--schedule",
+            str(home / "celerybeat-schedule"),
+        ]
+        concurrency = os.environ.get("WORKER_CONCURRENCY", "1")
+        children.append(_start([*CELERY_WORKER, *inference, "--concurrency", concurrency], env))
+        web = ["chestnet_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
+        web += ["--threads", "4", "--access-logfile", "-"]
+        children.append(_start([PYTHON, "-m", "gunicorn", *web], env))
         print(
             f"\nChestNet is running at http://127.0.0.1:{port}/\nDemo logins: {DEMO}\n"
             f"Data in {home}. Press Ctrl-C to stop.\n",

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ml import metrics  # noqa: E402
 from ml.artifact import DEFAULT_ARTIFACT  # noqa: E402
-from ml.data import load_arrays, patient_split, read_manifest  # noqa: E402
 from ml.predictor import Predictor  # noqa: E402
+from ml.promote import validation_set  # noqa: E402
 
 SHIFTS = {
     "clean": lambda x: x,
@@ -32,21 +32,12 @@ SHIFTS = {
 
 def main(model_path: str | None) -> None:
     predictor = Predictor.load(model_path or DEFAULT_ARTIFACT)
-    config = predictor.card["training_config"]
-    root = Path(config["data_root"])
-    split = patient_split(
-        read_manifest(root), val_fraction=config["val_fraction"], seed=config["seed"]
-    )
-    images, targets = load_arrays(
-        split.validation, root, size=predictor.image_size, cache_dir=Path(config["cache_dir"])
-    )
+    images, targets = validation_set(predictor)
     base = images.astype(np.float32) / 255.0
     rows = {}
     for name, shift in SHIFTS.items():
         batch = np.stack([shift(image) for image in base]).astype(np.float32)
-        scores = np.concatenate(
-            [predictor._forward(batch[i : i + 64]).numpy()[:, 0] for i in range(0, len(batch), 64)]
-        )
+        scores = predictor.probabilities(batch)
         result = metrics.at_threshold(targets, scores, predictor.threshold)
         rows[name] = {
             "roc_auc": round(metrics.roc_auc(targets, scores), 4),

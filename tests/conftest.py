@@ -29,3 +29,50 @@ def tiny_model_path(tmp_path_factory) -> Path:
     from ml.testing import write_tiny_artifact
 
     return write_tiny_artifact(tmp_path_factory.mktemp("tiny-model") / "tiny.keras")
+
+
+# Personas shared by the web app's and the mlops tests. Each package defines its own
+# `admin_user`: the web app's is a superuser (Django admin), mlops's only holds the role.
+
+
+@pytest.fixture
+def clinician(db):
+    from diagnosis import roles
+    from diagnosis.testing import factories
+
+    return factories.UserFactory(username="dr-clinician", role=roles.CLINICIAN)
+
+
+@pytest.fixture
+def clinician2(db):
+    from diagnosis import roles
+    from diagnosis.testing import factories
+
+    return factories.UserFactory(username="dr-clinician2", role=roles.CLINICIAN)
+
+
+@pytest.fixture
+def radiologist(db):
+    from diagnosis import roles
+    from diagnosis.testing import factories
+
+    return factories.UserFactory(username="dr-radiologist", role=roles.RADIOLOGIST)
+
+
+@pytest.fixture
+def radiologist2(db):
+    from diagnosis import roles
+    from diagnosis.testing import factories
+
+    return factories.UserFactory(username="dr-radiologist2", role=roles.RADIOLOGIST)
+
+
+@pytest.fixture
+def client_for(client):
+    """`client_for(user)`: the test client, logged in as `user`."""
+
+    def login(user):
+        client.force_login(user)
+        return client
+
+    return login

@@ -137,13 +137,21 @@ def database_url() -> str:
 
 
 def start_worker(
-    *, log: Path, env: dict[str, str], beat_schedule: Path | None = None
+    *,
+    log: Path,
+    env: dict[str, str],
+    beat_schedule: Path | None = None,
+    queues: str = "inference,celery",
+    max_tasks_per_child: int | None = None,
 ) -> subprocess.Popen:
     """A prefork worker with one child (plus the requeue beat if `beat_schedule` is given),
     in its own process group; returns once it is ready to consume."""
     command = [sys.executable, "-m", "celery", "-A", "chestnet_site", "worker"]
-    command += ["-Q", "inference,celery", "--concurrency", "1", "--loglevel", "INFO"]
-    command += ["--without-gossip", "--without-mingle", "-n", f"it-{os.getpid()}-{log.stem}@%h"]
+    command += ["-Q", queues, "--concurrency", "1", "--loglevel", "INFO"]
+    name = f"it-{os.getpid()}-{queues.split(',')[0]}-{log.stem}@%h"
+    command += ["--without-gossip", "--without-mingle", "-n", name]
+    if max_tasks_per_child is not None:
+        command += ["--max-tasks-per-child", str(max_tasks_per_child)]
     if beat_schedule is not None:
         command += ["-B", "--schedule", str(beat_schedule)]
     with log.open("ab") as out:

@@ -30,39 +30,10 @@ def enqueued(_no_broker) -> list[int]:
 
 
 @pytest.fixture
-def clinician(db):
-    return factories.UserFactory(username="dr-clinician", role=roles.CLINICIAN)
-
-
-@pytest.fixture
-def clinician2(db):
-    return factories.UserFactory(username="dr-clinician2", role=roles.CLINICIAN)
-
-
-@pytest.fixture
-def radiologist(db):
-    return factories.UserFactory(username="dr-radiologist", role=roles.RADIOLOGIST)
-
-
-@pytest.fixture
-def radiologist2(db):
-    return factories.UserFactory(username="dr-radiologist2", role=roles.RADIOLOGIST)
-
-
-@pytest.fixture
 def admin_user(db):
     return factories.UserFactory(
         username="site-admin", role=roles.ADMIN, is_staff=True, is_superuser=True
     )
-
-
-@pytest.fixture
-def client_for(client):
-    def login(user):
-        client.force_login(user)
-        return client
-
-    return login
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,26 +21,33 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_run_local_serves_and_stops_everything_on_sigterm(tmp_path):
+@contextmanager
+def _local_stack(home: Path, log: Path) -> Iterator[tuple[int, dict[str, str], dict]]:
+    """`make run`'s runner on embedded defaults; yields (port, its environment, /healthz)
+    once healthy, and asserts it stops cleanly on SIGTERM."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(CHESTNET_HOME=str(tmp_path), PORT=str(port))
-    log = (tmp_path / "run.log").open("wb")
-    runner = subprocess.Popen(
-        [sys.executable, "scripts/run_local.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    env.update(CHESTNET_HOME=str(home), PORT=str(port))
+    with log.open("wb") as out:
+        runner = subprocess.Popen(
+            [sys.executable, "scripts/run_local.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        health = _wait_for_health(port, runner)
-        assert health["database"] == "ok" and health["broker"] == "ok"
-        output = (tmp_path / "run.log").read_text()
-        assert f"http://127.0.0.1:{port}/" in output and "chestnet-demo" in output
+        yield port, env, _wait_for_health(port, runner)
     finally:
         runner.send_signal(signal.SIGTERM)
         assert runner.wait(60) == 0
+
+
+def test_run_local_serves_and_stops_everything_on_sigterm(tmp_path):
+    with _local_stack(tmp_path, tmp_path / "run.log") as (port, _env, health):
+        assert health["database"] == "ok" and health["broker"] == "ok"
+        output = (tmp_path / "run.log").read_text()
+        assert f"http://127.0.0.1:{port}/" in output and "chestnet-demo" in output
     assert (tmp_path / "chestnet.sqlite3").exists()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
@@ -70,20 +79,7 @@ def test_management_commands_work_beside_a_running_local_stack(tmp_path, shared_
             offset = {"train": 0, "val": 10, "test": 13}[split]
             for path in picks[offset : offset + count]:
                 shutil.copy(path, folder / split / label / path.name)
-    home = tmp_path / "home"
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(CHESTNET_HOME=str(home), PORT=str(port))
-    log = (tmp_path / "run.log").open("wb")
-    runner = subprocess.Popen(
-        [sys.executable, "scripts/run_local.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait_for_health(port, runner)
+    with _local_stack(tmp_path / "home", tmp_path / "run.log") as (_port, env, _health):
 
         def manage(*args: str) -> subprocess.CompletedProcess:
             return subprocess.run(
@@ -97,21 +93,8 @@ def test_management_commands_work_beside_a_running_local_stack(tmp_path, shared_
 
         imported = manage("import_dataset", "beside", str(folder))
         assert imported.returncode == 0, imported.stderr
-        trained = manage(
-            "train_model",
-            "--dataset",
-            "beside",
-            "--epochs",
-            "1",
-            "--image-size",
-            "64",
-            "--width",
-            "16",
-            "--stages",
-            "2",
-            "--timeout",
-            "240",
-        )
+        tiny = ["--epochs", "1", "--image-size", "64", "--width", "16", "--stages", "2"]
+        trained = manage("train_model", "--dataset", "beside", *tiny, "--timeout", "240")
         assert trained.returncode == 0, trained.stderr
         version = trained.stdout.strip().splitlines()[-1]
         activated = manage("activate_model", version)
@@ -120,6 +103,3 @@ def test_management_commands_work_beside_a_running_local_stack(tmp_path, shared_
             "shell", "-c", "from mlops.selectors import active_model; print(active_model().version)"
         )
         assert shown.stdout.strip().splitlines()[-1] == version
-    finally:
-        runner.send_signal(signal.SIGTERM)
-        assert runner.wait(60) == 0

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml.gradcam import CompiledExplainer, gradcam, heatmap_png, render_overlay
+from ml.gradcam import CompiledExplainer, gradcam
+from ml.overlay import heatmap_png, render_overlay
 from ml.preprocessing import decode_image, preprocess
 
 

@@ -26,9 +26,20 @@ def test_threshold_for_sensitivity_reaches_the_target_and_is_the_most_specific()
     targets = rng.integers(0, 2, 500).astype(float)
     scores = 1 / (1 + np.exp(-rng.normal(2 * targets - 1, 1.0)))
     threshold = metrics.threshold_for_sensitivity(targets, scores, 0.95)
-    assert metrics.at_threshold(targets, scores, threshold)["sensitivity"] >= 0.95
-    slightly_higher = np.min(scores[scores > threshold])
+    chosen = metrics.at_threshold(targets, scores, threshold)
+    assert chosen["sensitivity"] >= 0.95
+    # Up to the lowest caught score nothing changes; one score higher the target is missed.
+    borderline = np.min(scores[scores > threshold])
+    assert metrics.at_threshold(targets, scores, borderline) == {**chosen, "threshold": borderline}
+    slightly_higher = np.min(scores[scores > borderline])
     assert metrics.at_threshold(targets, scores, slightly_higher)["sensitivity"] < 0.95
+
+
+def test_threshold_for_sensitivity_sits_between_scores_not_on_one():
+    targets = np.array([0, 0, 1, 1, 1, 1], dtype=float)
+    scores = np.array([0.1, 0.3, 0.4, 0.6, 0.8, 0.9])
+    assert metrics.threshold_for_sensitivity(targets, scores, 1.0) == pytest.approx(0.35)
+    assert metrics.threshold_for_sensitivity(targets, scores, 0.75) == pytest.approx(0.5)
 
 
 def test_confusion_matrix_counts_at_threshold():

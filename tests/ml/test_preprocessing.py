@@ -886,9 +886,9 @@ def test_preview_png_is_an_8bit_grey_thumbnail_keeping_the_aspect_ratio(expected
 # --- Dependencies ---------------------------------------------------------------------------
 
 
-def test_importing_preprocessing_and_data_does_not_import_tensorflow():
+def test_importing_preprocessing_data_and_overlay_does_not_import_tensorflow():
     code = (
-        "import sys, ml.preprocessing, ml.data; "
+        "import sys, ml.preprocessing, ml.data, ml.overlay; "
         "heavy = sorted(m for m in ('tensorflow', 'keras', 'django') if m in sys.modules); "
         "sys.exit(', '.join(heavy) or None)"
     )

@@ -37,25 +37,6 @@ def admin_user(db):
 
 
 @pytest.fixture
-def clinician(db):
-    return factories.UserFactory(username="dr-clinician", role=roles.CLINICIAN)
-
-
-@pytest.fixture
-def radiologist(db):
-    return factories.UserFactory(username="dr-radiologist", role=roles.RADIOLOGIST)
-
-
-@pytest.fixture
-def client_for(client):
-    def login(user):
-        client.force_login(user)
-        return client
-
-    return login
-
-
-@pytest.fixture
 def dataset(admin_user):
     from mlops import services
 

@@ -1,0 +1,57 @@
+"""Drawing a Grad-CAM map over a radiograph: plain arrays in, PNG bytes out.
+
+No TensorFlow here, so rendering costs a worker (or the web process) nothing to import.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+MAX_OVERLAY_ALPHA = 210
+
+
+def colorize(heatmap: np.ndarray) -> np.ndarray:
+    """Heat in [0, 1] to RGB uint8 with matplotlib's 'jet' (blue cold, red hot)."""
+    from matplotlib import colormaps
+
+    return (colormaps["jet"](np.clip(heatmap, 0.0, 1.0))[..., :3] * 255).astype(np.uint8)
+
+
+def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a 2-D float array to (width, height)."""
+    if array.shape[::-1] == size:
+        return array
+    picture = Image.fromarray(array.astype(np.float32), mode="F")
+    return np.asarray(picture.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def heatmap_png(heatmap: np.ndarray, *, size: tuple[int, int]) -> bytes:
+    """An RGBA PNG of (width, height) `size` to lay over the image: opacity rises with
+    heat, so cold regions leave the radiograph readable. Toggle and fade it in CSS."""
+    heat = np.clip(_resize(heatmap, size), 0.0, 1.0)
+    # The coolest fifth stays fully transparent and even the hottest spot lets the
+    # radiograph show through; the viewer's opacity slider scales this further.
+    alpha = np.clip((heat - 0.2) / 0.8, 0.0, 1.0) * MAX_OVERLAY_ALPHA
+    rgba = np.dstack([colorize(heat), np.round(alpha).astype(np.uint8)])
+    return _png(Image.fromarray(rgba, mode="RGBA"))
+
+
+def render_overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.4) -> bytes:
+    """The heatmap blended over the grayscale image (2-D [0, 1]) at the image's size."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}.")
+    height, width = image.shape
+    heat = np.clip(_resize(heatmap, (width, height)), 0.0, 1.0)
+    gray = np.repeat(np.clip(image, 0.0, 1.0)[..., np.newaxis] * 255.0, 3, axis=-1)
+    weight = alpha * heat[..., np.newaxis]
+    blended = gray * (1.0 - weight) + colorize(heat) * weight
+    return _png(Image.fromarray(np.round(blended).astype(np.uint8), mode="RGB"))
+
+
+def _png(picture: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
