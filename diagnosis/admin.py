@@ -9,7 +9,15 @@ from diagnosis.models import AuditEvent, Case, Image, Prediction, Review
 
 class ImageInline(admin.TabularInline):
     model = Image
-    fields = readonly_fields = ("status", "error", "attempts", "original_format", "created_at")
+    fields = readonly_fields = (
+        "status",
+        "error",
+        "refusal_reason",
+        "refusal_message",
+        "attempts",
+        "original_format",
+        "created_at",
+    )
     extra = 0
     can_delete = False
 

@@ -8,6 +8,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from ml.outcome import REFUSAL_REASONS
+
 
 # Random names: original filenames can carry patient names, and paths appear in logs.
 def original_path(instance, filename: str) -> str:
@@ -83,6 +85,9 @@ class Image(models.Model):
         PROCESSING = "processing"
         DONE = "done"
         FAILED = "failed"
+        # Read, and not analysed: the model was not made for this input. A result, not a
+        # failure: the case still goes to a radiologist, and there is nothing to retry.
+        REFUSED = "refused", "Not analysed"
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="images")
     original = models.FileField(upload_to=original_path)
@@ -92,6 +97,12 @@ class Image(models.Model):
     preview_height = models.PositiveIntegerField()
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True)
+    refusal_reason = models.CharField(
+        max_length=32, choices=[(code, code) for code in REFUSAL_REASONS], blank=True
+    )
+    refusal_message = models.TextField(blank=True)  # the specific reason, plain words
+    # The artifact that declined the image: a refusal is a result, versioned like a prediction.
+    refusal_model_version = models.CharField(max_length=100, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
@@ -105,6 +116,11 @@ class Image(models.Model):
     def __str__(self) -> str:
         return f"Image {self.pk} of case {self.case_id}"
 
+    @property
+    def refusal_explanation(self) -> str:
+        """The reason in plain words for clinicians (never the bare code)."""
+        return REFUSAL_REASONS.get(self.refusal_reason, "")
+
 
 class Prediction(models.Model):
     image = models.OneToOneField(Image, on_delete=models.CASCADE, related_name="prediction")
@@ -112,6 +128,10 @@ class Prediction(models.Model):
     label = models.CharField(max_length=12)
     threshold = models.FloatField()
     model_version = models.CharField(max_length=100)
+    # Spread (standard deviation) of the ensemble members' probabilities; None for a
+    # single-network model and on rows stored before the model reported it.
+    uncertainty = models.FloatField(null=True, blank=True)
+    warnings = models.JSONField(default=list, blank=True)  # plain sentences for the reader
     heatmap = models.FileField(upload_to=heatmap_path, blank=True)
     timings = models.JSONField(default=dict)  # milliseconds: decode, forward/heatmap, total
     created_at = models.DateTimeField(auto_now_add=True)

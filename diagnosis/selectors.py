@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import Case as When_
-from django.db.models import F, IntegerField, Prefetch, QuerySet, Value, When
+from django.db.models import Count, F, IntegerField, Prefetch, Q, QuerySet, Value, When
 from django.shortcuts import get_object_or_404
 
 from diagnosis import roles
@@ -42,7 +42,9 @@ def worklist_for(
     claim: str | None = None,
 ) -> QuerySet[Case]:
     """Cases awaiting review: urgent first, then highest AI probability, then longest
-    waiting. `claim` is 'mine', 'unclaimed' or None (all)."""
+    waiting (cases with no analysed image, all refused by the AI, have no probability and
+    come after those with one). `claim` is 'mine', 'unclaimed' or None (all). Each case
+    carries `refused_images`: how many of its images the AI did not analyse."""
     cases = (
         Case.objects.filter(status=Case.Status.AWAITING_REVIEW)
         .select_related("owner", "claimed_by")
@@ -51,7 +53,8 @@ def worklist_for(
                 When(urgency=Case.Urgency.URGENT, then=Value(0)),
                 default=Value(1),
                 output_field=IntegerField(),
-            )
+            ),
+            refused_images=Count("images", filter=Q(images__status=Image.Status.REFUSED)),
         )
         .order_by("urgency_rank", F("max_probability").desc(nulls_last=True), "ready_at", "pk")
     )

@@ -3,17 +3,30 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from diagnosis import selectors
 from diagnosis.forms import validate_uploads
 from diagnosis.models import Case, Image, Prediction, Review
 from diagnosis.services import ValidatedImage
+from ml.outcome import REFUSAL_REASONS
 
 
 class PredictionSerializer(serializers.ModelSerializer):
     heatmap_url = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
+    uncertainty = serializers.FloatField(
+        allow_null=True,
+        read_only=True,
+        help_text="Spread (standard deviation) of the ensemble members' probabilities; "
+        "null for a single-network model and for results stored before it was recorded.",
+    )
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="Things the reader should know about this result, in plain words.",
+    )
 
     class Meta:
         model = Prediction
@@ -22,6 +35,8 @@ class PredictionSerializer(serializers.ModelSerializer):
             "label",
             "threshold",
             "model_version",
+            "uncertainty",
+            "warnings",
             "heatmap_url",
             "image_url",
             "timings",
@@ -36,8 +51,26 @@ class PredictionSerializer(serializers.ModelSerializer):
         return reverse("image_file", args=[prediction.image_id, "preview"])
 
 
+class RefusalSerializer(serializers.Serializer):
+    """Why the AI did not analyse an image (status "refused"): a result, not a failure."""
+
+    reason = serializers.ChoiceField(
+        source="refusal_reason", choices=list(REFUSAL_REASONS), read_only=True
+    )
+    message = serializers.CharField(
+        source="refusal_message", read_only=True, help_text="The specific reason."
+    )
+    explanation = serializers.CharField(
+        source="refusal_explanation", read_only=True, help_text="What the reason code means."
+    )
+    model_version = serializers.CharField(
+        source="refusal_model_version", read_only=True, help_text="The model that declined it."
+    )
+
+
 class ImageSerializer(serializers.ModelSerializer):
     prediction = serializers.SerializerMethodField()
+    refusal = serializers.SerializerMethodField()
     preview_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -50,16 +83,24 @@ class ImageSerializer(serializers.ModelSerializer):
             "preview_width",
             "preview_height",
             "prediction",
+            "refusal",
         ]
 
     def get_preview_url(self, image: Image) -> str:
         return reverse("image_file", args=[image.pk, "preview"])
 
+    @extend_schema_field(PredictionSerializer(allow_null=True))
     def get_prediction(self, image: Image) -> dict | None:
         prediction = (
             getattr(image, "prediction", None) if image.status == Image.Status.DONE else None
         )
         return PredictionSerializer(prediction).data if prediction else None
+
+    @extend_schema_field(RefusalSerializer(allow_null=True))
+    def get_refusal(self, image: Image) -> dict | None:
+        if image.status != Image.Status.REFUSED:
+            return None
+        return RefusalSerializer(image).data
 
 
 class ReviewSerializer(serializers.ModelSerializer):

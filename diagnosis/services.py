@@ -20,6 +20,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from diagnosis.models import AuditEvent, Case, Image, Prediction, Review
+from ml.outcome import Refusal
 from ml.overlay import heatmap_png
 from ml.preprocessing import ImageError, decode_image, is_dicom, preview_png
 
@@ -162,7 +163,13 @@ def image_claim(*, image_id: int, token: str) -> bool:
     )
     with transaction.atomic():
         claimed = Image.objects.filter(claimable, pk=image_id).update(
-            status=Image.Status.PROCESSING, claimed_at=now, claim_token=token, error=""
+            status=Image.Status.PROCESSING,
+            claimed_at=now,
+            claim_token=token,
+            error="",
+            refusal_reason="",
+            refusal_message="",
+            refusal_model_version="",
         )
         if claimed:
             Image.objects.filter(pk=image_id).update(attempts=F("attempts") + 1)
@@ -175,23 +182,28 @@ def inference_run(*, image_id: int, token: str, predictor_loader: Callable[[], A
     started = time.perf_counter()
     if not image_claim(image_id=image_id, token=token):
         return "skipped"
-    image = Image.objects.get(pk=image_id)
+    image = Image.objects.select_related("case").get(pk=image_id)
     with image.original.open("rb") as handle:
         data = handle.read()
-    try:
-        result = predictor_loader().predict(data, heatmap=True)
-    except ImageError as exc:
-        image_fail(image_id=image_id, token=token, reason=str(exc))
-        return "failed"
-    heatmap = _heatmap_png(result.heatmap, (image.preview_width, image.preview_height))
-    timings = {**result.timings, "worker_total": (time.perf_counter() - started) * 1000}
-    return (
-        "done"
-        if inference_complete(
-            image_id=image_id, token=token, result=result, heatmap=heatmap, timings=timings
-        )
-        else "skipped"
+    outcome = _predict(predictor_loader, data, age_years=image.case.age)
+    if outcome.refused:
+        stored = image_refuse(image_id=image_id, token=token, refusal=outcome)
+        return "refused" if stored else "skipped"
+    heatmap = _heatmap_png(outcome.heatmap, (image.preview_width, image.preview_height))
+    timings = {**outcome.timings, "worker_total": (time.perf_counter() - started) * 1000}
+    stored = inference_complete(
+        image_id=image_id, token=token, result=outcome, heatmap=heatmap, timings=timings
     )
+    return "done" if stored else "skipped"
+
+
+def _predict(predictor_loader: Callable[[], Any], data: bytes, *, age_years: int | None) -> Any:
+    try:
+        return predictor_loader().predict(data, heatmap=True, age_years=age_years)
+    except ImageError as exc:
+        # The predictor returns unreadable input as a Refusal; one that still raises (the
+        # earlier contract) means the same, and must not turn a result into a failure.
+        return Refusal(reason="unreadable", message=str(exc))
 
 
 def _heatmap_png(heatmap, size: tuple[int, int]) -> bytes | None:
@@ -214,6 +226,8 @@ def inference_complete(
         label=str(result.label),
         threshold=float(result.threshold),
         model_version=str(result.model_version),
+        uncertainty=None if result.uncertainty is None else float(result.uncertainty),
+        warnings=[str(warning) for warning in result.warnings],
         timings={key: round(float(value), 2) for key, value in timings.items()},
     )
     if heatmap is not None:
@@ -223,6 +237,25 @@ def inference_complete(
     image.save(update_fields=["status"])
     case_refresh_status(case_id=image.case_id)
     return True
+
+
+@transaction.atomic
+def image_refuse(*, image_id: int, token: str, refusal: Refusal) -> bool:
+    """Record that the model declined this input: a result, not a failure, so there is no
+    prediction and nothing to retry, and the case still goes to a radiologist. A second
+    delivery of the same outcome is a no-op."""
+    updated = Image.objects.filter(
+        pk=image_id, status=Image.Status.PROCESSING, claim_token=token
+    ).update(
+        status=Image.Status.REFUSED,
+        refusal_reason=refusal.reason,
+        refusal_message=refusal.message[:2000],
+        refusal_model_version=str(refusal.model_version)[:100],
+        error="",
+    )
+    if updated:
+        _case_refresh_for_image(image_id)
+    return bool(updated)
 
 
 @transaction.atomic
@@ -248,8 +281,11 @@ def case_refresh_status(*, case_id: int) -> Case:
     if case.status == Case.Status.REPORTED:
         return case
     statuses = list(case.images.values_list("status", flat=True))
+    # Only analysed images speak for the AI: a refused image adds no probability or flag.
     probabilities = list(
-        Prediction.objects.filter(image__case_id=case_id).values_list("probability", "label")
+        Prediction.objects.filter(
+            image__case_id=case_id, image__status=Image.Status.DONE
+        ).values_list("probability", "label")
     )
     case.status = _case_status_from(statuses)
     case.max_probability = max((p for p, _ in probabilities), default=None)
@@ -261,6 +297,7 @@ def case_refresh_status(*, case_id: int) -> Case:
 
 
 def _case_status_from(statuses: list[str]) -> str:
+    """Done and refused images are both finished: a case of only those awaits review."""
     if any(s == Image.Status.PROCESSING for s in statuses):
         return Case.Status.PROCESSING
     if any(s == Image.Status.QUEUED for s in statuses):

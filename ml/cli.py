@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--output", help="path of the .keras file to write (card beside it)")
     train.add_argument("--version")
     train.add_argument("--seed", type=int)
+    train.add_argument("--split-seed", dest="split_seed", type=int)
+    train.add_argument("--split", choices=("batch", "patient"))
+    train.add_argument("--geometry", dest="augment.geometry", choices=("crop", "affine"))
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", dest="batch_size", type=int)
     train.add_argument("--learning-rate", dest="learning_rate", type=float)
@@ -65,6 +68,21 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--model")
     predict.add_argument("--heatmap-dir", help="write <name>.heatmap.png overlays here")
     predict.set_defaults(handler=_predict)
+
+    ensemble = commands.add_parser(
+        "ensemble", help="join trained members into one calibrated, gated artifact"
+    )
+    ensemble.add_argument("members", nargs="+", help="members' .keras files (one shared split)")
+    ensemble.add_argument("--output", required=True)
+    ensemble.add_argument("--version", required=True)
+    ensemble.add_argument("--target-sensitivity", type=float, default=0.97)
+    ensemble.add_argument(
+        "--refuse-fraction",
+        type=float,
+        default=0.01,
+        help="largest share of validation images the learned gate may refuse",
+    )
+    ensemble.set_defaults(handler=_ensemble)
 
     promote = commands.add_parser("promote", help="copy a trained candidate to the shipped default")
     promote.add_argument("source", help="the candidate's .keras file")
@@ -128,6 +146,39 @@ def _predict(args: argparse.Namespace) -> int:
     from ml.evaluate import predict_files
 
     return predict_files(args.files, model=args.model, heatmap_dir=args.heatmap_dir)
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+    from pathlib import Path
+
+    from ml.ensemble import combine
+
+    card = combine(
+        [Path(m) for m in args.members],
+        output=Path(args.output),
+        version=args.version,
+        command="python -m ml " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        target_sensitivity=args.target_sensitivity,
+        refuse_fraction=args.refuse_fraction,
+    )
+    keys = ("roc_auc", "accuracy", "sensitivity", "specificity", "expected_calibration_error")
+    print(
+        json.dumps(
+            {
+                "version": card["version"],
+                "threshold": card["threshold"],
+                "validation": {k: card["validation"][k] for k in keys},
+                "in_batch_validation": {
+                    k: card.get("in_batch_validation", {}).get(k) for k in keys
+                },
+                "gate_validation_refusal_rate": card["gate"]["validation_refusal_rate"],
+            },
+            indent=2,
+        )
+    )
+    return 0
 
 
 def _promote(args: argparse.Namespace) -> int:

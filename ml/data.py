@@ -10,8 +10,9 @@ import csv
 import hashlib
 import logging
 import random
+import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,9 @@ class Record:
 class Split:
     train: list[Record]
     validation: list[Record]
+    # Patients from the training batches, held out only to report the in-batch figure
+    # beside the held-out-batch one; never used to choose anything.
+    in_batch: list[Record] = field(default_factory=list)
 
 
 def read_manifest(data_root: Path, *, prefix: str = "chest_xray/train/") -> list[Record]:
@@ -92,6 +96,54 @@ def patient_split(records: list[Record], *, val_fraction: float, seed: int) -> S
     train = [r for r in records if (r.label, r.patient) not in validation_keys]
     validation = [r for r in records if (r.label, r.patient) in validation_keys]
     return Split(train=train, validation=validation)
+
+
+# Names in MANIFEST.csv: IM-0115-0001 and NORMAL2-IM-0383-0001 (normal), person12_virus_44
+# and person12_bacteria_45 (pneumonia). Each family is numbered in acquisition order.
+_BATCH_NAME = re.compile(r"^(?P<family>NORMAL2-IM|IM|person)-?(?P<number>\d+)(?P<kind>_[a-z]+)?")
+
+
+def acquisition_batch(record: Record) -> tuple[str, int] | None:
+    """(family, number) read from the file name, or None when the name carries neither."""
+    match = _BATCH_NAME.match(Path(record.path).name)
+    if match is None:
+        return None
+    return match["family"] + (match["kind"] or ""), int(match["number"])
+
+
+def batch_split(
+    records: list[Record], *, val_fraction: float, in_batch_fraction: float = 0.0, seed: int = 0
+) -> Split:
+    """Hold out whole acquisition batches: the first and the last numbers of every file-name
+    family (half of `val_fraction` at each end), so validation images come from periods the
+    model never saw, as a hospital's images will. Patients never straddle the split.
+    `in_batch_fraction` of the remaining images (whole patients, drawn with `seed`) become
+    the in-batch comparison set.
+
+    Raises ValueError when a file name carries no family and number (use patient_split).
+    """
+    families: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        batch = acquisition_batch(record)
+        if batch is None:
+            raise ValueError(f"{record.path}: the file name says no acquisition batch.")
+        families[batch[0]].append(record)
+    held: set[str] = set()
+    for members in families.values():
+        members.sort(key=lambda r: (acquisition_batch(r), r.path))
+        held |= _ends(members, val_fraction / 2)
+    patients = {(r.label, r.patient) for r in records if r.path in held}
+    validation = [r for r in records if (r.label, r.patient) in patients]
+    rest = [r for r in records if (r.label, r.patient) not in patients]
+    if in_batch_fraction <= 0:
+        return Split(train=rest, validation=validation)
+    inner = patient_split(rest, val_fraction=in_batch_fraction, seed=seed)
+    return Split(train=inner.train, validation=validation, in_batch=inner.validation)
+
+
+def _ends(ordered: list[Record], fraction: float) -> set[str]:
+    count = max(1, round(fraction * len(ordered)))
+    return {r.path for r in ordered[:count] + ordered[-count:]}
 
 
 def load_arrays(

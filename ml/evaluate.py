@@ -12,7 +12,6 @@ import numpy as np
 
 from ml import metrics
 from ml.data import LABELS
-from ml.preprocessing import ImageError
 
 log = logging.getLogger(__name__)
 
@@ -42,38 +41,70 @@ def evaluate_folder(
     files = labelled_files(Path(data_dir))
     if not files:
         raise ValueError(f"No images found under {data_dir}.")
-    summary, rows, unreadable = evaluate_items(Predictor.load(model), files, report=report)
-    for path, reason in unreadable:
-        print(f"unreadable: {path}: {reason}", file=sys.stderr)
+    summary, rows, refused = evaluate_items(
+        Predictor.load(model), files, report=report, batch_size=batch_size
+    )
+    for path, reason, message in refused:
+        print(f"refused ({reason}): {path}: {message}", file=sys.stderr)
     _write_predictions(Path(predictions), rows)
     _print_headline({**summary, "data_dir": str(data_dir)})
     return 0
 
 
 def evaluate_items(
-    predictor, items: list[tuple[Path, int]], *, report: str | Path | None = None
-) -> tuple[dict, list[tuple[Path, int, float, str]], list[tuple[Path, str]]]:
-    """Score (path, target) pairs at the predictor's threshold: the summary metrics, one row
-    per readable file and the unreadable ones with their reasons. Writes the report if asked."""
+    predictor,
+    items: list[tuple[Path, int]],
+    *,
+    report: str | Path | None = None,
+    batch_size: int = 32,
+) -> tuple[dict, list[tuple[Path, int, float, str]], list[tuple[Path, str, str]]]:
+    """Score (path, target) pairs at the predictor's threshold: the summary metrics over
+    the analysed files, one row per analysed file, and the refused ones (path, reason,
+    message). Refusals are counted in the summary, overall and per reason and class."""
     from tqdm import tqdm
 
-    rows, unreadable = [], []
-    for path, target in tqdm(items, desc="evaluate", unit="img", file=sys.stderr):
-        try:
-            result = predictor.predict(Path(path).read_bytes(), heatmap=False)
-        except (ImageError, OSError) as exc:
-            unreadable.append((path, str(exc)))
-            continue
-        rows.append((path, target, result.probability, result.label))
+    rows, refused = [], []
+    chunks = range(0, len(items), batch_size)
+    for start in tqdm(chunks, desc="evaluate", unit="batch", file=sys.stderr):
+        chunk = items[start : start + batch_size]
+        outcomes = predictor.predict_batch([_read(path) for path, _ in chunk])
+        for (path, target), outcome in zip(chunk, outcomes, strict=True):
+            if outcome.refused:
+                refused.append((path, outcome.reason, outcome.message))
+            else:
+                rows.append((path, target, outcome.probability, outcome.label))
     if not rows:
-        raise ValueError("None of the images could be read.")
+        raise ValueError("Every image was refused; none could be scored.")
     targets = np.array([row[1] for row in rows], dtype=float)
     scores = np.array([row[2] for row in rows], dtype=float)
     summary = metrics.summary(targets, scores, predictor.threshold)
-    summary.update(model_version=predictor.version, unreadable=len(unreadable))
+    summary.update(model_version=predictor.version, **_refusal_counts(items, refused))
     if report:
         write_report(Path(report), targets, scores, summary)
-    return summary, rows, unreadable
+    return summary, rows, refused
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return b""  # refused as unreadable, like an empty file
+
+
+def _refusal_counts(items: list[tuple[Path, int]], refused: list[tuple[Path, str, str]]) -> dict:
+    target_of = {str(path): target for path, target in items}
+    by_reason: dict[str, int] = {}
+    by_label = dict.fromkeys(LABELS, 0)
+    for path, reason, _ in refused:
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+        by_label[LABELS[target_of[str(path)]]] += 1
+    return {
+        "submitted": len(items),
+        "refused": len(refused),
+        "refused_rate": len(refused) / max(len(items), 1),
+        "refused_by_reason": by_reason,
+        "refused_by_label": by_label,
+    }
 
 
 def _write_predictions(path: Path, rows: list[tuple[Path, int, float, str]]) -> None:
@@ -97,6 +128,9 @@ def _print_headline(summary: dict) -> None:
         "roc_auc_ci95",
         "expected_calibration_error",
         "threshold",
+        "submitted",
+        "refused",
+        "refused_by_reason",
     )
     print(json.dumps({key: summary[key] for key in keys}, indent=2))
 
@@ -182,31 +216,47 @@ def _plot_confusion(axes, targets, scores, summary) -> None:
 
 
 def predict_files(files: list[str], *, model: str | None, heatmap_dir: str | None) -> int:
-    from ml.overlay import render_overlay
+    """One JSON line per file: analysed files carry probability, label, threshold,
+    model_version, uncertainty and warnings; refused ones carry `refused` (the reason code)
+    and `message`. Exit status 1 when a file could not be opened, else 0: a refusal is a
+    result."""
     from ml.predictor import Predictor
 
     predictor = Predictor.load(model)
     out = Path(heatmap_dir) if heatmap_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    failures = 0
+    missing = 0
     for name in files:
-        line: dict = {"file": name}
         try:
-            result = predictor.predict(Path(name).read_bytes(), heatmap=out is not None)
-        except (ImageError, OSError) as exc:
-            failures += 1
-            print(json.dumps({**line, "error": str(exc)}))
-            continue
-        line.update(
-            probability=round(result.probability, 6),
-            label=result.label,
-            threshold=result.threshold,
-            model_version=result.model_version,
-        )
-        if out is not None and result.heatmap is not None:
-            target = out / f"{Path(name).name}.heatmap.png"
-            target.write_bytes(render_overlay(result.image, result.heatmap))
-            line["heatmap"] = str(target)
-        print(json.dumps(line))
-    return 1 if failures else 0
+            data = Path(name).read_bytes()
+        except OSError as exc:
+            missing += 1
+            line = {
+                "refused": "unreadable",
+                "message": f"The file cannot be opened: {exc.strerror}.",
+            }
+        else:
+            line = _outcome_line(predictor.predict(data, heatmap=out is not None), name, out)
+        print(json.dumps({"file": name, **line}))
+    return 1 if missing else 0
+
+
+def _outcome_line(outcome, name: str, out: Path | None) -> dict:
+    from ml.overlay import render_overlay
+
+    if outcome.refused:
+        return {"refused": outcome.reason, "message": outcome.message}
+    line = {
+        "probability": round(outcome.probability, 6),
+        "label": outcome.label,
+        "threshold": outcome.threshold,
+        "model_version": outcome.model_version,
+        "uncertainty": None if outcome.uncertainty is None else round(outcome.uncertainty, 6),
+        "warnings": list(outcome.warnings),
+    }
+    if out is not None and outcome.heatmap is not None:
+        target = out / f"{Path(name).name}.heatmap.png"
+        target.write_bytes(render_overlay(outcome.image, outcome.heatmap))
+        line["heatmap"] = str(target)
+    return line

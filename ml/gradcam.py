@@ -35,11 +35,13 @@ def gradcam(model, model_input: np.ndarray, *, layer: str = GRADCAM_LAYER) -> np
 class CompiledExplainer:
     """Probability and Grad-CAM for a batch in one compiled forward-and-backward pass."""
 
-    def __init__(self, model, *, layer: str = GRADCAM_LAYER) -> None:
+    def __init__(self, model, *, layer: str = GRADCAM_LAYER, with_pooled: bool = False) -> None:
         import keras
         import tensorflow as tf
 
         self._size = tuple(model.input_shape[1:3])
+        # The pooled features feed the input gate and the ensemble spread (ml.predictor).
+        self._with_pooled = with_pooled
         features = model.get_layer(layer).output
         self._body = keras.Model(model.inputs, features)
         # The head is rebuilt on its own input so the tape sees features -> logit directly.
@@ -61,15 +63,19 @@ class CompiledExplainer:
         grads = tape.gradient(logits, features)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
         cams = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
-        return tf.sigmoid(logits), cams
+        return tf.sigmoid(logits), cams, tf.reduce_mean(features, axis=(1, 2))
 
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities (N,), heatmaps (N, H, W) in [0, 1])."""
-        probabilities, cams = self._explain(batch.astype(np.float32))
+    def __call__(self, batch: np.ndarray):
+        """(probabilities (N,), heatmaps (N, H, W) in [0, 1]), and the pooled features
+        (N, C) as a third item when built `with_pooled`."""
+        probabilities, cams, pooled = self._explain(batch.astype(np.float32))
         cams = cams.numpy()
         factor = (self._size[0] / cams.shape[1], self._size[1] / cams.shape[2])
         maps = np.stack([_normalize(zoom(cam, factor, order=1)) for cam in cams])
-        return probabilities.numpy().astype(np.float64), maps
+        probabilities = probabilities.numpy().astype(np.float64)
+        if self._with_pooled:
+            return probabilities, maps, pooled.numpy()
+        return probabilities, maps
 
 
 def _normalize(cam: np.ndarray) -> np.ndarray:

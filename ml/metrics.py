@@ -129,15 +129,25 @@ def summary(
 
 
 def fit_platt(
-    logits: np.ndarray, targets: np.ndarray, *, iterations: int = 100
+    logits: np.ndarray, targets: np.ndarray, *, iterations: int = 100, balanced: bool = False
 ) -> tuple[float, float]:
-    """Fit p = sigmoid(a * logit + b) by Newton's method on the log loss (Platt scaling)."""
+    """Fit p = sigmoid(a * logit + b) by Newton's method on the log loss (Platt scaling).
+
+    `balanced` weights each class equally, so the probabilities assume even odds instead of
+    inheriting the fitting set's prevalence (74% pneumonia in the training data)."""
     a, b = 1.0, 0.0
     design = np.stack([logits, np.ones_like(logits)], axis=1)
+    weights = np.ones_like(logits, dtype=np.float64)
+    if balanced:
+        positives = max(float(targets.sum()), 1.0)
+        negatives = max(float(len(targets) - targets.sum()), 1.0)
+        weights = np.where(
+            targets == 1, len(targets) / (2 * positives), len(targets) / (2 * negatives)
+        )
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-(a * logits + b)))
-        gradient = design.T @ (p - targets)
-        hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
+        gradient = design.T @ (weights * (p - targets))
+        hessian = design.T @ (design * (weights * p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
         a, b = a - step[0], b - step[1]
         if np.abs(step).max() < 1e-10:

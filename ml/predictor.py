@@ -1,33 +1,43 @@
-"""The serving API the workers use: load once, compile once, predict many.
+"""The serving API the workers use: load once, compile once, analyse many.
 
-predictor = Predictor.load()           # the shipped default, sha256-checked
-result = predictor.predict(data)       # bytes of a PNG, JPEG or DICOM
-result.probability, result.label, result.heatmap
+predictor = Predictor.load()                 # the shipped default, sha256-checked
+outcome = predictor.predict(data, age_years=4)   # bytes of a PNG, JPEG or DICOM
+outcome.refused -> Refusal(reason, message) | Prediction(probability, label, heatmap, ...)
+
+Every input passes the gate before a score exists: the DICOM header (modality, body part,
+view, species, age), the age the caller knows, colour, then the learned distances of
+`ml.gate` in the network's own feature space. A refused input never gets a probability.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ml.artifact import DEFAULT_ARTIFACT, ArtifactError, read_card
-from ml.preprocessing import PREPROCESSING_VERSION, decode_image, to_model_input
+from ml.ensemble import Members
+from ml.gate import COLOUR_MESSAGE, MAX_COLOURFULNESS, Gate, thumbnail
+from ml.header import Population, age_refusal, header_refusal
+from ml.model import LOGIT_LAYER
+from ml.outcome import Outcome, Prediction, Refusal
+from ml.preprocessing import (
+    PREPROCESSING_VERSION,
+    Decoded,
+    ImageError,
+    UnreadableImage,
+    UnsupportedImage,
+    decode,
+    to_model_input,
+)
 
+__all__ = ["Prediction", "Predictor", "Refusal"]
 
-@dataclass(frozen=True)
-class Prediction:
-    probability: float  # P(pneumonia), calibrated on the validation split
-    label: str  # "NORMAL" or "PNEUMONIA" at `threshold`
-    threshold: float
-    model_version: str
-    heatmap: np.ndarray | None  # 2-D in [0, 1] at the model's input size, or None
-    image: np.ndarray = field(repr=False)  # the decoded image, 2-D in [0, 1], original size
-    timings: dict[str, float] = field(default_factory=dict)  # milliseconds
+log = logging.getLogger(__name__)
 
 
 class Predictor:
@@ -43,9 +53,16 @@ class Predictor:
         self.threshold: float = float(card["threshold"] if threshold is None else threshold)
         self.labels: tuple[str, str] = tuple(card["labels"])  # type: ignore[assignment]
         self.image_size: int = int(card["image_size"])
+        self.population = Population.from_card(card)
+        self.gate: Gate | None = Gate.from_card(card["gate"]) if card.get("gate") else None
+        if self.gate is None:
+            log.warning("Model %s carries no learned input gate.", self.version)
+        self.members = Members.from_card(card)
+        self._kernel = model.get_layer(LOGIT_LAYER).get_weights()[0]
         signature = [tf.TensorSpec((None, self.image_size, self.image_size, 1), tf.float32)]
-        self._forward = tf.function(lambda x: model(x, training=False), input_signature=signature)
-        self._explainer = CompiledExplainer(model)
+        probe = _probe(model)
+        self._forward = tf.function(lambda x: probe(x, training=False), input_signature=signature)
+        self._explainer = CompiledExplainer(model, with_pooled=True)
         # tf.function tracing is not re-entrant across threads; calls after it are.
         self._lock = threading.Lock()
         self._warm_up()
@@ -72,57 +89,133 @@ class Predictor:
             raise ArtifactError(f"{path.name} takes {model.input_shape}, its card says {expected}.")
         return cls(model, card, threshold=threshold)
 
-    def predict(self, data: bytes, *, heatmap: bool = True) -> Prediction:
-        return self.predict_batch([data], heatmap=heatmap)[0]
+    def predict(
+        self, data: bytes, *, heatmap: bool = True, age_years: float | None = None
+    ) -> Outcome:
+        """Analyse one file: a Prediction, or a Refusal saying why it was not scored."""
+        return self.predict_batch([data], heatmap=heatmap, age_years=age_years)[0]
 
     def predict_batch(
-        self, items: list[bytes], *, heatmap: bool = False, batch_size: int = 32
-    ) -> list[Prediction]:
-        """Predict several files; raises ml.preprocessing.ImageError on the first bad one."""
-        results: list[Prediction] = []
+        self,
+        items: list[bytes],
+        *,
+        heatmap: bool = False,
+        batch_size: int = 32,
+        age_years: float | None = None,
+    ) -> list[Outcome]:
+        """Analyse several files (of one patient when `age_years` is given)."""
+        results: list[Outcome] = []
         for start in range(0, len(items), batch_size):
-            results += self._predict_chunk(items[start : start + batch_size], heatmap)
+            results += self._predict_chunk(items[start : start + batch_size], heatmap, age_years)
         return results
 
     def probabilities(self, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
         """Calibrated P(pneumonia) for already preprocessed inputs (N, size, size, 1), as
-        float [0, 1] or the uint8 arrays `ml.data.load_arrays` caches."""
+        float [0, 1] or the uint8 arrays `ml.data.load_arrays` caches. No gate."""
         divisor = 255.0 if images.dtype == np.uint8 else 1.0
         chunks = [
-            self._forward(images[i : i + batch_size].astype(np.float32) / divisor).numpy()[:, 0]
+            self._forward(images[i : i + batch_size].astype(np.float32) / divisor)[0].numpy()[:, 0]
             for i in range(0, len(images), batch_size)
         ]
         return np.concatenate(chunks).astype(np.float64)
 
-    def _predict_chunk(self, items: list[bytes], heatmap: bool) -> list[Prediction]:
+    def _predict_chunk(
+        self, items: list[bytes], heatmap: bool, age_years: float | None
+    ) -> list[Outcome]:
         started = time.perf_counter()
-        images = [decode_image(data) for data in items]
-        batch = np.stack([to_model_input(image, self.image_size) for image in images])
-        decoded = time.perf_counter()
+        outcomes: list[Outcome | None] = []
+        accepted: list[tuple[int, Decoded]] = []
+        for data in items:
+            decoded = _decode(data)
+            refusal = decoded if isinstance(decoded, Refusal) else self._screen(decoded, age_years)
+            outcomes.append(refusal)
+            if refusal is None:
+                accepted.append((len(outcomes) - 1, decoded))  # type: ignore[arg-type]
+        decoded_at = time.perf_counter()
+        if accepted:
+            self._score(accepted, outcomes, heatmap, started, decoded_at)
+        return [self._versioned(outcome) for outcome in outcomes]  # type: ignore[arg-type]
+
+    def _screen(self, decoded: Decoded, age_years: float | None) -> Refusal | None:
+        """The rules that need no network: header, stated age, colour."""
+        found = (
+            (header_refusal(decoded.header, self.population) if decoded.header else None)
+            or age_refusal(age_years, self.population)
+            or (
+                ("not_chest_radiograph", COLOUR_MESSAGE)
+                if decoded.colourfulness > MAX_COLOURFULNESS
+                else None
+            )
+        )
+        return Refusal(reason=found[0], message=found[1]) if found else None
+
+    def _score(self, accepted, outcomes, heatmap: bool, started: float, decoded_at: float):
+        batch = np.stack([to_model_input(d.image, self.image_size) for _, d in accepted])
         if heatmap:
-            probabilities, maps = self._explainer(batch)
+            probabilities, maps, pooled = self._explainer(batch)
         else:
-            probabilities, maps = self._forward(batch).numpy()[:, 0].astype(np.float64), None
+            probability, pooled_t = self._forward(batch)
+            probabilities, maps = probability.numpy()[:, 0].astype(np.float64), None
+            pooled = pooled_t.numpy()
+        spread = self._spread(pooled)
+        layouts = thumbnail(batch)
         finished = time.perf_counter()
         per_item = {
-            "decode": (decoded - started) * 1000 / len(items),
-            "heatmap" if heatmap else "forward": (finished - decoded) * 1000 / len(items),
+            "decode": (decoded_at - started) * 1000 / len(outcomes),
+            "heatmap" if heatmap else "forward": (finished - decoded_at) * 1000 / len(accepted),
         }
-        return [
-            Prediction(
-                probability=float(p),
+        for j, (index, decoded) in enumerate(accepted):
+            verdict = (
+                self.gate.check(colourfulness=0.0, layout=layouts[j], features=pooled[j])
+                if self.gate
+                else None
+            )
+            if verdict is not None:
+                outcomes[index] = Refusal(verdict[0], verdict[1], details=verdict[2])
+                continue
+            p = float(probabilities[j])
+            outcomes[index] = Prediction(
+                probability=p,
                 label=self.labels[int(p >= self.threshold)],
                 threshold=self.threshold,
                 model_version=self.version,
-                heatmap=None if maps is None else maps[i],
-                image=images[i],
+                heatmap=None if maps is None else maps[j],
+                image=decoded.image,
+                uncertainty=None if spread is None else float(spread[j]),
+                warnings=decoded.warnings,
                 timings=dict(per_item),
             )
-            for i, p in enumerate(probabilities)
-        ]
+
+    def _spread(self, pooled: np.ndarray) -> np.ndarray | None:
+        if self.members is None:
+            return None
+        return self.members.probabilities(pooled, self._kernel).std(axis=1)
+
+    def _versioned(self, outcome: Outcome) -> Outcome:
+        if isinstance(outcome, Refusal) and not outcome.model_version:
+            return Refusal(
+                outcome.reason, outcome.message, self.version, outcome.details, outcome.timings
+            )
+        return outcome
 
     def _warm_up(self) -> None:
         blank = np.zeros((1, self.image_size, self.image_size, 1), np.float32)
         with self._lock:
             self._forward(blank)
             self._explainer(blank)
+
+
+def _decode(data: bytes) -> Decoded | Refusal:
+    try:
+        return decode(data)
+    except UnsupportedImage as exc:
+        return Refusal("unsupported", str(exc))
+    except (UnreadableImage, ImageError) as exc:
+        return Refusal("unreadable", str(exc))
+
+
+def _probe(model):
+    """The model with its pooled features as a second output (for the gate and spread)."""
+    import keras
+
+    return keras.Model(model.inputs, [model.output, model.get_layer("pool").output])

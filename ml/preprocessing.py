@@ -5,12 +5,19 @@ No TensorFlow here, so the web process can validate and preview uploads cheaply.
 
 from __future__ import annotations
 
+import copy
 import io
 import warnings
-from typing import Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from ml.header import HeaderFacts, element_text, read_header
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 # Bump whenever the output of `preprocess` changes for the same bytes; artifacts record it.
 PREPROCESSING_VERSION: Final = "1"
@@ -24,8 +31,22 @@ LOW_PERCENTILE: Final = 0.5
 HIGH_PERCENTILE: Final = 99.5
 
 _DICOM_MAGIC_OFFSET: Final = 128
+# Files from older modalities start straight with a little-endian tag of group 0008 (or
+# 0002 when only the preamble is missing): no preamble, often no file meta header at all.
+_LEGACY_DICOM_STARTS: Final = (b"\x08\x00", b"\x02\x00")
+_MONOCHROME: Final = frozenset({"MONOCHROME1", "MONOCHROME2"})
 _RGB_DECODED: Final = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"})
 _PERCENTILE_SAMPLE: Final = 250_000
+# Colourfulness is a mean over a nearest-neighbour thumbnail this wide: 16k pixels pin the
+# mean far more tightly than the gate needs, in well under a millisecond.
+_COLOUR_SAMPLE_SIDE: Final = 128
+_GREY_MODES: Final = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"})
+# A VOI window that leaves more than this fraction of pixels at one end (but the data
+# itself does not) has been set for other data: a test pattern, another detector, a typo.
+_MAX_CLIPPED_FRACTION: Final = 0.98
+WINDOW_FALLBACK_WARNING: Final = (
+    "The file's display window did not fit its pixel values; the full data range was used."
+)
 
 
 class ImageError(ValueError):
@@ -44,17 +65,44 @@ class ImageTooLarge(UnsupportedImage):
     """More pixels than any radiograph has: refused before decoding (decompression bomb)."""
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded file: the image and what else decoding learnt about it."""
+
+    image: np.ndarray = field(repr=False)  # 2-D float32 in [0, 1], white = dense
+    header: HeaderFacts | None  # DICOM only
+    # Mean (max - min channel) / full scale: 0.0 for grey files; a grey radiograph saved as
+    # RGB JPEG stays below ~0.02 (chroma noise), a photograph is far above.
+    colourfulness: float
+    warnings: tuple[str, ...] = ()  # plain-English notes for the reader, no patient data
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """Decoded pixels before the intensity stretch."""
+
+    pixels: np.ndarray
+    header: HeaderFacts | None = None
+    colourfulness: float = 0.0
+    warnings: tuple[str, ...] = ()
+
+
 def is_dicom(data: bytes) -> bool:
     return data[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM"
 
 
-def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode PNG, JPEG or DICOM bytes to a 2-D float32 array in [0, 1], white = dense."""
+def decode(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Decoded:
+    """Decode PNG, JPEG or DICOM bytes (Part 10, or legacy without preamble) to an image."""
     if not data:
         raise UnreadableImage("The file is empty.")
-    raw = _decode_dicom(data, max_pixels) if is_dicom(data) else _decode_raster(data, max_pixels)
-    _check_shape(raw.shape)
-    return normalize_intensity(raw)
+    raw = _decode_any(data, max_pixels)
+    _check_shape(raw.pixels.shape)
+    return Decoded(normalize_intensity(raw.pixels), raw.header, raw.colourfulness, raw.warnings)
+
+
+def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode PNG, JPEG or DICOM bytes to a 2-D float32 array in [0, 1], white = dense."""
+    return decode(data, max_pixels=max_pixels).image
 
 
 def preprocess(data: bytes, size: int, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -80,7 +128,7 @@ def normalize_intensity(raw: np.ndarray) -> np.ndarray:
     pixels = raw.astype(np.float32)
     # Percentiles of a regular subsample: the same figures to within a grey level, and
     # ~20x faster on a 4,000-pixel-wide detector image.
-    step = max(1, int(np.sqrt(pixels.size / _PERCENTILE_SAMPLE)))
+    step = _sample_step(pixels.size)
     low, high = np.percentile(pixels[::step, ::step], [LOW_PERCENTILE, HIGH_PERCENTILE])
     if high - low < 1e-6:
         low, high = float(pixels.min()), float(pixels.max())
@@ -88,6 +136,10 @@ def normalize_intensity(raw: np.ndarray) -> np.ndarray:
         raise UnsupportedImage("The image is blank (a single intensity everywhere).")
     # np.percentile's float64 scalars would promote the result; keep the promised float32.
     return np.clip((pixels - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def _sample_step(size: int) -> int:
+    return max(1, int(np.sqrt(size / _PERCENTILE_SAMPLE)))
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -114,7 +166,16 @@ def _check_pixel_count(width: int, height: int, frames: int, max_pixels: int) ->
         )
 
 
-def _decode_raster(data: bytes, max_pixels: int) -> np.ndarray:
+def _decode_any(data: bytes, max_pixels: int) -> _Raw:
+    if is_dicom(data):
+        return _decode_dicom(data, max_pixels)
+    legacy = _legacy_dicom(data)
+    if legacy is not None:
+        return _decode_dicom(legacy, max_pixels)
+    return _decode_raster(data, max_pixels)
+
+
+def _decode_raster(data: bytes, max_pixels: int) -> _Raw:
     try:
         with warnings.catch_warnings():
             # Pillow warns, then raises, on huge images; our own limit is checked first.
@@ -136,7 +197,28 @@ def _decode_raster(data: bytes, max_pixels: int) -> np.ndarray:
         raise UnreadableImage(
             "The file is not a readable PNG, JPEG or DICOM image (it may be truncated or corrupt)."
         ) from exc
-    return _raster_to_gray(image)
+    return _Raw(_raster_to_gray(image), colourfulness=_colourfulness(image))
+
+
+def _colourfulness(image: Image.Image) -> float:
+    if image.mode in _GREY_MODES:
+        return 0.0
+    side = _COLOUR_SAMPLE_SIDE
+    sample = image.resize(
+        (min(image.width, side), min(image.height, side)), Image.Resampling.NEAREST
+    )
+    rgba = np.asarray(sample.convert("RGBA"))
+    # Weighted by alpha: transparent pixels are composited onto black, as in the grey image.
+    return _channel_spread(rgba[..., :3], 255.0, weights=rgba[..., 3] / 255.0)
+
+
+def _channel_spread(
+    pixels: np.ndarray, full_scale: float, *, weights: np.ndarray | None = None
+) -> float:
+    spread = pixels.max(axis=-1).astype(np.float32) - pixels.min(axis=-1)
+    if weights is not None:
+        spread = spread * weights
+    return float(spread.mean() / full_scale)
 
 
 def _raster_to_gray(image: Image.Image) -> np.ndarray:
@@ -151,24 +233,64 @@ def _raster_to_gray(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 
-def _decode_dicom(data: bytes, max_pixels: int) -> np.ndarray:
+def _decode_dicom(source: bytes | Dataset, max_pixels: int) -> _Raw:
     try:
-        return _read_dicom(data, max_pixels)
+        return _read_dicom(_parse_dicom(source), max_pixels)
     except ImageError:
         raise
     except Exception as exc:  # pydicom parses elements lazily: corrupt headers fail anywhere
         raise UnreadableImage("The DICOM file is malformed or truncated.") from exc
 
 
-def _read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
+def _parse_dicom(source: bytes | Dataset) -> Dataset:
     import pydicom
-    from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    return pydicom.dcmread(io.BytesIO(source)) if isinstance(source, bytes) else source
+
+
+def _legacy_dicom(data: bytes) -> Dataset | None:
+    """The dataset of a DICOM file written without the Part 10 preamble, else None."""
+    if data[:2] not in _LEGACY_DICOM_STARTS:
+        return None
+    import pydicom
 
     try:
-        ds = pydicom.dcmread(io.BytesIO(data))
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise UnreadableImage("The DICOM file is malformed or truncated.") from exc
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        is_image = "PixelData" in ds and int(ds.Rows) > 0 and int(ds.Columns) > 0
+    except Exception:  # not DICOM after all: the raster decoder then says so as usual
+        return None
+    if not is_image:
+        return None
+    _assume_transfer_syntax(ds)
+    return ds
+
+
+def _assume_transfer_syntax(ds: Dataset) -> None:
+    # pydicom decodes pixels only with a transfer syntax; without file meta it can only be
+    # the encoding the dataset was parsed in (little endian, as the first tag showed).
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if "TransferSyntaxUID" not in ds.file_meta:
+        implicit = ds.original_encoding[0] is not False
+        syntax = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+        ds.file_meta.TransferSyntaxUID = syntax
+
+
+def _read_dicom(ds: Dataset, max_pixels: int) -> _Raw:
+    _check_dicom_geometry(ds, max_pixels)
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
+    pixels = _pixel_array(ds)
+    header = read_header(ds)
+    if photometric not in _MONOCHROME:
+        grey = _colour_dicom_to_gray(pixels, photometric)
+        full_scale = 2.0 ** int(getattr(ds, "BitsStored", 8) or 8) - 1
+        step = max(1, max(pixels.shape[:2]) // _COLOUR_SAMPLE_SIDE)
+        return _Raw(grey, header, _channel_spread(pixels[::step, ::step], full_scale))
+    grey, notes = _monochrome_to_gray(pixels, ds, photometric)
+    return _Raw(grey, header, 0.0, notes)
+
+
+def _check_dicom_geometry(ds: Dataset, max_pixels: int) -> None:
     if "PixelData" not in ds:
         raise UnsupportedImage("The DICOM file has no pixel data (is it an image?).")
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
@@ -178,18 +300,87 @@ def _read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
     _check_pixel_count(columns, rows, frames, max_pixels)
     if frames > 1:
         raise UnsupportedImage("Multi-frame DICOM is not accepted; send a single radiograph.")
-    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
+
+
+def _pixel_array(ds: Dataset) -> np.ndarray:
     try:
-        pixels = ds.pixel_array
+        return ds.pixel_array
     except Exception as exc:  # pydicom raises many types for bad or undecodable pixel data
         raise UnreadableImage(
             "The DICOM pixel data cannot be decoded (truncated, or an unsupported compression)."
         ) from exc
-    if photometric not in {"MONOCHROME1", "MONOCHROME2"}:
-        return _colour_dicom_to_gray(pixels, photometric)
-    pixels = apply_voi_lut(apply_modality_lut(pixels, ds), ds).astype(np.float32)
-    # MONOCHROME1 stores bone dark; flip so every image reads white = dense.
-    return pixels.max() + pixels.min() - pixels if photometric == "MONOCHROME1" else pixels
+
+
+def _monochrome_to_gray(
+    pixels: np.ndarray, ds: Dataset, photometric: str
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    windowed, notes = _apply_voi(_apply_modality_lut(pixels, ds), ds)
+    grey = windowed.astype(np.float32)
+    if _stored_inverted(ds, photometric):
+        grey = grey.max() + grey.min() - grey
+    return grey, notes
+
+
+def _stored_inverted(ds: Dataset, photometric: str) -> bool:
+    """Whether low stored values are dense (bone), so the image must be flipped.
+
+    MONOCHROME1 says so, and so does Presentation LUT Shape INVERSE. For DX (PS3.3
+    C.8.11.6) the two come together and describe the same inversion: flip once, not twice.
+    """
+    shape = element_text(ds, "PresentationLUTShape").upper()
+    return photometric == "MONOCHROME1" or shape == "INVERSE"
+
+
+def _apply_modality_lut(pixels: np.ndarray, ds: Dataset) -> np.ndarray:
+    from pydicom.dataset import Dataset
+    from pydicom.pixels import apply_modality_lut
+
+    depth = _modality_lut_depth(ds)
+    if depth is None or not 8 < depth < 16:
+        return apply_modality_lut(pixels, ds)
+    # pydicom 3.0 asks numpy for a "uint12" dtype and fails on 9-15 bit LUT entries; a copy
+    # of the LUT declaring 16-bit entries holds the same values.
+    lut = copy.deepcopy(ds.ModalityLUTSequence[0])
+    lut.LUTDescriptor = [*list(lut.LUTDescriptor)[:2], 16]
+    widened = Dataset()
+    widened.file_meta = ds.file_meta  # the LUT data's byte order, if it is stored as OW
+    widened.ModalityLUTSequence = [lut]
+    return apply_modality_lut(pixels, widened)
+
+
+def _modality_lut_depth(ds: Dataset) -> int | None:
+    sequence = ds.get("ModalityLUTSequence")
+    return int(sequence[0].LUTDescriptor[2]) if sequence else None
+
+
+def _apply_voi(values: np.ndarray, ds: Dataset) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The VOI LUT or window, unless it does not fit the data (then the data unwindowed)."""
+    from pydicom.pixels import apply_voi_lut
+
+    try:
+        windowed = apply_voi_lut(values, ds)
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, NotImplementedError):
+        # A zero window width, an unknown VOI function, a LUT of unsupported depth: the
+        # pixels are fine, only the suggested display is not.
+        return values, (WINDOW_FALLBACK_WARNING,)
+    if windowed is values or not _window_misfits(windowed, values):
+        return windowed, ()
+    return values, (WINDOW_FALLBACK_WARNING,)
+
+
+def _window_misfits(windowed: np.ndarray, unwindowed: np.ndarray) -> bool:
+    """Whether the window, not the data, crushed nearly all pixels to one end."""
+    step = _sample_step(windowed.size)
+    after, before = windowed[::step, ::step], unwindowed[::step, ::step]
+    return (
+        _end_fraction(after) > _MAX_CLIPPED_FRACTION
+        and _end_fraction(before) <= _MAX_CLIPPED_FRACTION
+    )
+
+
+def _end_fraction(values: np.ndarray) -> float:
+    """The fraction of values equal to the minimum or, if more, to the maximum."""
+    return float(max(np.mean(values == values.min()), np.mean(values == values.max())))
 
 
 def _colour_dicom_to_gray(pixels: np.ndarray, photometric: str) -> np.ndarray:

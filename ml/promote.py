@@ -16,21 +16,23 @@ import numpy as np
 
 from ml import metrics
 from ml.artifact import DEFAULT_ARTIFACT, card_path, read_card, write_card
-from ml.data import load_arrays, patient_split, read_manifest, subset_per_class
+from ml.data import load_arrays
 
 
 def validation_set(predictor) -> tuple[np.ndarray, np.ndarray]:
     """The uint8 inputs and targets of the validation split the predictor's card describes
     (rebuilt from its data root, seed and fraction: no image of it was trained on)."""
-    config = predictor.card["training_config"]
-    root = Path(config["data_root"])
-    records = subset_per_class(
-        read_manifest(root), config.get("limit_per_class", 0), config["seed"]
-    )
-    split = patient_split(records, val_fraction=config["val_fraction"], seed=config["seed"])
-    cache = Path(config["cache_dir"]) if config.get("cache_dir") else None
+    from ml.train import config_from_dict, split_for
+
+    values = dict(predictor.card["training_config"])
+    # Cards written before the batch split validated on a patient split seeded by `seed`.
+    values.setdefault("split", "patient")
+    values.setdefault("split_seed", values["seed"])
+    config = config_from_dict(values)
+    split = split_for(config)
+    cache = Path(config.cache_dir) if config.cache_dir else None
     images, targets = load_arrays(
-        split.validation, root, size=predictor.image_size, cache_dir=cache
+        split.validation, Path(config.data_root), size=predictor.image_size, cache_dir=cache
     )
     return images, targets.astype(np.float64)
 
@@ -70,7 +72,7 @@ def promote(
         card["threshold"] = threshold
         card["threshold_rule"] = (
             f"Highest threshold with sensitivity >= {target_sensitivity:.2f} on the "
-            "patient-level validation split (a missed pneumonia costs more than a second look)."
+            "card's validation split (a missed pneumonia costs more than a second look)."
         )
     card["validation"]["operating_points"] = metrics.operating_points(targets, scores)
     card.update(

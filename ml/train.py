@@ -26,6 +26,7 @@ from ml.data import (
     MIN_VALIDATION_PER_CLASS,
     Record,
     Split,
+    batch_split,
     class_weights,
     load_arrays,
     manifest_hash,
@@ -47,8 +48,13 @@ class TrainConfig:
     data_root: str = str(DEFAULT_DATA)
     output: str = str(REPO_ROOT / "build" / "model.keras")
     version: str = ""  # default: date, architecture and input size
-    seed: int = 1337
+    seed: int = 1337  # initialisation, shuffling and augmentation
+    split_seed: int = 1337  # which patients validate: ensemble members must share it
+    # "batch": validate on held-out acquisition batches (ml.data.batch_split), which
+    # predicted the official test split's shift; "patient": a random patient-level split.
+    split: str = "batch"
     val_fraction: float = 0.15
+    in_batch_fraction: float = 0.1  # batch split only: the in-batch comparison set
     epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -74,10 +80,18 @@ def resolve_config(config_file: str | None, overrides: dict[str, Any]) -> TrainC
         for parent in parents:
             target = target.setdefault(parent, {})
         target[leaf] = value
+    return config_from_dict(values)
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """A TrainConfig from its JSON form (a file, or a card's `training_config`)."""
+    augment = dict(values.get("augment", {}))
+    if "crop_area" in augment:
+        augment["crop_area"] = tuple(augment["crop_area"])
     return TrainConfig(
         **{k: v for k, v in values.items() if k not in {"model", "augment"}},
         model=ModelConfig(**values.get("model", {})),
-        augment=AugmentConfig(**values.get("augment", {})),
+        augment=AugmentConfig(**augment),
     )
 
 
@@ -109,8 +123,7 @@ def train(
     started = time.time()
     data_root = Path(config.data_root)
     if split is None:
-        records = subset_per_class(read_manifest(data_root), config.limit_per_class, config.seed)
-        split = patient_split(records, val_fraction=config.val_fraction, seed=config.seed)
+        split = split_for(config)
     _check_trainable(split.train, split.validation)
     size = config.model.image_size
     cache = Path(config.cache_dir) if config.cache_dir else None
@@ -120,26 +133,91 @@ def train(
 
     model, history = _fit(config, x_train, y_train, x_val, y_val, verbose, progress, should_stop)
     val_logits = _logits(model, x_val)
-    platt = metrics.fit_platt(val_logits, y_val)
+    platt = metrics.fit_platt(val_logits, y_val, balanced=True)
     _fold_calibration(model, *platt)
-    val_probability = 1.0 / (1.0 + np.exp(-(platt[0] * val_logits + platt[1])))
+    val_probability = _sigmoid(platt[0] * val_logits + platt[1])
     threshold = metrics.threshold_for_sensitivity(y_val, val_probability, config.target_sensitivity)
     validation = metrics.summary(y_val, val_probability, threshold)
     validation["operating_points"] = metrics.operating_points(y_val, val_probability)
+    in_batch = None
+    if split.in_batch:
+        x_in, y_in = load_arrays(split.in_batch, data_root, size=size, cache_dir=cache)
+        in_batch = metrics.summary(y_in, _sigmoid(_logits(model, x_in)), threshold)
 
     output = Path(config.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    _without_optimizer(model, config.model).save(output)
+    model = _without_optimizer(model, config.model)
+    gate = fit_model_gate(model, (x_train, y_train), (x_val, y_val))
+    model.save(output)
     card = _card(
-        config, split.train + split.validation, history, validation, platt, threshold, command
+        config,
+        split.train + split.validation + split.in_batch,
+        history,
+        validation,
+        platt,
+        threshold,
+        command,
     )
+    card["validation_protocol"] = config.split
+    card["gate"] = gate
+    if in_batch is not None:
+        card["in_batch_validation"] = in_batch
     card["training_seconds"] = round(time.time() - started, 1)
     card["patients"] = {
         "train": len({r.patient for r in split.train}),
         "validation": len({r.patient for r in split.validation}),
+        "in_batch": len({r.patient for r in split.in_batch}),
     }
-    card["images"] = {"train": len(split.train), "validation": len(split.validation)}
+    card["images"] = {
+        "train": len(split.train),
+        "validation": len(split.validation),
+        "in_batch": len(split.in_batch),
+    }
     return write_card(output, card)
+
+
+def split_for(config: TrainConfig) -> Split:
+    """The split `config` describes: rebuilt identically from the manifest, seed and fractions."""
+    records = read_manifest(Path(config.data_root))
+    records = subset_per_class(records, config.limit_per_class, config.split_seed)
+    if config.split == "batch":
+        return batch_split(
+            records,
+            val_fraction=config.val_fraction,
+            in_batch_fraction=config.in_batch_fraction,
+            seed=config.split_seed,
+        )
+    if config.split != "patient":
+        raise ValueError(f"Unknown split {config.split!r}; choose 'batch' or 'patient'.")
+    return patient_split(records, val_fraction=config.val_fraction, seed=config.split_seed)
+
+
+def fit_model_gate(model, train_set, validation_set, *, refuse_fraction: float = 0.01) -> dict:
+    """The input gate's card entry for `model` (ml.gate), with its validation refusal rate."""
+    from ml.ensemble import pooled_and_logits
+    from ml.gate import fit_gate, thumbnail
+
+    layouts = [
+        thumbnail(images.astype(np.float32) / 255.0) for images, _ in (train_set, validation_set)
+    ]
+    pooled = [pooled_and_logits(model, images)[0] for images, _ in (train_set, validation_set)]
+    gate = fit_gate(
+        train_layout=layouts[0],
+        train_features=pooled[0],
+        validation_layout=layouts[1],
+        validation_features=pooled[1],
+        refuse_fraction=refuse_fraction,
+        fitted_on="densities: training images; thresholds: validation images",
+    )
+    scores = gate.scores(layout=layouts[1], features=pooled[1])
+    refused = (scores["layout_distance"] > gate.layout_threshold) | (
+        scores["feature_distance"] > gate.feature_threshold
+    )
+    return {**gate.to_card(), "validation_refusal_rate": float(refused.mean())}
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
 
 
 def _check_trainable(train: list[Record], validation: list[Record]) -> None:
@@ -281,10 +359,11 @@ def _card(config, records, history, validation, platt, threshold, command) -> di
         "threshold": threshold,
         "threshold_rule": (
             f"Highest threshold with sensitivity >= {config.target_sensitivity:.2f} on the "
-            "patient-level validation split (a missed pneumonia costs more than a second look)."
+            f"{config.split}-level validation split (a missed pneumonia costs more than a "
+            "second look)."
         ),
         "calibration": {
-            "method": "platt",
+            "method": "platt, classes weighted equally",
             "scale": platt[0],
             "shift": platt[1],
             "fitted_on": "validation",

@@ -414,7 +414,7 @@ def feedback_from_review(*, review_id: int) -> int:
     """Copy a signed case's images into the feedback dataset, labelled with the
     radiologist's finding; other findings keep them out (and exclude earlier copies).
     Returns how many images were added or relabelled."""
-    from diagnosis.models import Review
+    from diagnosis.models import Image, Review
 
     target = Dataset.objects.filter(is_feedback_target=True).first()
     if target is None:
@@ -428,7 +428,9 @@ def feedback_from_review(*, review_id: int) -> int:
         )
         return changed
     changed = 0
-    for image in review.case.images.all():
+    # Images the AI refused (not a chest radiograph, outside the population it was made for)
+    # must not become training data under the case's finding.
+    for image in review.case.images.exclude(status=Image.Status.REFUSED):
         changed += _feedback_image(target=target, review=review, image=image, label=label)
     return changed
 
@@ -492,14 +494,17 @@ def feedback_after_signing(*, review) -> None:
 
 def case_rerun(*, case, user) -> int:
     """Analyse every image of a case again with the active version. The current
-    predictions are kept as PriorPrediction rows; returns how many images were queued."""
+    predictions are kept as PriorPrediction rows (a refusal leaves no row: it is only
+    replaced); returns how many images were queued."""
     from diagnosis.models import AuditEvent, Image, Prediction
     from diagnosis.services import audit_record, case_refresh_status, image_enqueue
     from mlops.models import PriorPrediction
 
     queued: list[int] = []
     with transaction.atomic():
-        images = list(Image.objects.select_for_update().filter(case=case, status=Image.Status.DONE))
+        # A refused image is a result too: the active version may analyse it, or refuse again.
+        finished = [Image.Status.DONE, Image.Status.REFUSED]
+        images = list(Image.objects.select_for_update().filter(case=case, status__in=finished))
         for image in images:
             prediction = Prediction.objects.filter(image=image).first()
             if prediction is not None:
@@ -517,7 +522,12 @@ def case_rerun(*, case, user) -> int:
                 # The heatmap file now belongs to the prior row; delete only the row.
                 Prediction.objects.filter(pk=prediction.pk).delete()
             Image.objects.filter(pk=image.pk).update(
-                status=Image.Status.QUEUED, claim_token="", error="", enqueued_at=timezone.now()
+                status=Image.Status.QUEUED,
+                claim_token="",
+                error="",
+                refusal_reason="",
+                refusal_message="",
+                enqueued_at=timezone.now(),
             )
             queued.append(image.pk)
         if not queued:

@@ -416,7 +416,7 @@ def _evaluate(evaluation: Evaluation, work: Path) -> tuple[dict, dict]:
         )
     items = [(_local_file(image, work), Label.values.index(image.label)) for image in images]
     predictor = Predictor.load(local_artifact(evaluation.version))
-    summary, _rows, _unreadable = evaluate_items(predictor, items, report=work / "report")
+    summary, _rows, _refused = evaluate_items(predictor, items, report=work / "report")
     plots = {}
     folder = f"evaluations/{uuid.uuid4().hex}"
     for name in ("roc", "precision_recall", "calibration", "confusion_matrix"):

@@ -234,14 +234,15 @@ def _complete(uploads: list[Upload]) -> list[Upload]:
 
     ids = [u.image_id for u in uploads]
     deadline = time.monotonic() + 600
-    while Image.objects.filter(pk__in=ids).exclude(status__in=["done", "failed"]).exists():
+    finished = ["done", "failed", "refused"]
+    while Image.objects.filter(pk__in=ids).exclude(status__in=finished).exists():
         if time.monotonic() > deadline:
             raise SystemExit("Results did not arrive within 10 minutes.")
         time.sleep(0.02)
     images = Image.objects.select_related("prediction").in_bulk(ids)
     for upload in uploads:
         image = images[upload.image_id]
-        prediction = image.prediction  # a failed analysis stops the benchmark here
+        prediction = image.prediction  # a failed or refused analysis stops the benchmark here
         upload.accepted = image.created_at.timestamp()
         upload.claimed = image.claimed_at.timestamp()
         upload.stored = prediction.created_at.timestamp()

@@ -76,3 +76,35 @@ def client_for(client):
         return client
 
     return login
+
+
+@pytest.fixture(scope="session")
+def gated_ensemble_path(tmp_path_factory, shared_data) -> Path:
+    """Two tiny members trained for one epoch on a small held-out-batch split, joined by
+    `ml.ensemble.combine`: a complete artifact with calibration, spread and a fitted gate."""
+    from ml.ensemble import combine
+    from ml.train import resolve_config, train
+
+    folder = tmp_path_factory.mktemp("gated-ensemble")
+    members = []
+    for seed in (1, 2):
+        config = resolve_config(
+            None,
+            {
+                "data_root": str(shared_data),
+                "output": str(folder / f"member{seed}.keras"),
+                "epochs": 1,
+                "seed": seed,
+                "limit_per_class": 40,
+                "cache_dir": "",
+                "version": f"tiny-member-{seed}",
+                "model.image_size": 64,
+                "model.width": 16,
+                "model.stages": 2,
+            },
+        )
+        train(config, command="test", verbose=0)
+        members.append(Path(config.output))
+    output = folder / "ensemble.keras"
+    combine(members, output=output, version="tiny-ensemble", command="test")
+    return output

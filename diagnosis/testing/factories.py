@@ -36,7 +36,7 @@ class CaseFactory(factory.django.DjangoModelFactory[Case]):
 
     owner = factory.SubFactory(UserFactory, role=roles.CLINICIAN)
     patient_id = factory.Sequence(lambda n: f"P{n:05d}")
-    age = 7
+    age = 4  # inside the intended population (children aged 1 to 5)
     urgency = Case.Urgency.ROUTINE
 
 
@@ -88,5 +88,25 @@ def awaiting_review_case(*, probability: float = 0.8, **kwargs) -> Case:
         image__case=case,
         probability=probability,
         label="PNEUMONIA" if probability >= 0.5 else "NORMAL",
+    )
+    return services.case_refresh_status(case_id=case.pk)
+
+
+def refused_case(
+    *,
+    reason: str = "not_chest_radiograph",
+    message: str = "The image looks like a photograph, not a radiograph.",
+    **kwargs,
+) -> Case:
+    """A case whose only image the AI refused, as the worker would leave it."""
+    from diagnosis import services
+
+    case = CaseFactory.create(**kwargs)
+    ImageFactory(
+        case=case,
+        status=Image.Status.REFUSED,
+        refusal_reason=reason,
+        refusal_message=message,
+        refusal_model_version="fake-1",
     )
     return services.case_refresh_status(case_id=case.pk)

@@ -5,12 +5,50 @@
   if (!root) return;
   var url = root.getAttribute("data-api");
   var statusLabels = { queued: "Queued", processing: "Processing", awaiting_review: "Awaiting review",
-                       reported: "Reported", failed: "Failed", done: "Done" };
+                       reported: "Reported", failed: "Failed", done: "Done", refused: "Not analysed" };
   var delay = 1000;
 
   function setStatus(el, status) {
     el.textContent = statusLabels[status] || status;
     el.className = "status " + status;
+  }
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+  function renderPrediction(card, result, pr) {
+    var p = el("p", "prob");
+    var spread = pr.uncertainty === null || pr.uncertainty === undefined ? "" : " ± " + pr.uncertainty.toFixed(2);
+    p.appendChild(el("strong", "", "P(pneumonia) " + pr.probability.toFixed(2) + spread));
+    p.appendChild(document.createTextNode((spread ? ", ensemble spread" : "") + " — AI label " + pr.label +
+      " at threshold " + pr.threshold.toFixed(2) + " · model " + pr.model_version));
+    result.appendChild(p);
+    if (pr.warnings && pr.warnings.length) {
+      var list = el("ul", "ai-warnings");
+      pr.warnings.forEach(function (w) { list.appendChild(el("li", "", w)); });
+      result.appendChild(list);
+    }
+    var heat = card.querySelector("[data-heatmap]");
+    if (pr.heatmap_url && heat.hidden) {
+      heat.src = pr.heatmap_url; heat.hidden = false;
+      var viewer = card.querySelector("[data-viewer]");
+      if (viewer.chestnetViewer) viewer.chestnetViewer.applyOverlay();
+    }
+  }
+  // A refusal is a result: the plain-words reason and the specific message, no heatmap.
+  function renderRefusal(card, result, refusal) {
+    var box = el("div", "refusal");
+    var p = el("p");
+    p.appendChild(el("strong", "", "Not analysed by the AI."));
+    p.appendChild(document.createTextNode(" " + refusal.explanation));
+    box.appendChild(p);
+    if (refusal.message) box.appendChild(el("p", "muted", refusal.message));
+    result.appendChild(box);
+    var tools = card.querySelector("[data-overlay-tools]");
+    if (tools) tools.hidden = true;
+    card.querySelector("[data-heatmap]").hidden = true;
   }
   function renderImage(image) {
     var card = root.querySelector('[data-image-id="' + image.id + '"]');
@@ -18,28 +56,17 @@
     setStatus(card.querySelector("[data-image-status]"), image.status);
     var result = card.querySelector("[data-result]");
     result.textContent = "";
-    var p = document.createElement("p");
     if (image.prediction) {
-      var pr = image.prediction;
-      p.className = "prob";
-      var strong = document.createElement("strong");
-      strong.textContent = "P(pneumonia): " + pr.probability.toFixed(2);
-      p.appendChild(strong);
-      p.appendChild(document.createTextNode(" — AI label " + pr.label + " at threshold " +
-        pr.threshold.toFixed(2) + " · model " + pr.model_version));
-      var heat = card.querySelector("[data-heatmap]");
-      if (pr.heatmap_url && heat.hidden) {
-        heat.src = pr.heatmap_url; heat.hidden = false;
-        var viewer = card.querySelector("[data-viewer]");
-        if (viewer.chestnetViewer) viewer.chestnetViewer.applyOverlay();
-      }
+      renderPrediction(card, result, image.prediction);
+    } else if (image.status === "refused" && image.refusal) {
+      renderRefusal(card, result, image.refusal);
     } else if (image.status === "failed") {
-      p.className = "error"; p.textContent = image.error;
+      result.appendChild(el("p", "error", image.error));
     } else {
-      p.className = "muted"; p.textContent = "Analysis " + (statusLabels[image.status] || image.status).toLowerCase() + "…";
+      result.appendChild(el("p", "muted", "Analysis " + (statusLabels[image.status] || image.status).toLowerCase() + "…"));
     }
-    result.appendChild(p);
-    card.querySelector("[data-retry]").hidden = image.status !== "failed";
+    var retry = card.querySelector("[data-retry]");
+    if (retry) retry.hidden = image.status !== "failed";
   }
   function renderReview(review) {
     var section = document.getElementById("report");

@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 from diagnosis.models import Case, Review
 from diagnosis.testing import factories
 from diagnosis.testing.images import png_bytes
+from ml.outcome import REFUSAL_REASONS
 
 pytestmark = pytest.mark.django_db
 
@@ -60,6 +61,63 @@ def test_case_json_has_the_prediction_contract(api_client_for, clinician):
         "heatmap_url",
         "image_url",
     }
+
+
+def test_analysed_image_json_carries_uncertainty_and_warnings_and_no_refusal(
+    api_client_for, clinician
+):
+    prediction = factories.PredictionFactory(
+        image__case__owner=clinician, uncertainty=0.04, warnings=["Low contrast."]
+    )
+    body = api_client_for(clinician).get(f"/api/v1/cases/{prediction.image.case_id}/").json()
+    image = body["images"][0]
+    assert image["status"] == "done" and image["refusal"] is None
+    assert image["prediction"]["uncertainty"] == pytest.approx(0.04)
+    assert image["prediction"]["warnings"] == ["Low contrast."]
+
+
+def test_older_prediction_without_uncertainty_reads_as_null(api_client_for, clinician):
+    prediction = factories.PredictionFactory(image__case__owner=clinician, uncertainty=None)
+    body = api_client_for(clinician).get(f"/api/v1/cases/{prediction.image.case_id}/").json()
+    assert body["images"][0]["prediction"]["uncertainty"] is None
+
+
+def test_refused_image_json_says_why_and_has_no_prediction(api_client_for, clinician):
+    case = factories.refused_case(
+        owner=clinician, message="The image looks like a CT slice, not a radiograph."
+    )
+    body = api_client_for(clinician).get(f"/api/v1/cases/{case.pk}/").json()
+    image = body["images"][0]
+    assert image["status"] == "refused" and image["prediction"] is None
+    assert image["refusal"] == {
+        "reason": "not_chest_radiograph",
+        "message": "The image looks like a CT slice, not a radiograph.",
+        "explanation": REFUSAL_REASONS["not_chest_radiograph"],
+        "model_version": "fake-1",
+    }
+    assert "label" not in image and "heatmap_url" not in image
+    assert body["status"] == "awaiting_review"
+    assert (body["max_probability"], body["ai_flagged"]) == (None, False)
+
+
+def test_refused_case_is_on_the_worklist_unflagged_after_analysed_ones(api_client_for, radiologist):
+    refused = factories.refused_case()
+    analysed = factories.awaiting_review_case(probability=0.2)
+    rows = api_client_for(radiologist).get("/api/v1/worklist/").json()
+    assert [row["id"] for row in rows] == [analysed.pk, refused.pk]
+    assert (rows[1]["status"], rows[1]["ai_flagged"], rows[1]["max_probability"]) == (
+        "awaiting_review",
+        False,
+        None,
+    )
+
+
+def test_openapi_schema_describes_refusal_and_uncertainty(api_client_for, clinician):
+    schema = api_client_for(clinician).get("/api/v1/schema/?format=json").json()
+    components = schema["components"]["schemas"]
+    assert {"reason", "message", "explanation"} <= set(components["Refusal"]["properties"])
+    assert {"uncertainty", "warnings"} <= set(components["Prediction"]["properties"])
+    assert "refusal" in components["Image"]["properties"]
 
 
 def test_clinician_lists_own_and_cannot_get_others(api_client_for, clinician, clinician2):

@@ -8,8 +8,9 @@ from django.utils import timezone
 from diagnosis import services
 from diagnosis.models import AuditEvent, Case, Image, Prediction, Review
 from diagnosis.testing import factories
-from diagnosis.testing.fakes import FakePredictor
+from diagnosis.testing.fakes import FakePredictor, FakeResult, fake_refusal
 from diagnosis.testing.images import dicom_bytes, jpeg_bytes, png_bytes
+from ml.outcome import REFUSAL_REASONS
 from ml.preprocessing import UnreadableImage
 
 pytestmark = pytest.mark.django_db
@@ -107,18 +108,13 @@ def test_image_abandoned_by_dead_worker_can_be_claimed_after_lease():
     assert services.image_claim(image_id=image.pk, token="new")
 
 
-def test_unreadable_image_fails_with_readable_reason_and_retry_requeues(
+def test_failed_analysis_can_be_retried_and_is_requeued(
     clinician, enqueued, django_capture_on_commit_callbacks
 ):
     image = factories.ImageFactory(case__owner=clinician)
-    broken = FakePredictor(error=UnreadableImage("The DICOM file is malformed or truncated."))
-    assert (
-        services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda: broken)
-        == "failed"
-    )
-    image.refresh_from_db()
+    services.image_claim(image_id=image.pk, token="t")
+    services.image_fail(image_id=image.pk, token="t", reason=services.FAILED_GENERIC)
     image.case.refresh_from_db()
-    assert image.error == "The DICOM file is malformed or truncated."
     assert image.case.status == Case.Status.FAILED
     with django_capture_on_commit_callbacks(execute=True):
         services.image_retry(image=image, user=clinician)
@@ -130,6 +126,132 @@ def test_retry_refuses_an_image_that_has_not_failed(clinician):
     image = factories.ImageFactory(case__owner=clinician)
     with pytest.raises(services.ServiceError):
         services.image_retry(image=image, user=clinician)
+
+
+def test_prediction_keeps_the_ensemble_uncertainty_and_warnings():
+    image = factories.ImageFactory()
+    predictor = FakePredictor(
+        result=FakeResult(uncertainty=0.04, warnings=("Inverted DICOM pixels were corrected.",))
+    )
+    services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda: predictor)
+    prediction = Prediction.objects.get(image=image)
+    assert prediction.uncertainty == pytest.approx(0.04)
+    assert prediction.warnings == ["Inverted DICOM pixels were corrected."]
+
+
+def test_single_network_prediction_is_stored_without_uncertainty():
+    image = factories.ImageFactory()
+    predictor = FakePredictor(result=FakeResult(uncertainty=None))
+    services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda: predictor)
+    prediction = Prediction.objects.get(image=image)
+    assert prediction.uncertainty is None and prediction.warnings == []
+
+
+def test_inference_tells_the_predictor_the_age_of_the_case(fake_predictor):
+    image = factories.ImageFactory(case__age=3)
+    services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda: fake_predictor)
+    assert fake_predictor.seen == [{"heatmap": True, "age_years": 3}]
+
+
+def test_inference_of_a_case_without_age_passes_no_age(fake_predictor):
+    image = factories.ImageFactory(case__age=None)
+    services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda: fake_predictor)
+    assert fake_predictor.seen[0]["age_years"] is None
+
+
+def test_refusal_is_stored_as_a_result_without_prediction_and_case_awaits_review(clinician):
+    image = factories.ImageFactory(case__owner=clinician, case__age=34)
+    predictor = FakePredictor(
+        result=fake_refusal("outside_intended_use", "The patient is 34; the AI covers 1-5.")
+    )
+    outcome = services.inference_run(
+        image_id=image.pk, token="t", predictor_loader=lambda: predictor
+    )
+    assert outcome == "refused"
+    image.refresh_from_db()
+    assert (image.status, image.refusal_reason, image.refusal_message, image.error) == (
+        Image.Status.REFUSED,
+        "outside_intended_use",
+        "The patient is 34; the AI covers 1-5.",
+        "",
+    )
+    assert image.refusal_explanation == REFUSAL_REASONS["outside_intended_use"]
+    assert not Prediction.objects.filter(image=image).exists()
+    case = Case.objects.get(pk=image.case_id)
+    assert case.status == Case.Status.AWAITING_REVIEW and case.ready_at is not None
+    assert case.max_probability is None and case.ai_flagged is False
+
+
+def test_second_delivery_of_a_refusal_changes_nothing():
+    image = factories.ImageFactory()
+    predictor = FakePredictor(result=fake_refusal("not_chest_radiograph", "A photograph."))
+    services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda: predictor)
+    again = services.image_refuse(
+        image_id=image.pk, token="t", refusal=fake_refusal("unreadable", "Other words.")
+    )
+    redelivered = services.inference_run(
+        image_id=image.pk, token="t", predictor_loader=lambda: predictor
+    )
+    assert (again, redelivered, predictor.calls) == (False, "skipped", 1)
+    image.refresh_from_db()
+    assert (image.status, image.refusal_reason, image.refusal_message) == (
+        Image.Status.REFUSED,
+        "not_chest_radiograph",
+        "A photograph.",
+    )
+
+
+def test_refusal_from_a_task_that_lost_its_claim_is_ignored():
+    image = factories.ImageFactory()
+    services.image_claim(image_id=image.pk, token="current")
+    assert not services.image_refuse(image_id=image.pk, token="stale", refusal=fake_refusal())
+    image.refresh_from_db()
+    assert image.status == Image.Status.PROCESSING and image.refusal_reason == ""
+
+
+def test_predictor_raising_unreadable_is_recorded_as_an_unreadable_refusal():
+    image = factories.ImageFactory()
+    broken = FakePredictor(error=UnreadableImage("The DICOM file is malformed or truncated."))
+    outcome = services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda: broken)
+    image.refresh_from_db()
+    assert outcome == "refused"
+    assert (image.status, image.refusal_reason, image.refusal_message) == (
+        Image.Status.REFUSED,
+        "unreadable",
+        "The DICOM file is malformed or truncated.",
+    )
+
+
+def test_a_refused_image_cannot_be_retried(clinician):
+    case = factories.refused_case(owner=clinician)
+    with pytest.raises(services.ServiceError, match="Only a failed analysis"):
+        services.image_retry(image=case.images.get(), user=clinician)
+
+
+def test_case_of_an_analysed_and_a_refused_image_takes_the_ai_result_of_the_analysed_one():
+    case = factories.CaseFactory()
+    factories.PredictionFactory(image__case=case, probability=0.91, label="PNEUMONIA")
+    factories.ImageFactory(
+        case=case, status=Image.Status.REFUSED, refusal_reason="not_chest_radiograph"
+    )
+    case = services.case_refresh_status(case_id=case.pk)
+    assert case.status == Case.Status.AWAITING_REVIEW
+    assert case.max_probability == pytest.approx(0.91) and case.ai_flagged
+
+
+def test_case_with_a_refused_and_a_failed_image_is_failed():
+    case = factories.CaseFactory()
+    factories.ImageFactory(case=case, status=Image.Status.REFUSED, refusal_reason="unsupported")
+    factories.ImageFactory(case=case, status=Image.Status.FAILED)
+    assert services.case_refresh_status(case_id=case.pk).status == Case.Status.FAILED
+
+
+def test_radiologist_can_sign_a_case_whose_images_were_all_refused(radiologist):
+    case = factories.refused_case()
+    review = services.review_sign(
+        case=case, author=radiologist, agrees_with_ai=False, finding="normal", report="Clear."
+    )
+    assert review.version == 1 and Case.objects.get(pk=case.pk).status == Case.Status.REPORTED
 
 
 def test_case_with_one_done_and_one_queued_image_is_processing():

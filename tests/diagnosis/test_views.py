@@ -9,6 +9,7 @@ from django.urls import reverse
 from diagnosis.models import AuditEvent, Case, Review
 from diagnosis.testing import factories
 from diagnosis.testing.images import png_bytes
+from ml.outcome import REFUSAL_REASONS
 
 pytestmark = pytest.mark.django_db
 
@@ -164,3 +165,72 @@ def test_healthz_reports_database_and_broker_without_login(client, db, monkeypat
         "broker": "unavailable",
         "workers": 0,
     }
+
+
+def test_case_page_says_a_refused_image_was_not_analysed_and_why(client_for, clinician):
+    case = factories.refused_case(
+        owner=clinician, message="The image looks like a photograph, not a radiograph."
+    )
+    page = client_for(clinician).get(reverse("case_detail", args=[case.pk])).content.decode()
+    assert "Not analysed by the AI." in page
+    assert REFUSAL_REASONS["not_chest_radiograph"] in page
+    assert "The image looks like a photograph, not a radiograph." in page
+    assert "not_chest_radiograph" not in page  # plain words only, never the code
+    assert "data-overlay-toggle" not in page and "Retry analysis" not in page
+    assert "AI label" not in page and 'class="badge flag"' not in page
+    assert "not a diagnosis" in page  # the intended-use statement stays
+
+
+def test_review_page_of_a_refused_case_offers_signing_without_ai_result(client_for, radiologist):
+    case = factories.refused_case(reason="outside_intended_use", message="Adult patient.")
+    page = client_for(radiologist).get(reverse("case_review", args=[case.pk])).content.decode()
+    assert "Not analysed by the AI." in page and REFUSAL_REASONS["outside_intended_use"] in page
+    assert "outside_intended_use" not in page
+    assert "data-overlay-toggle" not in page and "data-invert" in page
+    assert 'id="review-form"' in page and "P(pneumonia)" not in page
+
+
+def test_analysed_image_shows_probability_with_its_spread_and_warnings(client_for, clinician):
+    prediction = factories.PredictionFactory(
+        image__case__owner=clinician,
+        probability=0.91,
+        uncertainty=0.04,
+        warnings=["The DICOM window was missing; a default was used."],
+    )
+    page = client_for(clinician).get(reverse("case_detail", args=[prediction.image.case_id]))
+    text = page.content.decode()
+    assert "P(pneumonia) 0.91 ± 0.04</strong>, ensemble spread" in text
+    assert "The DICOM window was missing; a default was used." in text
+    assert "data-overlay-toggle" in text and "Not analysed by the AI" not in text
+
+
+def test_single_network_prediction_shows_probability_without_spread(client_for, clinician):
+    prediction = factories.PredictionFactory(
+        image__case__owner=clinician, probability=0.8, uncertainty=None
+    )
+    page = client_for(clinician).get(reverse("case_detail", args=[prediction.image.case_id]))
+    text = page.content.decode()
+    assert "P(pneumonia) 0.80</strong> — AI label" in text and "±" not in text
+
+
+def test_worklist_lists_a_refused_case_as_awaiting_review_without_flag(client_for, radiologist):
+    refused = factories.refused_case()
+    page = client_for(radiologist).get(reverse("worklist")).content.decode()
+    row = page[page.index(f'data-case-id="{refused.pk}"') :].split("</tr>")[0]
+    assert "Not analysed by the AI" in row and "flagged" not in row
+    assert "Claim" in row
+
+
+def test_worklist_counts_refused_images_beside_the_probability(client_for, radiologist):
+    case = factories.awaiting_review_case(probability=0.3)
+    factories.ImageFactory(case=case, status="refused", refusal_reason="unsupported")
+    page = client_for(radiologist).get(reverse("worklist")).content.decode()
+    row = page[page.index(f'data-case-id="{case.pk}"') :].split("</tr>")[0]
+    assert "0.30" in row and "1 image not analysed by the AI" in row
+
+
+def test_case_list_shows_a_refused_case_as_awaiting_review(client_for, clinician):
+    factories.refused_case(owner=clinician)
+    page = client_for(clinician).get(reverse("case_list")).content.decode()
+    assert "Awaiting review" in page and "Not analysed by the AI" in page
+    assert "Failed" not in page

@@ -94,12 +94,72 @@ def test_predict_prints_one_json_line_per_file_and_writes_heatmaps(
     assert all(Path(line["heatmap"]).exists() for line in lines)
 
 
-def test_predict_reports_a_bad_file_and_exits_non_zero(labelled_folder, tiny_model_path):
+def test_predict_refuses_a_broken_file_with_a_reason_code(labelled_folder, tiny_model_path):
     result = run_ml(
         "predict", str(labelled_folder / "NORMAL" / "broken.jpeg"), "--model", str(tiny_model_path)
     )
+    assert result.returncode == 0, result.stderr  # a refusal is a result
+    line = json.loads(result.stdout.splitlines()[0])
+    assert line["refused"] == "unreadable" and line["message"]
+    assert "probability" not in line and "label" not in line
+
+
+def test_predict_exits_non_zero_for_a_file_that_cannot_be_opened(tmp_path, tiny_model_path):
+    result = run_ml("predict", str(tmp_path / "missing.png"), "--model", str(tiny_model_path))
     assert result.returncode == 1
-    assert "error" in json.loads(result.stdout.splitlines()[0])
+    assert json.loads(result.stdout)["refused"] == "unreadable"
+
+
+def test_predict_lines_follow_the_integration_contract(
+    labelled_folder, gated_ensemble_path, tmp_path
+):
+    from pydicom.data import get_testdata_file
+
+    chest = sorted((labelled_folder / "PNEUMONIA").iterdir())[0]
+    ct = get_testdata_file("CT_small.dcm")
+    result = run_ml("predict", str(chest), ct, "--model", str(gated_ensemble_path))
+    assert result.returncode == 0, result.stderr
+    analysed, refused = (json.loads(line) for line in result.stdout.splitlines())
+    assert {"probability", "label", "threshold", "model_version", "uncertainty", "warnings"} <= set(
+        analysed
+    )
+    assert 0.0 <= analysed["uncertainty"] <= 0.5 and analysed["warnings"] == []
+    assert refused == {
+        "file": ct,
+        "refused": "not_chest_radiograph",
+        "message": refused["message"],
+    }
+
+
+def test_evaluate_leaves_refused_files_out_of_the_csv_and_counts_them(
+    labelled_folder, gated_ensemble_path, tmp_path
+):
+    from pydicom.data import get_testdata_file
+
+    folder = tmp_path / "eval"
+    shutil.copytree(labelled_folder, folder)
+    shutil.copy(get_testdata_file("CT_small.dcm"), folder / "NORMAL" / "ct.dcm")
+    out = tmp_path / "predictions.csv"
+    result = run_ml(
+        "evaluate",
+        str(folder),
+        "--predictions",
+        str(out),
+        "--model",
+        str(gated_ensemble_path),
+        "--report",
+        str(tmp_path / "report"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "refused (not_chest_radiograph):" in result.stderr and "ct.dcm" in result.stderr
+    assert "refused (unreadable):" in result.stderr and "broken.jpeg" in result.stderr
+    with out.open() as handle:
+        paths = [row["path"] for row in csv.DictReader(handle)]
+    assert not any(p.endswith(("ct.dcm", "broken.jpeg")) for p in paths)
+    report = json.loads((tmp_path / "report/metrics.json").read_text())
+    assert report["submitted"] == 10 and report["refused"] == 10 - len(paths)
+    assert report["refused_by_reason"]["not_chest_radiograph"] >= 1
+    assert report["refused_by_label"]["NORMAL"] >= 2
 
 
 def test_benchmark_reports_every_stage_next_to_the_bare_forward_pass(tiny_model_path):

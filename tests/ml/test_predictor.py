@@ -8,7 +8,6 @@ import pytest
 
 from ml.artifact import ArtifactError, write_card
 from ml.predictor import Predictor
-from ml.preprocessing import UnreadableImage
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +56,80 @@ def test_decoded_image_is_returned_at_original_size(predictor, shared_data):
     assert predictor.predict(path.read_bytes(), heatmap=False).image.shape == (height, width)
 
 
-def test_unreadable_bytes_raise_a_clear_error(predictor):
-    with pytest.raises(UnreadableImage):
-        predictor.predict(b"definitely not an image")
+def test_unreadable_bytes_are_a_refusal_not_an_exception(predictor):
+    outcome = predictor.predict(b"definitely not an image")
+    assert outcome.refused and outcome.reason == "unreadable"
+    assert "PNG, JPEG or DICOM" in outcome.message
+    assert outcome.model_version == predictor.version
+    assert not hasattr(outcome, "probability")
+
+
+def test_a_multi_frame_dicom_is_refused_as_unsupported(predictor):
+    from pydicom.data import get_testdata_file
+
+    outcome = predictor.predict(open(get_testdata_file("emri_small.dcm"), "rb").read())
+    assert (outcome.refused, outcome.reason) == (True, "unsupported")
+
+
+@pytest.fixture(scope="module")
+def gated(gated_ensemble_path):
+    return Predictor.load(gated_ensemble_path)
+
+
+def test_a_ct_dicom_is_refused_from_its_header(gated):
+    from pydicom.data import get_testdata_file
+
+    outcome = gated.predict(open(get_testdata_file("CT_small.dcm"), "rb").read())
+    assert (outcome.refused, outcome.reason) == (True, "not_chest_radiograph")
+    assert "CT" in outcome.message
+
+
+def test_a_colour_photograph_is_refused(gated):
+    from io import BytesIO
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    picture = np.zeros((300, 400, 3), np.uint8)
+    picture[..., 0] = np.linspace(0, 255, 400)[None]
+    picture[..., 1] = rng.integers(0, 255, (300, 400))
+    picture[100:200, 150:250, 2] = 255
+    buffer = BytesIO()
+    Image.fromarray(picture).save(buffer, format="JPEG")
+    outcome = gated.predict(buffer.getvalue())
+    assert (outcome.refused, outcome.reason) == (True, "not_chest_radiograph")
+
+
+def test_a_document_is_refused_by_the_learned_layout_distance(gated):
+    from io import BytesIO
+
+    from PIL import Image, ImageDraw
+
+    page = Image.new("L", (850, 1100), 250)
+    draw = ImageDraw.Draw(page)
+    for y in range(60, 1040, 22):
+        draw.text((60, y), "Discharge summary: lorem ipsum dolor sit amet " * 2, fill=10)
+    buffer = BytesIO()
+    page.save(buffer, format="PNG")
+    outcome = gated.predict(buffer.getvalue())
+    assert outcome.refused and outcome.reason == "not_chest_radiograph"
+    assert outcome.details["layout_distance"] > gated.gate.layout_threshold
+
+
+@pytest.mark.parametrize(("age", "refused"), [(0.5, True), (1, False), (5, False), (6, True)])
+def test_the_callers_age_is_checked_against_the_intended_population(
+    gated, shared_data, age, refused
+):
+    # Ages the gate accepts still need pixels it accepts: use a validation-batch radiograph.
+    from ml.train import TrainConfig, split_for
+
+    record = split_for(TrainConfig(limit_per_class=40)).validation[0]
+    data = (shared_data / record.path).read_bytes()
+    assert gated.predict(data, age_years=None, heatmap=False).refused is False
+    outcome = gated.predict(data, age_years=age, heatmap=False)
+    assert outcome.refused is refused
+    if refused:
+        assert outcome.reason == "outside_intended_use" and "1 to 5" in outcome.message
 
 
 def test_artifact_from_another_preprocessing_version_is_refused(tiny_model_path, tmp_path):

@@ -1,9 +1,11 @@
 """ml.preprocessing on real radiographs: the JPEG originals, DICOM and PNG files made from
-them, pydicom-data's CR chest image, and every way an upload can be refused."""
+them, pydicom-data's CR chest image, what decode() learns besides the image (header, colour),
+and every way an upload can be refused. DICOM quirks live in test_dicom_quirks.py."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 import random
@@ -11,6 +13,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from functools import cache
 from pathlib import Path
@@ -26,10 +29,12 @@ from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
 
 from ml.preprocessing import (
     MIN_SIDE,
+    PREPROCESSING_VERSION,
     ImageError,
     ImageTooLarge,
     UnreadableImage,
     UnsupportedImage,
+    decode,
     decode_image,
     is_dicom,
     normalize_intensity,
@@ -659,7 +664,9 @@ def test_dicom_without_pixel_data_is_refused(small_radiograph):
         decode_image(_saved(ds))
 
 
-def test_dicom_file_without_the_part10_preamble_is_unreadable():
+def test_dicom_file_without_the_part10_preamble_or_pixel_data_is_unreadable():
+    # Legacy files without preamble are read when they hold an image (test_dicom_quirks.py);
+    # this one is a bare header, so it stays what it was: not an image we can read.
     path = get_testdata_file("no_meta.dcm")
     assert path is not None
     data = Path(path).read_bytes()
@@ -802,6 +809,166 @@ def test_image_exactly_the_minimum_side_is_accepted(small_radiograph):
     data = _png(Image.fromarray(small_radiograph).resize((MIN_SIDE, MIN_SIDE)))
 
     assert decode_image(data).shape == (MIN_SIDE, MIN_SIDE)
+
+
+# --- decode(): the image and what else decoding learnt -------------------------------------
+
+TRAINING_SAMPLE = [row["path"] for row in _manifest() if row["path"].startswith("chest_xray/")][
+    ::25
+] or ["chest_xray/missing"]
+
+
+@pytest.mark.parametrize("path", TRAINING_SAMPLE)
+def test_training_copies_decode_and_preprocess_exactly_as_they_always_have(shared_data, path):
+    # PREPROCESSING_VERSION stays "1" only if the model's own training images are untouched:
+    # Pillow's grey conversion, the percentile stretch and the bilinear squash, nothing else.
+    data = _read(shared_data / path)
+    grey = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.float32)
+
+    decoded = decode(data)
+
+    np.testing.assert_array_equal(decoded.image, normalize_intensity(grey))
+    np.testing.assert_array_equal(preprocess(data, 224), to_model_input(decoded.image, 224))
+    assert decoded.header is None and decoded.warnings == ()
+    assert decoded.colourfulness == 0.0  # RGB-coded, but every pixel has equal channels
+    assert PREPROCESSING_VERSION == "1"
+
+
+def test_decode_image_is_the_image_of_decode(small_radiograph, reference_jpeg):
+    for data in (
+        reference_jpeg,
+        _png(Image.fromarray(small_radiograph)),
+        _dicom(small_radiograph.astype(np.uint16) * 16, bits_stored=12),
+    ):
+        np.testing.assert_array_equal(decode_image(data), decode(data).image)
+
+
+def test_decoded_is_immutable(small_radiograph):
+    decoded = decode(_png(Image.fromarray(small_radiograph)))
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.colourfulness = 1.0  # type: ignore[misc]
+
+
+def test_decode_raises_the_same_errors_as_decode_image(reference_jpeg):
+    with pytest.raises(UnreadableImage, match="empty"):
+        decode(b"")
+    with pytest.raises(UnreadableImage):
+        decode(reference_jpeg[:500])
+    with pytest.raises(ImageTooLarge):
+        decode(reference_jpeg, max_pixels=1_000_000)
+
+
+def test_dicom_decode_carries_its_header_facts(small_radiograph):
+    data = _dicom(small_radiograph, BodyPartExamined="CHEST", ViewPosition="AP", PatientAge="004Y")
+
+    decoded = decode(data)
+
+    assert decoded.header is not None
+    assert (decoded.header.modality, decoded.header.body_part) == ("CR", "CHEST")
+    assert decoded.header.view_position == "AP" and decoded.header.age_years == 4.0
+    assert decoded.colourfulness == 0.0 and decoded.warnings == ()
+
+
+def _photograph(side: int = 256) -> np.ndarray:
+    """A colourful synthetic picture: red, green and blue ramps crossing each other."""
+    ramp = np.linspace(0, 255, side)
+    red, green = np.meshgrid(ramp, ramp)
+    blue = 255 - (red + green) / 2
+    return np.dstack([red, green, blue]).astype(np.uint8)
+
+
+def _grey_with_chroma_noise(grey: np.ndarray) -> np.ndarray:
+    """A grey radiograph with independent noise of up to 12 grey levels in each channel."""
+    noise = np.random.default_rng(5).integers(-12, 13, (*grey.shape, 3))
+    return np.clip(grey[..., np.newaxis].astype(int) + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda grey: _png(Image.fromarray(grey)),
+        lambda grey: _encoded(Image.fromarray(grey), "JPEG"),
+        lambda grey: _png(Image.fromarray(grey.astype(np.uint16) * 257)),
+        lambda grey: _png(Image.fromarray(np.repeat(grey[..., np.newaxis], 3, axis=-1))),
+        lambda grey: _png(Image.fromarray(grey).convert("LA")),
+        lambda grey: _dicom(grey),
+    ],
+    ids=["grey-png", "grey-jpeg", "16bit-png", "rgb-equal-channels-png", "la-png", "dicom"],
+)
+def test_grey_files_have_zero_colourfulness(small_radiograph, make):
+    assert decode(make(small_radiograph)).colourfulness == 0.0
+
+
+def test_grey_radiograph_saved_as_colour_jpeg_has_only_chroma_noise(small_radiograph):
+    # JPEG's subsampled, quantised chroma keeps only a trace of the per-pixel noise.
+    data = _encoded(Image.fromarray(_grey_with_chroma_noise(small_radiograph)), "JPEG")
+
+    assert 0.0 < decode(data).colourfulness < 0.02
+
+
+def test_a_burnt_in_coloured_marker_adds_little_colourfulness(small_radiograph):
+    rgb = np.repeat(small_radiograph[..., np.newaxis], 3, axis=-1)
+    rgb[:16, :32] = (255, 0, 0)  # a red "L" marker: 0.6 % of the pixels
+
+    assert decode(_png(Image.fromarray(rgb))).colourfulness < 0.02
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_colour_photograph_is_very_colourful(fmt):
+    colourfulness = decode(_encoded(Image.fromarray(_photograph()), fmt)).colourfulness
+
+    assert colourfulness > 0.3
+
+
+def test_colourfulness_matches_the_mean_channel_spread_of_a_small_image():
+    picture = _photograph(100)  # below the sampling side: every pixel counts
+    expected = (picture.max(axis=-1).astype(float) - picture.min(axis=-1)).mean() / 255
+
+    assert decode(_png(Image.fromarray(picture))).colourfulness == pytest.approx(expected, rel=1e-5)
+
+
+def test_palette_png_is_measured_through_its_palette(small_radiograph):
+    indices = (small_radiograph // 2).astype(np.uint8)
+    colourful = Image.frombytes("P", indices.shape[::-1], indices.tobytes())
+    colourful.putpalette([v for i in range(256) for v in (i, 255 - i, 128)])
+    grey = Image.frombytes("P", indices.shape[::-1], indices.tobytes())
+    grey.putpalette([v for i in range(256) for v in (i, i, i)])
+
+    assert decode(_png(colourful)).colourfulness > 0.2
+    assert decode(_png(grey)).colourfulness == 0.0
+
+
+def test_transparent_colour_counts_as_the_black_it_is_composited_onto(small_radiograph):
+    margin = 40
+    height, width = small_radiograph.shape
+    canvas = Image.new("RGBA", (width + 2 * margin, height + 2 * margin), (255, 0, 0, 0))
+    canvas.paste(Image.fromarray(small_radiograph).convert("RGBA"), (margin, margin))
+
+    assert decode(_png(canvas)).colourfulness == 0.0
+
+
+def test_colour_dicom_with_equal_channels_has_zero_colourfulness(small_radiograph):
+    rgb = np.repeat(small_radiograph[..., np.newaxis], 3, axis=-1)
+
+    assert decode(_dicom(rgb, photometric="RGB")).colourfulness == 0.0
+
+
+def test_colourfulness_of_a_large_image_costs_under_two_milliseconds():
+    from ml.preprocessing import _colourfulness  # the part decode adds to every upload
+
+    picture = Image.fromarray(
+        np.random.default_rng(0).integers(0, 256, (2000, 2000, 3), dtype=np.uint8)
+    )
+    picture.load()
+    timings = []
+    for _ in range(30):
+        start = time.perf_counter()
+        colourfulness = _colourfulness(picture)
+        timings.append(time.perf_counter() - start)
+
+    assert 0.45 < colourfulness < 0.55  # max - min of three uniform values: half the range
+    assert min(timings) < 0.002, f"fastest of 30 runs took {min(timings) * 1000:.2f} ms"
 
 
 # --- The array functions --------------------------------------------------------------------

@@ -97,3 +97,14 @@ def test_only_one_dataset_receives_feedback(dataset, admin_user):
     services.dataset_set_feedback_target(dataset=other, user=admin_user)
     dataset.refresh_from_db()
     assert not dataset.is_feedback_target and other.is_feedback_target
+
+
+def test_images_the_ai_refused_do_not_feed_the_dataset(
+    feedback_dataset, radiologist, django_capture_on_commit_callbacks
+):
+    case = factories.refused_case(reason="not_chest_radiograph")
+    with django_capture_on_commit_callbacks(execute=True):
+        diagnosis_services.review_sign(
+            case=case, author=radiologist, agrees_with_ai=False, finding="normal", report="Clear."
+        )
+    assert not DatasetImage.objects.filter(dataset=feedback_dataset).exists()

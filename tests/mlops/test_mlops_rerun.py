@@ -33,3 +33,35 @@ def test_a_case_without_results_cannot_be_rerun(admin_user):
     case = factories.ImageFactory().case
     with pytest.raises(services.ServiceError, match="No analysed image"):
         services.case_rerun(case=case, user=admin_user)
+
+
+def test_rerun_queues_a_refused_image_again_and_forgets_the_refusal(
+    admin_user, queued, django_capture_on_commit_callbacks
+):
+    case = factories.refused_case(reason="outside_intended_use", message="Adult patient.")
+    image = case.images.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.case_rerun(case=case, user=admin_user) == 1
+    image.refresh_from_db()
+    assert (image.status, image.refusal_reason, image.refusal_message) == (
+        Image.Status.QUEUED,
+        "",
+        "",
+    )
+    assert queued["inference"] == [image.pk] and not PriorPrediction.objects.exists()
+
+
+def test_rerun_of_a_refused_image_may_be_refused_again(admin_user, queued):
+    from diagnosis import services as diagnosis_services
+    from diagnosis.testing.fakes import FakePredictor, fake_refusal
+
+    case = factories.refused_case(reason="not_chest_radiograph", message="A photograph.")
+    image = case.images.get()
+    services.case_rerun(case=case, user=admin_user)
+    predictor = FakePredictor(result=fake_refusal("not_chest_radiograph", "Still a photograph."))
+    outcome = diagnosis_services.inference_run(
+        image_id=image.pk, token="rerun", predictor_loader=lambda: predictor
+    )
+    image.refresh_from_db()
+    assert outcome == "refused" and image.refusal_message == "Still a photograph."
+    assert Case.objects.get(pk=case.pk).status == Case.Status.AWAITING_REVIEW

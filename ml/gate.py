@@ -1,0 +1,201 @@
+"""The input gate's learned half: is this image like the radiographs the model learned from?
+
+Two distances, each a Gaussian fitted on training images only (principal components plus
+an isotropic residual, a probabilistic PCA):
+
+- layout: a 16 x 16 thumbnail of the model input, standardised. Chest radiographs share a
+  layout (two dark lungs, bright mediastinum, shoulders); a CT slice, a tibia, a document or
+  a photograph does not.
+- features: the network's pooled features, the space its decision lives in. A radiograph
+  laid out like a chest but unlike the training population (an adult, another detector, a
+  film turned on its side or inverted) lands far away here.
+
+Each distance has a narrow threshold, a quantile of the distances on held-out-batch
+validation images chosen so that at most `refuse_fraction` of in-distribution images are
+refused; beyond either, the image is `outside_intended_use`. Only a layout far beyond
+anything chest-like (`BROAD_FACTOR` times the narrow threshold) says
+`not_chest_radiograph`: an adult's chest film sits between the two (docs/model.md has the
+distances per kind). Colour pictures are refused before either distance: a radiograph has
+no colour. TensorFlow-free.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+
+THUMBNAIL: Final = 16
+# Mean chroma (max - min channel, 0-1) above which a picture is colour, not a radiograph:
+# greyscale files saved as RGB JPEG carry chroma noise well below 0.02.
+MAX_COLOURFULNESS: Final = 0.06
+# How far past the narrow layout threshold an image must be to be called "not a chest
+# radiograph" rather than "outside the intended use". Twice the narrow threshold put the
+# adult chest radiographs of pydicom-data below it and every CT, MR, NM, US, extremity,
+# photograph, document and screenshot of the offline corpus above it.
+BROAD_FACTOR: Final = 2.0
+
+
+def thumbnail(model_input: np.ndarray) -> np.ndarray:
+    """(N, S, S, 1) or (S, S, 1) model inputs -> (N, 256) standardised layout vectors."""
+    batch = model_input.reshape((-1, *model_input.shape[-3:]))[..., 0].astype(np.float64)
+    n, size = batch.shape[0], batch.shape[1]
+    block = size // THUMBNAIL
+    trimmed = batch[:, : block * THUMBNAIL, : block * THUMBNAIL]
+    small = trimmed.reshape(n, THUMBNAIL, block, THUMBNAIL, block).mean(axis=(2, 4))
+    flat = small.reshape(n, -1)
+    flat = flat - flat.mean(axis=1, keepdims=True)
+    return flat / np.maximum(flat.std(axis=1, keepdims=True), 1e-3)
+
+
+@dataclass
+class Gaussian:
+    """A probabilistic-PCA density: `components` (d, k) with `variances` (k,) and one
+    residual variance for the other d - k directions."""
+
+    mean: np.ndarray
+    components: np.ndarray
+    variances: np.ndarray
+    residual_variance: float
+
+    @classmethod
+    def fit(cls, samples: np.ndarray, *, rank: int) -> Gaussian:
+        mean = samples.mean(axis=0)
+        centred = samples - mean
+        _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+        eigen = singular**2 / max(len(samples) - 1, 1)
+        rank = min(rank, len(eigen) - 1)
+        rest = eigen[rank:]
+        residual = float(rest.sum() / max(samples.shape[1] - rank, 1)) if len(rest) else 1e-6
+        return cls(mean, vt[:rank].T.copy(), eigen[:rank].copy(), max(residual, 1e-9))
+
+    def distance(self, samples: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance per row, divided by the dimension (about 1 in
+        distribution)."""
+        centred = samples - self.mean
+        projected = centred @ self.components
+        residual = (centred**2).sum(axis=1) - (projected**2).sum(axis=1)
+        inside = (projected**2 / self.variances).sum(axis=1)
+        return (inside + np.maximum(residual, 0.0) / self.residual_variance) / len(self.mean)
+
+
+@dataclass
+class Gate:
+    layout: Gaussian
+    features: Gaussian
+    layout_threshold: float
+    feature_threshold: float
+    fitted_on: str = ""
+
+    def check(
+        self, *, colourfulness: float, layout: np.ndarray, features: np.ndarray
+    ) -> tuple[str, str, dict[str, float]] | None:
+        """(reason, message, scores) for an image to refuse, or None to analyse it."""
+        scores = self.scores(layout=layout[None], features=features[None])
+        layout_distance = float(scores["layout_distance"][0])
+        feature_distance = float(scores["feature_distance"][0])
+        details = {key: round(float(value[0]), 3) for key, value in scores.items()}
+        if colourfulness > MAX_COLOURFULNESS:
+            return "not_chest_radiograph", COLOUR_MESSAGE, details
+        if layout_distance > BROAD_FACTOR * self.layout_threshold:
+            return "not_chest_radiograph", LAYOUT_MESSAGE, details
+        if layout_distance > self.layout_threshold or feature_distance > self.feature_threshold:
+            return "outside_intended_use", FEATURE_MESSAGE, details
+        return None
+
+    def scores(self, *, layout: np.ndarray, features: np.ndarray) -> dict[str, np.ndarray]:
+        return {
+            "layout_distance": self.layout.distance(layout),
+            "feature_distance": self.features.distance(_feature_space(features)),
+        }
+
+    def to_card(self) -> dict[str, Any]:
+        buffer = io.BytesIO()
+        arrays = {
+            f"{name}_{part}": getattr(getattr(self, name), part).astype(np.float32)
+            for name in ("layout", "features")
+            for part in ("mean", "components", "variances")
+        }
+        np.savez_compressed(buffer, **arrays)
+        return {
+            "method": "probabilistic PCA distances (thumbnail layout, pooled features)",
+            "layout_threshold": self.layout_threshold,
+            "feature_threshold": self.feature_threshold,
+            "layout_residual_variance": self.layout.residual_variance,
+            "features_residual_variance": self.features.residual_variance,
+            "max_colourfulness": MAX_COLOURFULNESS,
+            "broad_factor": BROAD_FACTOR,
+            "fitted_on": self.fitted_on,
+            "arrays_npz_base64": base64.b64encode(buffer.getvalue()).decode("ascii"),
+        }
+
+    @classmethod
+    def from_card(cls, entry: dict[str, Any]) -> Gate:
+        with np.load(io.BytesIO(base64.b64decode(entry["arrays_npz_base64"]))) as stored:
+            arrays = {key: stored[key].astype(np.float64) for key in stored.files}
+
+        def gaussian(name: str) -> Gaussian:
+            return Gaussian(
+                arrays[f"{name}_mean"],
+                arrays[f"{name}_components"],
+                arrays[f"{name}_variances"],
+                float(entry[f"{name}_residual_variance"]),
+            )
+
+        return cls(
+            layout=gaussian("layout"),
+            features=gaussian("features"),
+            layout_threshold=float(entry["layout_threshold"]),
+            feature_threshold=float(entry["feature_threshold"]),
+            fitted_on=entry.get("fitted_on", ""),
+        )
+
+
+def fit_gate(
+    *,
+    train_layout: np.ndarray,
+    train_features: np.ndarray,
+    validation_layout: np.ndarray,
+    validation_features: np.ndarray,
+    refuse_fraction: float = 0.01,
+    rank: int = 32,
+    fitted_on: str = "",
+) -> Gate:
+    """Densities from training images; thresholds from validation images so that each
+    distance alone refuses at most `refuse_fraction / 2` of them (the total stays under
+    `refuse_fraction` whatever their overlap)."""
+    layout = Gaussian.fit(train_layout, rank=rank)
+    features = Gaussian.fit(_feature_space(train_features), rank=rank)
+    gate = Gate(layout, features, np.inf, np.inf, fitted_on)
+    scores = gate.scores(layout=validation_layout, features=validation_features)
+    gate.layout_threshold = _quantile_above(scores["layout_distance"], refuse_fraction / 2)
+    gate.feature_threshold = _quantile_above(scores["feature_distance"], refuse_fraction / 2)
+    return gate
+
+
+def _quantile_above(values: np.ndarray, fraction: float) -> float:
+    """A threshold leaving at most `fraction` of `values` strictly above it."""
+    ordered = np.sort(values)
+    allowed = int(np.floor(fraction * len(ordered) + 1e-9))
+    return float(ordered[len(ordered) - 1 - allowed])
+
+
+def _feature_space(features: np.ndarray) -> np.ndarray:
+    # Pooled ReLU activations are skewed and non-negative; the log makes them closer to
+    # the Gaussian the distance assumes.
+    return np.log1p(np.maximum(features.astype(np.float64), 0.0))
+
+
+COLOUR_MESSAGE = "The image is in colour; a radiograph is greyscale (is this a photograph?)."
+LAYOUT_MESSAGE = (
+    "The image is not laid out like a frontal chest radiograph (another body part or "
+    "modality, a document, a photograph or a screenshot)."
+)
+FEATURE_MESSAGE = (
+    "The image looks unlike the pediatric frontal chest radiographs the AI was trained on "
+    "(another population, detector or projection, or a turned or inverted film); it was not "
+    "scored."
+)
