@@ -100,7 +100,7 @@ class CaseReviewApi(APIView):
         if not roles.is_radiologist(request.user):
             raise PermissionDenied("Only radiologists can sign reports.")
         case = selectors.case_get_for_user(user=request.user, case_id=case_id)
-        serializer = ReviewCreateSerializer(data=request.data)
+        serializer = ReviewCreateSerializer(data=request.data, context={"case": case})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         fields = {key: data[key] for key in ("agrees_with_ai", "finding", "report")}

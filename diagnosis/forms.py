@@ -82,3 +82,10 @@ class ReviewForm(forms.Form):
     amendment_reason = forms.CharField(
         required=False, max_length=1000, widget=forms.Textarea(attrs={"rows": 2})
     )
+
+    def __init__(self, *args: Any, case: Case, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Nothing to agree with when the AI analysed no image of the case.
+        self.asks_ai_opinion = case.has_ai_result
+        if not self.asks_ai_opinion:
+            del self.fields["agrees_with_ai"]

@@ -78,6 +78,12 @@ class Case(models.Model):
     def is_urgent(self) -> bool:
         return self.urgency == self.Urgency.URGENT
 
+    @property
+    def has_ai_result(self) -> bool:
+        """Whether the AI analysed at least one image. Without a result (every image
+        refused) a reviewer has nothing to agree or disagree with."""
+        return Prediction.objects.filter(image__case=self, image__status=Image.Status.DONE).exists()
+
 
 class Image(models.Model):
     class Status(models.TextChoices):
@@ -156,7 +162,8 @@ class Review(models.Model):
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="reviews")
     version = models.PositiveSmallIntegerField()
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    agrees_with_ai = models.BooleanField()
+    # None: the AI analysed no image of the case, so there was nothing to agree with.
+    agrees_with_ai = models.BooleanField(null=True)
     finding = models.CharField(max_length=16, choices=Finding.choices)
     report = models.TextField()
     amendment_reason = models.TextField(blank=True)

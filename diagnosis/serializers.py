@@ -201,9 +201,25 @@ class CaseCreateSerializer(serializers.Serializer):
 
 
 class ReviewCreateSerializer(serializers.Serializer):
-    agrees_with_ai = serializers.BooleanField()
+    """Needs the case in its context ("case"): whether it asks for `agrees_with_ai`."""
+
+    agrees_with_ai = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Required when the AI analysed at least one image of the case. When it "
+        "analysed none (every image refused) there is nothing to agree with: omit it, and "
+        "it is stored as null whatever is sent.",
+    )
     finding = serializers.ChoiceField(choices=Review.Finding.choices)
     report = serializers.CharField(max_length=10000)
     amendment_reason = serializers.CharField(
         max_length=1000, required=False, allow_blank=True, default=""
     )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not self.context["case"].has_ai_result:
+            return {**attrs, "agrees_with_ai": None}
+        if attrs.get("agrees_with_ai") is None:
+            raise serializers.ValidationError({"agrees_with_ai": "This field is required."})
+        return attrs

@@ -22,7 +22,7 @@ from PIL import Image as PILImage
 from diagnosis.models import AuditEvent, Case, Image, Prediction, Review
 from ml.outcome import Refusal
 from ml.overlay import heatmap_png
-from ml.preprocessing import ImageError, decode_image, is_dicom, preview_png
+from ml.preprocessing import ImageError, decode_image, image_format, preview_png
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +71,7 @@ def image_validate(*, name: str, data: bytes) -> ValidatedImage:
     preview = preview_png(decoded)
     with PILImage.open(io.BytesIO(preview)) as picture:
         size = picture.size
-    return ValidatedImage(data=data, format=_format_of(data), preview=preview, preview_size=size)
-
-
-def _format_of(data: bytes) -> str:
-    if is_dicom(data):
-        return "dicom"
-    return "png" if data.startswith(b"\x89PNG") else "jpeg"
+    return ValidatedImage(data=data, format=image_format(data), preview=preview, preview_size=size)
 
 
 def case_create(
@@ -382,8 +376,12 @@ def case_release(*, case: Case, user) -> Case:
 
 
 @transaction.atomic
-def review_sign(*, case: Case, author, agrees_with_ai: bool, finding: str, report: str) -> Review:
-    """Sign the first report. The case must await review and not be held by someone else."""
+def review_sign(
+    *, case: Case, author, agrees_with_ai: bool | None, finding: str, report: str
+) -> Review:
+    """Sign the first report. The case must await review and not be held by someone else.
+    `agrees_with_ai` is required when the case has an AI result, and stored as None when
+    it has none (see `Case.has_ai_result`)."""
     locked = Case.objects.select_for_update().get(pk=case.pk)
     if locked.status != Case.Status.AWAITING_REVIEW:
         raise ServiceError("This case is not awaiting review; amend the signed report instead.")
@@ -407,7 +405,13 @@ def review_sign(*, case: Case, author, agrees_with_ai: bool, finding: str, repor
 
 @transaction.atomic
 def review_amend(
-    *, case: Case, author, agrees_with_ai: bool, finding: str, report: str, reason: str = ""
+    *,
+    case: Case,
+    author,
+    agrees_with_ai: bool | None,
+    finding: str,
+    report: str,
+    reason: str = "",
 ) -> Review:
     """A new signed version; earlier versions stay untouched."""
     locked = Case.objects.select_for_update().get(pk=case.pk)
@@ -431,6 +435,16 @@ def review_amend(
     return review
 
 
+def _ai_opinion(case: Case, agrees_with_ai: bool | None) -> bool | None:
+    """Whether the reviewer agrees with the AI: required when there is an AI result, and
+    not applicable (None, whatever was sent) when the AI analysed no image."""
+    if not case.has_ai_result:
+        return None
+    if agrees_with_ai is None:
+        raise ServiceError("Say whether you agree with the AI.")
+    return agrees_with_ai
+
+
 def _feedback(review: Review) -> None:
     """Signed findings feed the admin's feedback dataset (mlops), after the commit."""
     from mlops.services import feedback_after_signing
@@ -443,7 +457,7 @@ def _review_create(
     case: Case,
     author,
     version: int,
-    agrees_with_ai: bool,
+    agrees_with_ai: bool | None,
     finding: str,
     report: str,
     reason: str = "",
@@ -456,7 +470,7 @@ def _review_create(
         case=case,
         version=version,
         author=author,
-        agrees_with_ai=agrees_with_ai,
+        agrees_with_ai=_ai_opinion(case, agrees_with_ai),
         finding=finding,
         report=report.strip(),
         amendment_reason=reason.strip(),

@@ -164,7 +164,7 @@ def case_review(request: HttpRequest, case_id: int) -> HttpResponse:
     _require_radiologist(request)
     case = selectors.case_get_for_user(user=request.user, case_id=case_id)
     current = selectors.review_current(case=case)
-    form = ReviewForm(request.POST or None)
+    form = ReviewForm(request.POST or None, case=case)
     if request.method == "POST" and form.is_valid():
         try:
             _sign_or_amend(request, case, current is not None, form.cleaned_data)
@@ -192,13 +192,21 @@ def case_review(request: HttpRequest, case_id: int) -> HttpResponse:
 
 
 def _sign_or_amend(request: HttpRequest, case: Case, amend: bool, data: dict) -> None:
-    fields = {key: data[key] for key in ("agrees_with_ai", "finding", "report")}
+    fields = {key: data[key] for key in ("finding", "report")}
+    # Absent when the case has no AI result: the form did not ask.
+    agrees_with_ai = data.get("agrees_with_ai")
     if amend:
         services.review_amend(
-            case=case, author=request.user, reason=data["amendment_reason"], **fields
+            case=case,
+            author=request.user,
+            agrees_with_ai=agrees_with_ai,
+            reason=data["amendment_reason"],
+            **fields,
         )
     else:
-        services.review_sign(case=case, author=request.user, **fields)
+        services.review_sign(
+            case=case, author=request.user, agrees_with_ai=agrees_with_ai, **fields
+        )
 
 
 @login_not_required

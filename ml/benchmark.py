@@ -67,8 +67,10 @@ def run_benchmark(
         {
             "bare_compiled_forward": lambda: bare(x),
             "preprocess_224px_jpeg": lambda: preprocess(small, size),
-            "predict_no_heatmap": lambda: predictor.predict(small, heatmap=False),
-            "predict_with_heatmap": lambda: predictor.predict(small, heatmap=True),
+            # predict() is the whole path a worker runs: decode, header rules, colour,
+            # forward pass, learned gate, member spread (and Grad-CAM when asked).
+            "gate_predict_no_heatmap": lambda: predictor.predict(small, heatmap=False),
+            "gate_predict_heatmap": lambda: predictor.predict(small, heatmap=True),
             "gradcam_compiled": lambda: explainer(x),
         },
         runs,
@@ -77,7 +79,7 @@ def run_benchmark(
     results |= _interleaved(
         {
             "preprocess_full_size_jpeg": lambda: preprocess(large, size),
-            "predict_with_heatmap_full_size": lambda: predictor.predict(large, heatmap=True),
+            "gate_predict_heatmap_full_size": lambda: predictor.predict(large, heatmap=True),
             "gradcam_tf_keras_vis": lambda: gradcam(predictor.model, x[0]),
         },
         few,
@@ -90,9 +92,12 @@ def run_benchmark(
     results["batch_throughput_images_per_s"] = round(batch_size / (timing["p50_ms"] / 1000), 1)
     results["batch_size"] = batch_size
     results["no_heatmap_over_bare_ratio"] = round(
-        results["predict_no_heatmap"]["p50_ms"] / results["bare_compiled_forward"]["p50_ms"], 2
+        results["gate_predict_no_heatmap"]["p50_ms"] / results["bare_compiled_forward"]["p50_ms"],
+        2,
     )
     results["no_heatmap_budget_ms"] = round(1.5 * results["bare_compiled_forward"]["p50_ms"] + 5, 2)
+    results["gate_predict_heatmap_target_ms"] = 30.0
+    results["ensemble_members"] = predictor.members.count if predictor.members else 1
     results["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(results, indent=2))
     return 0

@@ -88,7 +88,17 @@ class _Raw:
 
 
 def is_dicom(data: bytes) -> bool:
+    """Part 10 DICOM (preamble and 'DICM'); see `image_format` for legacy files too."""
     return data[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM"
+
+
+def image_format(data: bytes) -> str:
+    """The format of bytes that `decode` reads: "dicom", "png" or "jpeg", for labels,
+    content types and file suffixes. Legacy DICOM (no preamble, often no file meta) is
+    recognised from its header alone; no pixels are decoded."""
+    if is_dicom(data) or _legacy_dicom_header(data) is not None:
+        return "dicom"
+    return "png" if data.startswith(b"\x89PNG") else "jpeg"
 
 
 def decode(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Decoded:
@@ -250,19 +260,26 @@ def _parse_dicom(source: bytes | Dataset) -> Dataset:
 
 def _legacy_dicom(data: bytes) -> Dataset | None:
     """The dataset of a DICOM file written without the Part 10 preamble, else None."""
+    ds = _legacy_dicom_header(data, with_pixels=True)
+    if ds is None or "PixelData" not in ds:
+        return None
+    _assume_transfer_syntax(ds)
+    return ds
+
+
+def _legacy_dicom_header(data: bytes, *, with_pixels: bool = False) -> Dataset | None:
+    """The dataset (pixel data only if asked) of bytes that parse as DICOM without the
+    Part 10 preamble and declare an image size, else None."""
     if data[:2] not in _LEGACY_DICOM_STARTS:
         return None
     import pydicom
 
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        is_image = "PixelData" in ds and int(ds.Rows) > 0 and int(ds.Columns) > 0
+        ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=not with_pixels)
+        is_image = int(ds.Rows) > 0 and int(ds.Columns) > 0
     except Exception:  # not DICOM after all: the raster decoder then says so as usual
         return None
-    if not is_image:
-        return None
-    _assume_transfer_syntax(ds)
-    return ds
+    return ds if is_image else None
 
 
 def _assume_transfer_syntax(ds: Dataset) -> None:

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ml.data import Record, patient_split
-from ml.preprocessing import ImageError, decode_image, is_dicom, preview_png
+from ml.preprocessing import ImageError, decode_image, image_format, preview_png
 from mlops.models import Dataset, DatasetImage, Event, ImportJob, Label, LabelChange, Split
 from mlops.sources import ImportRefused, Planned, folder_entries, plan_import, zip_entries
 
@@ -224,7 +224,7 @@ def _stored_image(job, item: Planned, source: str, data: bytes, digest: str) -> 
     image = DatasetImage(
         dataset=job.dataset,
         original_name=item.name[-255:],
-        format=_format_of(data),
+        format=image_format(data),
         sha256=digest,
         label=item.label,
         split=item.split,
@@ -237,12 +237,6 @@ def _stored_image(job, item: Planned, source: str, data: bytes, digest: str) -> 
         "thumb", ContentFile(preview_png(decoded, max_side=THUMB_SIDE)), save=False
     )
     return image
-
-
-def _format_of(data: bytes) -> str:
-    if is_dicom(data):
-        return "dicom"
-    return "png" if data.startswith(b"\x89PNG") else "jpeg"
 
 
 def _create_rows(job, pending: list[DatasetImage], skipped) -> list[DatasetImage]:

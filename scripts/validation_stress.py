@@ -1,9 +1,10 @@
-"""Score an artifact on its own patient-level validation split, clean and under synthetic
-exposure/contrast shifts, to see how fragile its threshold is before the withheld test.
+"""Score an artifact on its own validation split (held-out acquisition batches for current
+cards), clean and under synthetic exposure, contrast, crop and border shifts, to see how
+fragile its ranking and threshold are before the withheld test.
 
     .venv/bin/python scripts/validation_stress.py [MODEL.keras]
 
-The split is rebuilt from the card's seed and fraction, so no validation image was trained on.
+The split is rebuilt from the card's split settings, so no validation image was trained on.
 """
 
 from __future__ import annotations
@@ -27,7 +28,28 @@ SHIFTS = {
     "gamma 1.4 (darker)": lambda x: x**1.4,
     "contrast x0.75": lambda x: (x - x.mean()) * 0.75 + x.mean(),
     "contrast x1.25": lambda x: np.clip((x - x.mean()) * 1.25 + x.mean(), 0, 1),
+    "crop centre 85 %": lambda x: _zoom(x, 0.85),
+    "black border 10 %": lambda x: _zoom(x, 1.25),
 }
+
+
+def _zoom(image: np.ndarray, box: float) -> np.ndarray:
+    """Resample the central `box` fraction of the image to full size; box > 1 shrinks the
+    image inside a black border (a looser collimation)."""
+    from PIL import Image
+
+    size = image.shape[0]
+    side = size * box
+    offset = (size - side) / 2
+    picture = Image.fromarray(image[..., 0].astype(np.float32), mode="F")
+    picture = picture.transform(
+        (size, size),
+        Image.Transform.EXTENT,
+        (offset, offset, offset + side, offset + side),
+        Image.Resampling.BILINEAR,
+        fillcolor=0.0,
+    )
+    return np.asarray(picture, np.float32)[..., None]
 
 
 def main(model_path: str | None) -> None:

@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 from PIL import Image as PILImage
+from PIL import ImageDraw
 
 
 def png_bytes(width: int = 96, height: int = 80, seed: int = 0) -> bytes:
@@ -61,4 +62,21 @@ def dicom_bytes(*, with_pixels: bool = True) -> bytes:
         ds.PixelData = pixels.tobytes()
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def photograph_jpeg(width: int = 400, height: int = 300) -> bytes:
+    """A colourful RGB picture (gradients, a sun, a house, a lawn): not a radiograph."""
+    x = np.linspace(0, 1, width)[None, :, None]
+    y = np.linspace(0, 1, height)[:, None, None]
+    sky = np.concatenate([0.3 + 0.4 * y + 0 * x, 0.6 + 0.2 * x + 0 * y, 0.95 + 0 * x * y], axis=2)
+    picture = PILImage.fromarray((np.clip(sky, 0, 1) * 255).astype(np.uint8), mode="RGB")
+    draw = ImageDraw.Draw(picture)
+    draw.rectangle([0, 210, width, height], fill=(40, 160, 60))
+    draw.ellipse([300, 30, 360, 90], fill=(250, 210, 30))
+    draw.rectangle([90, 130, 210, 230], fill=(200, 60, 50))
+    draw.polygon([(80, 130), (150, 70), (220, 130)], fill=(120, 50, 30))
+    draw.rectangle([135, 180, 165, 230], fill=(90, 60, 20))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()

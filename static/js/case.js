@@ -75,8 +75,10 @@
     section.textContent = "";
     var h = document.createElement("h2"); h.textContent = "Radiologist report"; section.appendChild(h);
     var p = document.createElement("p");
-    p.textContent = "Finding: " + review.finding + " · " + (review.agrees_with_ai ? "agrees" : "disagrees") +
-      " with the AI · signed by " + review.author + " (version " + review.version + ")";
+    var opinion = review.agrees_with_ai === null ? "no AI result to agree with" :
+      (review.agrees_with_ai ? "agrees" : "disagrees") + " with the AI";
+    p.textContent = "Finding: " + review.finding + " · " + opinion +
+      " · signed by " + review.author + " (version " + review.version + ")";
     section.appendChild(p);
     var pre = document.createElement("pre"); pre.className = "report-text"; pre.textContent = review.report;
     section.appendChild(pre);

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 from rest_framework.test import APIClient
 
-from diagnosis.models import Case, Review
+from diagnosis.models import Case, Image, Review
 from diagnosis.testing import factories
 from diagnosis.testing.images import png_bytes
 from ml.outcome import REFUSAL_REASONS
@@ -154,6 +158,73 @@ def test_review_with_bad_finding_is_400(api_client_for, radiologist):
     )
     assert response.status_code == 400 and "finding" in response.json()["detail"]
     assert not Review.objects.exists() and Case.objects.get().status == "awaiting_review"
+
+
+def test_all_refused_case_is_signed_without_an_ai_opinion_and_stores_null(
+    api_client_for, radiologist
+):
+    case = factories.refused_case()
+    response = api_client_for(radiologist).post(
+        f"/api/v1/cases/{case.pk}/review/",
+        {"finding": "normal", "report": "Clear lungs."},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["review"]["agrees_with_ai"] is None
+    assert Review.objects.get(case=case).agrees_with_ai is None
+
+
+@pytest.mark.parametrize("encoding", ["json", "multipart"])
+def test_analysed_case_without_an_ai_opinion_is_400(api_client_for, radiologist, encoding):
+    case = factories.awaiting_review_case()
+    response = api_client_for(radiologist).post(
+        f"/api/v1/cases/{case.pk}/review/",
+        {"finding": "normal", "report": "Clear lungs."},
+        format=encoding,
+    )
+    assert response.status_code == 400 and "agrees_with_ai" in response.json()["detail"]
+    assert not Review.objects.exists() and Case.objects.get().status == "awaiting_review"
+
+
+def _legacy_cr_dicom() -> bytes:
+    """A CR radiograph as older modalities write it: implicit VR little endian, no
+    preamble and no file meta (so no 'DICM'); a rising gradient with a bright disc."""
+    from pydicom import dcmwrite
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    rows = np.arange(256, dtype=np.float64)[:, None]
+    columns = np.arange(256, dtype=np.float64)[None, :]
+    pixels = 200 + rows * 12 + 0 * columns
+    pixels[(rows - 128) ** 2 + (columns - 128) ** 2 < 40**2] = 3900
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR image storage
+    ds.SOPInstanceUID = generate_uid()
+    ds.Modality = "CR"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    return buffer.getvalue()
+
+
+def test_legacy_dicom_upload_is_recorded_and_served_as_dicom(
+    api_client_for, client_for, clinician, enqueued
+):
+    data = _legacy_cr_dicom()
+    assert data[:2] == b"\x08\x00" and b"DICM" not in data[:200]
+    response = api_client_for(clinician).post(
+        "/api/v1/cases/", {"images": [SimpleUploadedFile("old.dcm", data)]}, format="multipart"
+    )
+    assert response.status_code == 201, response.content
+    image = Image.objects.get(pk=response.json()["images"][0]["id"])
+    assert image.original_format == "dicom"
+    original = client_for(clinician).get(reverse("image_file", args=[image.pk, "original"]))
+    assert original.status_code == 200 and original["Content-Type"] == "application/dicom"
 
 
 def test_openapi_schema_is_served(api_client_for, clinician):

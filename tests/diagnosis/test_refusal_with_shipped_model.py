@@ -3,17 +3,13 @@ they are recorded as refusals, reach the radiologist unflagged, and say why."""
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from PIL import Image as PILImage
-from PIL import ImageDraw
 from rest_framework.test import APIClient
 
 from diagnosis import services
 from diagnosis.models import Case
+from diagnosis.testing.images import photograph_jpeg
 from ml.outcome import REFUSAL_REASONS
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
@@ -31,23 +27,6 @@ def _ct_dicom() -> bytes:
 
     with open(get_testdata_file("CT_small.dcm"), "rb") as handle:
         return handle.read()
-
-
-def _photograph(width: int = 400, height: int = 300) -> bytes:
-    """A colourful RGB picture: gradients, a sun, a house, a lawn."""
-    x = np.linspace(0, 1, width)[None, :, None]
-    y = np.linspace(0, 1, height)[:, None, None]
-    sky = np.concatenate([0.3 + 0.4 * y + 0 * x, 0.6 + 0.2 * x + 0 * y, 0.95 + 0 * x * y], axis=2)
-    picture = PILImage.fromarray((np.clip(sky, 0, 1) * 255).astype(np.uint8), mode="RGB")
-    draw = ImageDraw.Draw(picture)
-    draw.rectangle([0, 210, width, height], fill=(40, 160, 60))
-    draw.ellipse([300, 30, 360, 90], fill=(250, 210, 30))
-    draw.rectangle([90, 130, 210, 230], fill=(200, 60, 50))
-    draw.polygon([(80, 130), (150, 70), (220, 130)], fill=(120, 50, 30))
-    draw.rectangle([135, 180, 165, 230], fill=(90, 60, 20))
-    buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def _token_client(user) -> APIClient:
@@ -68,7 +47,7 @@ def test_ct_slice_and_photograph_are_refused_as_not_chest_radiographs(
         {
             "images": [
                 SimpleUploadedFile("ct.dcm", _ct_dicom()),
-                SimpleUploadedFile("holiday.jpg", _photograph()),
+                SimpleUploadedFile("holiday.jpg", photograph_jpeg()),
             ],
             "age": "3",  # inside the intended population: only the content is at issue
         },

@@ -249,9 +249,32 @@ def test_case_with_a_refused_and_a_failed_image_is_failed():
 def test_radiologist_can_sign_a_case_whose_images_were_all_refused(radiologist):
     case = factories.refused_case()
     review = services.review_sign(
-        case=case, author=radiologist, agrees_with_ai=False, finding="normal", report="Clear."
+        case=case, author=radiologist, agrees_with_ai=None, finding="normal", report="Clear."
     )
     assert review.version == 1 and Case.objects.get(pk=case.pk).status == Case.Status.REPORTED
+    assert Review.objects.get(pk=review.pk).agrees_with_ai is None
+
+
+def test_ai_opinion_on_an_all_refused_case_is_stored_as_not_applicable(radiologist):
+    case = factories.refused_case()
+    first = services.review_sign(
+        case=case, author=radiologist, agrees_with_ai=True, finding="normal", report="Clear."
+    )
+    second = services.review_amend(
+        case=case, author=radiologist, agrees_with_ai=False, finding="other", report="Revised."
+    )
+    assert (first.agrees_with_ai, second.agrees_with_ai) == (None, None)
+
+
+def test_case_with_an_analysed_image_requires_an_ai_opinion(radiologist):
+    case = factories.awaiting_review_case()
+    factories.ImageFactory(case=case, status=Image.Status.REFUSED, refusal_reason="unsupported")
+    assert case.has_ai_result and not factories.refused_case().has_ai_result
+    with pytest.raises(services.ServiceError, match="agree with the AI"):
+        services.review_sign(
+            case=case, author=radiologist, agrees_with_ai=None, finding="normal", report="x"
+        )
+    assert not Review.objects.exists()
 
 
 def test_case_with_one_done_and_one_queued_image_is_processing():

@@ -190,6 +190,40 @@ def test_review_page_of_a_refused_case_offers_signing_without_ai_result(client_f
     assert 'id="review-form"' in page and "P(pneumonia)" not in page
 
 
+def test_review_page_of_an_all_refused_case_does_not_ask_about_the_ai(client_for, radiologist):
+    case = factories.refused_case()
+    page = client_for(radiologist).get(reverse("case_review", args=[case.pk])).content.decode()
+    assert 'id="review-form"' in page and 'id="no-ai-result"' in page
+    assert "Do you agree with the AI?" not in page and 'name="agrees_with_ai"' not in page
+
+
+def test_radiologist_signs_an_all_refused_case_without_an_ai_opinion(client_for, radiologist):
+    case = factories.refused_case()
+    client = client_for(radiologist)
+    response = client.post(
+        reverse("case_review", args=[case.pk]), {"finding": "normal", "report": "Clear lungs."}
+    )
+    assert response.status_code == 302
+    review = Review.objects.get(case=case)
+    assert review.agrees_with_ai is None and review.finding == "normal"
+    assert Case.objects.get(pk=case.pk).status == Case.Status.REPORTED
+    page = client.get(reverse("case_review", args=[case.pk])).content.decode()
+    assert "no AI result" in page and "disagrees" not in page
+
+
+def test_review_of_an_analysed_case_still_requires_an_ai_opinion(client_for, radiologist):
+    case = factories.awaiting_review_case()
+    client = client_for(radiologist)
+    assert (
+        b"Do you agree with the AI?" in client.get(reverse("case_review", args=[case.pk])).content
+    )
+    response = client.post(
+        reverse("case_review", args=[case.pk]), {"finding": "normal", "report": "Clear lungs."}
+    )
+    assert response.status_code == 400 and b"This field is required." in response.content
+    assert not Review.objects.exists()
+
+
 def test_analysed_image_shows_probability_with_its_spread_and_warnings(client_for, clinician):
     prediction = factories.PredictionFactory(
         image__case__owner=clinician,

@@ -170,8 +170,8 @@ def test_benchmark_reports_every_stage_next_to_the_bare_forward_pass(tiny_model_
     report = json.loads(result.stdout)
     for stage in (
         "bare_compiled_forward",
-        "predict_no_heatmap",
-        "predict_with_heatmap",
+        "gate_predict_no_heatmap",
+        "gate_predict_heatmap",
         "preprocess_full_size_jpeg",
         "gradcam_tf_keras_vis",
         "gradcam_compiled",

@@ -36,6 +36,7 @@ from ml.preprocessing import (
     UnsupportedImage,
     decode,
     decode_image,
+    image_format,
     is_dicom,
     normalize_intensity,
     preprocess,
@@ -248,6 +249,20 @@ def test_is_dicom_recognises_the_part10_preamble_only(small_radiograph, referenc
     assert not is_dicom(_png(Image.fromarray(small_radiograph)))
     assert not is_dicom(b"")
     assert not is_dicom(b"\0" * 128 + b"DIC")
+
+
+def test_image_format_names_dicom_with_or_without_preamble_png_and_jpeg(
+    small_radiograph, reference_jpeg
+):
+    part10 = _dicom(small_radiograph)
+    legacy = Path(get_testdata_file("OT-PAL-8-face.dcm") or "").read_bytes()  # no preamble
+    assert image_format(part10) == "dicom"
+    assert image_format(part10[132:]) == "dicom"  # meta kept, preamble and DICM lost
+    assert image_format(legacy) == "dicom" and not is_dicom(legacy)
+    # The header decides: a legacy file cut short inside its pixels is still DICOM.
+    assert image_format(legacy[:4000]) == "dicom"
+    assert image_format(_png(Image.fromarray(small_radiograph))) == "png"
+    assert image_format(reference_jpeg) == "jpeg"
 
 
 def test_monochrome2_8bit_dicom_decodes_to_the_same_pixels_as_its_source(radiograph, expected):
