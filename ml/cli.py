@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--version", required=True)
     ensemble.add_argument("--target-sensitivity", type=float, default=0.97)
     ensemble.add_argument(
+        "--trim", type=float, default=0.0, help="fraction of each border trimmed at serving"
+    )
+    ensemble.add_argument(
         "--refuse-fraction",
         type=float,
         default=0.01,
@@ -162,6 +165,7 @@ def _ensemble(args: argparse.Namespace) -> int:
         command="python -m ml " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         target_sensitivity=args.target_sensitivity,
         refuse_fraction=args.refuse_fraction,
+        trim=args.trim,
     )
     keys = ("roc_auc", "accuracy", "sensitivity", "specificity", "expected_calibration_error")
     print(

@@ -45,17 +45,21 @@ class Members:
         return 1.0 / (1.0 + np.exp(-(self.count * logits + self.bias)))
 
 
-def build_ensemble(members: list) -> Any:
-    """One Keras model whose logit is the mean of the members' logits."""
+def build_ensemble(members: list, *, trim: float = 0.0) -> Any:
+    """One Keras model whose logit is the mean of the members' logits; with `trim`, every
+    member sees the input with that fraction of each border trimmed (ml.model.TrimBorders)."""
     import keras
     from keras import layers
+
+    from ml.model import TRIM_LAYER, TrimBorders
 
     size = members[0].input_shape[1]
     if any(m.input_shape[1] != size for m in members):
         raise ValueError("Ensemble members must share one input size.")
     inputs = keras.Input((size, size, 1), name="image")
+    view = TrimBorders(trim, name=TRIM_LAYER)(inputs) if trim else inputs
     features = [
-        keras.Model(m.inputs, m.get_layer(GRADCAM_LAYER).output, name=f"member_{i}")(inputs)
+        keras.Model(m.inputs, m.get_layer(GRADCAM_LAYER).output, name=f"member_{i}")(view)
         for i, m in enumerate(members)
     ]
     joined = layers.Concatenate(name=GRADCAM_LAYER)(features)
@@ -102,6 +106,7 @@ def combine(
     command: str = "",
     target_sensitivity: float = 0.97,
     refuse_fraction: float = 0.01,
+    trim: float = 0.0,
 ) -> dict[str, Any]:
     """Join trained members (one shared split) into one calibrated, gated artifact."""
     import keras
@@ -112,7 +117,7 @@ def combine(
     cards = [read_card(Path(p)) for p in paths]
     config = _shared_config(cards)
     members = [keras.saving.load_model(p, compile=False) for p in paths]
-    model = build_ensemble(members)
+    model = build_ensemble(members, trim=trim)
     sets = _arrays(config)
     _, logits_val = pooled_and_logits(model, sets["validation"][0])
     scale, shift = metrics.fit_platt(logits_val, sets["validation"][1], balanced=True)
@@ -128,6 +133,7 @@ def combine(
         "members": len(members),
         "member_bias": member_bias(members, scale, shift),
         "rule": "mean of the members' logits, then Platt scaling with classes weighted equally",
+        "trim_borders": trim,
     }
     card["calibration"] = {
         "method": "platt, classes weighted equally",

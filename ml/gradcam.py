@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import zoom
 
-from ml.model import GRADCAM_LAYER, HEAD_LAYERS
+from ml.model import GRADCAM_LAYER, HEAD_LAYERS, TRIM_LAYER
 
 _EPSILON = 1e-7  # the epsilon of keras.backend, which tf-keras-vis normalises with
 
@@ -29,7 +29,28 @@ def gradcam(model, model_input: np.ndarray, *, layer: str = GRADCAM_LAYER) -> np
         penultimate_layer=layer,
         seek_penultimate_conv_layer=False,
     )
-    return np.clip(np.asarray(cam[0], dtype=np.float32), 0.0, 1.0)
+    cam = np.clip(np.asarray(cam[0], dtype=np.float32), 0.0, 1.0)
+    box = trim_box(model)
+    return cam if box is None else _into_frame(cam, box, cam.shape)
+
+
+def trim_box(model) -> tuple[int, int] | None:
+    """(offset, side) of the square the network sees when the model trims borders."""
+    try:
+        layer = model.get_layer(TRIM_LAYER)
+    except ValueError:
+        return None
+    return layer.box(int(model.input_shape[1]))
+
+
+def _into_frame(cam: np.ndarray, box: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
+    """A map of the trimmed view placed back where that view lies in the input: the heatmap
+    stays aligned with the radiograph (the trimmed border gets no heat)."""
+    offset, side = box
+    inner = zoom(cam, (side / cam.shape[0], side / cam.shape[1]), order=1)
+    framed = np.zeros(shape, np.float32)
+    framed[offset : offset + side, offset : offset + side] = inner
+    return framed
 
 
 class CompiledExplainer:
@@ -40,6 +61,7 @@ class CompiledExplainer:
         import tensorflow as tf
 
         self._size = tuple(model.input_shape[1:3])
+        self._box = trim_box(model)
         # The pooled features feed the input gate and the ensemble spread (ml.predictor).
         self._with_pooled = with_pooled
         features = model.get_layer(layer).output
@@ -72,6 +94,8 @@ class CompiledExplainer:
         cams = cams.numpy()
         factor = (self._size[0] / cams.shape[1], self._size[1] / cams.shape[2])
         maps = np.stack([_normalize(zoom(cam, factor, order=1)) for cam in cams])
+        if self._box is not None:
+            maps = np.stack([_into_frame(m, self._box, self._size) for m in maps])
         probabilities = probabilities.numpy().astype(np.float64)
         if self._with_pooled:
             return probabilities, maps, pooled.numpy()

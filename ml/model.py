@@ -62,6 +62,34 @@ class PerImageStandardization(layers.Layer):
         return (inputs - mean) / keras.ops.maximum(std, 1e-3)
 
 
+TRIM_LAYER = "trim_borders"
+
+
+@keras.saving.register_keras_serializable(package="chestnet")
+class TrimBorders(layers.Layer):
+    """Test-time border trimming: the central square, `fraction` of the side in from each
+    edge, resized back to the full input. Networks trained on random-resized crops see
+    slightly zoomed-in chests; trimming shows them served images the same way."""
+
+    def __init__(self, fraction: float = 0.05, **kwargs):
+        super().__init__(**kwargs)
+        self.fraction = float(fraction)
+
+    def box(self, size: int) -> tuple[int, int]:
+        """(offset, side) of the kept square in pixels of a `size` input."""
+        inner = int(round(size * (1 - 2 * self.fraction)))
+        return (size - inner) // 2, inner
+
+    def call(self, inputs):
+        size = inputs.shape[1]
+        offset, inner = self.box(size)
+        crop = inputs[:, offset : offset + inner, offset : offset + inner, :]
+        return keras.ops.image.resize(crop, (size, size), interpolation="bilinear")
+
+    def get_config(self):
+        return {**super().get_config(), "fraction": self.fraction}
+
+
 def _regularizer(config: ModelConfig) -> keras.regularizers.Regularizer | None:
     return keras.regularizers.L2(config.weight_decay) if config.weight_decay else None
 

@@ -102,3 +102,23 @@ def test_members_validated_on_different_splits_are_refused(gated_ensemble_path, 
     write_card(other, card)
     with pytest.raises(ValueError, match="split_seed"):
         combine([member, other], output=tmp_path / "x.keras", version="x")
+
+
+def test_trimmed_ensemble_scores_the_central_square_and_frames_its_heatmap(members, images):
+    from ml.gradcam import CompiledExplainer, gradcam
+    from ml.model import TRIM_LAYER
+
+    ensemble = build_ensemble(members[:2], trim=0.05)
+    offset, side = ensemble.get_layer(TRIM_LAYER).box(64)
+    assert (offset, side) == (3, 58)
+    import keras
+
+    centre = keras.ops.image.resize(
+        images[:, offset : offset + side, offset : offset + side, :], (64, 64)
+    )
+    expected = np.mean([_logits(m, np.asarray(centre)) for m in members[:2]], axis=0)
+    np.testing.assert_allclose(_logits(ensemble, images), expected, rtol=1e-4, atol=1e-5)
+    _, maps = CompiledExplainer(ensemble)(images[:2])
+    assert maps[:, :offset].max() == 0 and maps[:, :, offset + side :].max() == 0
+    reference = gradcam(ensemble, images[0])
+    assert np.corrcoef(maps[0].ravel(), reference.ravel())[0, 1] >= 0.99

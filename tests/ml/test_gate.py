@@ -25,7 +25,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def gate(data) -> Gate:
-    return fit_gate(**data, refuse_fraction=0.02, rank=8)
+    return fit_gate(**data, refuse_fraction=0.02, rank=8, margin=1.0)
 
 
 def test_distance_is_about_one_for_samples_of_the_fitted_distribution(data):
@@ -43,7 +43,7 @@ def test_thresholds_refuse_at_most_the_asked_share_of_validation_images(data, ga
 
 @pytest.mark.parametrize("fraction", [0.0, 0.01, 0.05, 0.2])
 def test_each_threshold_leaves_at_most_half_the_fraction_above_it(data, fraction):
-    gate = fit_gate(**data, refuse_fraction=fraction, rank=8)
+    gate = fit_gate(**data, refuse_fraction=fraction, rank=8, margin=1.0)
     scores = gate.scores(layout=data["validation_layout"], features=data["validation_features"])
     assert (scores["layout_distance"] > gate.layout_threshold).mean() <= fraction / 2
     assert (scores["feature_distance"] > gate.feature_threshold).mean() <= fraction / 2
@@ -69,7 +69,7 @@ def test_far_layout_is_not_a_chest_radiograph_and_nearer_is_outside_intended_use
     far = np.full(40, 40.0)
     verdict = gate.check(colourfulness=0.0, layout=far, features=data["validation_features"][0])
     assert verdict[0] == "not_chest_radiograph"
-    assert verdict[2]["layout_distance"] > BROAD_FACTOR * gate.layout_threshold
+    assert verdict[2]["layout_distance"] > gate.broad_threshold
     between = _scaled_to(gate, data, target=1.5 * gate.layout_threshold)
     verdict = gate.check(colourfulness=0.0, layout=between, features=data["validation_features"][0])
     assert verdict[0] == "outside_intended_use"
@@ -80,6 +80,14 @@ def _scaled_to(gate, data, *, target: float) -> np.ndarray:
     base = data["validation_layout"][1] - gate.layout.mean
     distance = gate.layout.distance((gate.layout.mean + base)[None])[0]
     return gate.layout.mean + base * np.sqrt(target / distance)
+
+
+def test_the_margin_widens_the_narrow_thresholds_only(data):
+    plain = fit_gate(**data, refuse_fraction=0.02, rank=8, margin=1.0)
+    wide = fit_gate(**data, refuse_fraction=0.02, rank=8, margin=1.1)
+    assert wide.layout_threshold == pytest.approx(1.1 * plain.layout_threshold)
+    assert wide.feature_threshold == pytest.approx(1.1 * plain.feature_threshold)
+    assert wide.broad_threshold == plain.broad_threshold == BROAD_FACTOR * plain.layout_threshold
 
 
 def test_features_unlike_training_are_outside_intended_use(data, gate):
