@@ -28,6 +28,7 @@ test-fast: install
 	$(PY) -m pytest -m "not integration and not e2e and not slow" $(PYTEST_ARGS)
 
 LINTED := chestnet_site diagnosis mlops ml scripts/run_local.py scripts/benchmark.py \
+	scripts/ood_corpus.py scripts/gate_report.py scripts/recipe_report.py \
 	scripts/validation_stress.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
 	tests/ml tests/mlops tests/test_docker_files.py manage.py
 

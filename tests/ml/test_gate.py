@@ -8,17 +8,26 @@ import json
 import numpy as np
 import pytest
 
-from ml.gate import BROAD_FACTOR, MAX_COLOURFULNESS, Gate, Gaussian, fit_gate, thumbnail
+from ml.gate import (
+    BROAD_FACTOR,
+    MAX_COLOURFULNESS,
+    ORIENTATION_RATIO,
+    TURNED_MESSAGE,
+    Gate,
+    Gaussian,
+    fit_gate,
+    thumbnail,
+)
 
 
 @pytest.fixture(scope="module")
 def data():
     rng = np.random.default_rng(0)
-    scale = np.linspace(3.0, 0.2, 40)  # an anisotropic cloud, as real features are
+    scale = np.linspace(3.0, 0.2, 256)  # an anisotropic cloud, as real layouts are
     return {
-        "train_layout": rng.normal(size=(800, 40)) * scale,
+        "train_layout": rng.normal(size=(800, 256)) * scale,
         "train_features": np.abs(rng.normal(size=(800, 24))),
-        "validation_layout": rng.normal(size=(300, 40)) * scale,
+        "validation_layout": rng.normal(size=(300, 256)) * scale,
         "validation_features": np.abs(rng.normal(size=(300, 24))),
     }
 
@@ -66,7 +75,7 @@ def test_an_in_distribution_sample_is_analysed(data, gate):
 
 
 def test_far_layout_is_not_a_chest_radiograph_and_nearer_is_outside_intended_use(data, gate):
-    far = np.full(40, 40.0)
+    far = np.full(256, 40.0)
     verdict = gate.check(colourfulness=0.0, layout=far, features=data["validation_features"][0])
     assert verdict[0] == "not_chest_radiograph"
     assert verdict[2]["layout_distance"] > gate.broad_threshold
@@ -117,3 +126,27 @@ def test_thumbnail_ignores_exposure_and_contrast_but_not_layout():
     np.testing.assert_allclose(same, thumbnail(image), atol=1e-4)
     assert thumbnail(image).shape == (1, 256)
     assert np.abs(thumbnail(image[::-1]) - thumbnail(image)).max() > 0.5
+
+
+def test_a_layout_turned_upside_down_is_refused_as_turned():
+    """A chest-like layout (dark lungs either side of a bright column, bright bottom) fitted
+    as the training distribution; the same layout upside down is refused."""
+    rng = np.random.default_rng(2)
+    y, x = np.mgrid[0:16, 0:16] / 15.0
+    base = 0.6 * np.exp(-((x - 0.5) ** 2) / 0.01) + 0.8 * y  # mediastinum + bright abdomen
+    samples = np.stack([base + 0.05 * rng.normal(size=base.shape) for _ in range(400)])
+    layouts = thumbnail(np.repeat(np.repeat(samples, 4, axis=1), 4, axis=2)[..., None])
+    features = np.abs(rng.normal(size=(400, 8)))
+    gate = fit_gate(
+        train_layout=layouts[:300],
+        train_features=features[:300],
+        validation_layout=layouts[300:],
+        validation_features=features[300:],
+        rank=8,
+    )
+    upright = gate.check(colourfulness=0.0, layout=layouts[301], features=features[301])
+    assert upright is None or upright[1] != TURNED_MESSAGE
+    flipped = np.rot90(layouts[301].reshape(16, 16), 2).ravel()
+    verdict = gate.check(colourfulness=0.0, layout=flipped, features=features[301])
+    assert verdict[0] in {"outside_intended_use", "not_chest_radiograph"}
+    assert gate.turned_ratio(flipped) > ORIENTATION_RATIO > gate.turned_ratio(layouts[301])
