@@ -306,3 +306,39 @@ def test_load_arrays_reads_from_the_data_root(tmp_path, shared_data, twenty):
     direct, _ = load_arrays(twenty[:2], shared_data, size=32)
 
     np.testing.assert_array_equal(images, direct)
+
+
+def test_batch_split_holds_out_both_ends_of_every_file_name_family(shared_data):
+    from collections import defaultdict
+
+    from ml.data import acquisition_batch, batch_split, read_manifest
+
+    records = read_manifest(shared_data)
+    split = batch_split(records, val_fraction=0.15, in_batch_fraction=0.1, seed=1337)
+    parts = {"train": split.train, "validation": split.validation, "in_batch": split.in_batch}
+    patients = {name: {(r.label, r.patient) for r in part} for name, part in parts.items()}
+    assert not patients["train"] & patients["validation"]
+    assert not patients["train"] & patients["in_batch"]
+    assert not patients["validation"] & patients["in_batch"]
+    assert sum(len(part) for part in parts.values()) == len(records)
+    numbers = defaultdict(lambda: defaultdict(list))
+    for name, part in parts.items():
+        for record in part:
+            family, number = acquisition_batch(record)
+            numbers[family][name].append(number)
+    assert set(numbers) == {"IM", "NORMAL2-IM", "person_bacteria", "person_virus"}
+    for by_part in numbers.values():
+        # The lowest and the highest numbers of each family are validation, not training.
+        everything = sorted(n for values in by_part.values() for n in values)
+        assert everything[0] in by_part["validation"] and everything[-1] in by_part["validation"]
+        assert min(by_part["train"]) > everything[0] and max(by_part["train"]) < everything[-1]
+
+
+def test_batch_split_refuses_names_without_a_batch():
+    from ml.data import Record, batch_split
+
+    records = [
+        Record(path=f"x/scan{i}.png", label="NORMAL", patient=f"p{i}", sha256="") for i in range(4)
+    ]
+    with pytest.raises(ValueError, match="acquisition batch"):
+        batch_split(records, val_fraction=0.5)

@@ -49,7 +49,11 @@ def test_a_tiny_training_run_writes_a_loadable_calibrated_artifact(shared_data, 
     ):
         assert key in card
     assert card["validation"]["sensitivity"] >= config.target_sensitivity
-    assert card["images"]["train"] + card["images"]["validation"] == 48
+    assert sum(card["images"].values()) == 48  # train, held-out batches, in-batch
+    assert card["images"]["in_batch"] > 0 and "in_batch_validation" in card
+    assert (
+        card["validation_protocol"] == "batch" and card["gate"]["validation_refusal_rate"] <= 0.01
+    )
     predictor = Predictor.load(tmp_path / "m.keras")
     assert predictor.version == "smoke"
     assert predictor.threshold == card["threshold"]
@@ -123,7 +127,7 @@ def test_an_explicit_split_replaces_the_manifest(shared_data, tmp_path):
     card = train(
         _tiny_config(shared_data, tmp_path, epochs=1, dataset_name="custom"), verbose=0, split=split
     )
-    assert card["images"] == {"train": 20, "validation": 8}
+    assert card["images"] == {"train": 20, "validation": 8, "in_batch": 0}
     assert card["dataset"]["source"] == "custom"
 
 
