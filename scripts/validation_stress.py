@@ -19,6 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ml import metrics  # noqa: E402
 from ml.artifact import DEFAULT_ARTIFACT  # noqa: E402
+from ml.ensemble import pooled_and_logits  # noqa: E402
+from ml.gate import thumbnail  # noqa: E402
 from ml.predictor import Predictor  # noqa: E402
 from ml.promote import validation_set  # noqa: E402
 
@@ -52,6 +54,19 @@ def _zoom(image: np.ndarray, box: float) -> np.ndarray:
     return np.asarray(picture, np.float32)[..., None]
 
 
+def _refused(predictor, batch: np.ndarray) -> float | None:
+    """Share of the shifted images the artifact's learned gate would refuse."""
+    if predictor.gate is None:
+        return None
+    pooled, _ = pooled_and_logits(predictor.model, batch)
+    layouts = thumbnail(batch)
+    verdicts = [
+        predictor.gate.check(colourfulness=0.0, layout=layout, features=features)
+        for layout, features in zip(layouts, pooled, strict=True)
+    ]
+    return round(float(np.mean([v is not None for v in verdicts])), 4)
+
+
 def main(model_path: str | None) -> None:
     predictor = Predictor.load(model_path or DEFAULT_ARTIFACT)
     images, targets = validation_set(predictor)
@@ -64,6 +79,7 @@ def main(model_path: str | None) -> None:
         rows[name] = {
             "roc_auc": round(metrics.roc_auc(targets, scores), 4),
             **{k: round(result[k], 4) for k in ("accuracy", "sensitivity", "specificity")},
+            "gate_refused": _refused(predictor, batch),
         }
     print(
         json.dumps(

@@ -10,10 +10,17 @@ from diagnosis import roles
 from diagnosis import services as diagnosis_services
 from diagnosis.models import Case
 from diagnosis.testing import factories
-from diagnosis.testing.images import png_bytes
 from diagnosis.testing.stack import stop_worker, wait_for
 from mlops import services, training, versions
-from mlops.models import Dataset, Evaluation, ModelVersion, TrainingRun
+from mlops.models import (
+    Dataset,
+    DatasetImage,
+    Evaluation,
+    ImportJob,
+    ModelVersion,
+    Split,
+    TrainingRun,
+)
 from mlops.testing import TINY_RUN, labelled_entries, start_training_worker, zip_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -47,7 +54,13 @@ def _trainable_dataset(admin) -> Dataset:
         upload=SimpleUploadedFile("t.zip", zip_bytes(labelled_entries(20, 20))),
         user=admin,
     )
+    # The running worker may claim the queued import before this call does (then this one
+    # is skipped): either way, wait until the import is done before assigning splits.
     services.import_job_run(job_id=job.pk)
+    wait_for(
+        lambda: ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.DONE).exists(),
+        timeout=120,
+    )
     services.dataset_assign_splits(
         dataset=dataset, validation_fraction=0.25, test_fraction=0.2, seed=5, user=admin
     )
@@ -85,7 +98,12 @@ def test_a_tiny_run_trains_evaluates_and_its_version_serves_new_uploads(
 
     versions.version_activate(version=version, user=admin, operating_point="card")
     clinician = factories.UserFactory(username="it-clinician", role=roles.CLINICIAN)
-    validated = diagnosis_services.image_validate(name="a.png", data=png_bytes(128, 128, seed=11))
+    # One of the run's own training images: inside what the version's input gate accepts
+    # (an unrelated synthetic image may rightly be refused by a model trained on 32 images).
+    trained_on = DatasetImage.objects.filter(dataset=dataset, split=Split.TRAIN).first()
+    with trained_on.file.open("rb") as handle:
+        data = handle.read()
+    validated = diagnosis_services.image_validate(name="a.png", data=data)
     case = diagnosis_services.case_create(owner=clinician, images=[validated])
     case = wait_for(
         lambda: Case.objects.filter(pk=case.pk, status=Case.Status.AWAITING_REVIEW).first(),
