@@ -179,20 +179,18 @@ def _arrays(config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
-
-
 def _figures(model, sets, calibrated_val_logits, target_sensitivity) -> dict[str, Any]:
     targets = sets["validation"][1].astype(np.float64)
-    scores = _sigmoid(calibrated_val_logits)
+    scores = metrics.sigmoid(calibrated_val_logits)
     threshold = metrics.threshold_for_sensitivity(targets, scores, target_sensitivity)
     validation = metrics.summary(targets, scores, threshold)
     validation["operating_points"] = metrics.operating_points(targets, scores)
     figures = {"threshold": threshold, "validation": validation, "rule": target_sensitivity}
     if "in_batch" in sets:
         _, logits = pooled_and_logits(model, sets["in_batch"][0])
-        figures["in_batch"] = metrics.summary(sets["in_batch"][1], _sigmoid(logits), threshold)
+        figures["in_batch"] = metrics.summary(
+            sets["in_batch"][1], metrics.sigmoid(logits), threshold
+        )
     return figures
 
 

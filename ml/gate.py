@@ -103,15 +103,13 @@ class Gate:
     broad_threshold: float = np.inf
 
     def check(
-        self, *, colourfulness: float, layout: np.ndarray, features: np.ndarray
+        self, *, layout: np.ndarray, features: np.ndarray
     ) -> tuple[str, str, dict[str, float]] | None:
         """(reason, message, scores) for an image to refuse, or None to analyse it."""
         scores = self.scores(layout=layout[None], features=features[None])
         layout_distance = float(scores["layout_distance"][0])
         feature_distance = float(scores["feature_distance"][0])
         details = {key: round(float(value[0]), 3) for key, value in scores.items()}
-        if colourfulness > MAX_COLOURFULNESS:
-            return "not_chest_radiograph", COLOUR_MESSAGE, details
         if layout_distance > self.broad_threshold:
             return "not_chest_radiograph", LAYOUT_MESSAGE, details
         turned = self.turned_ratio(layout)
@@ -177,6 +175,13 @@ class Gate:
             fitted_on=entry.get("fitted_on", ""),
             broad_threshold=float(entry["broad_threshold"]),
         )
+
+
+def colour_refusal(colourfulness: float) -> tuple[str, str] | None:
+    """A colour picture is no radiograph: checked before any distance, learned gate or not."""
+    if colourfulness > MAX_COLOURFULNESS:
+        return "not_chest_radiograph", COLOUR_MESSAGE
+    return None
 
 
 def fit_gate(

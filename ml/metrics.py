@@ -128,6 +128,10 @@ def summary(
     }
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
 def fit_platt(
     logits: np.ndarray, targets: np.ndarray, *, iterations: int = 100, balanced: bool = False
 ) -> tuple[float, float]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ml.artifact import DEFAULT_ARTIFACT, ArtifactError, read_card
 from ml.ensemble import Members
-from ml.gate import COLOUR_MESSAGE, MAX_COLOURFULNESS, Gate, thumbnail
+from ml.gate import Gate, colour_refusal, thumbnail
 from ml.header import Population, age_refusal, header_refusal
 from ml.model import LOGIT_LAYER
 from ml.outcome import Outcome, Prediction, Refusal
@@ -141,11 +141,7 @@ class Predictor:
         found = (
             (header_refusal(decoded.header, self.population) if decoded.header else None)
             or age_refusal(age_years, self.population)
-            or (
-                ("not_chest_radiograph", COLOUR_MESSAGE)
-                if decoded.colourfulness > MAX_COLOURFULNESS
-                else None
-            )
+            or colour_refusal(decoded.colourfulness)
         )
         return Refusal(reason=found[0], message=found[1]) if found else None
 
@@ -165,11 +161,7 @@ class Predictor:
             "heatmap" if heatmap else "forward": (finished - decoded_at) * 1000 / len(accepted),
         }
         for j, (index, decoded) in enumerate(accepted):
-            verdict = (
-                self.gate.check(colourfulness=0.0, layout=layouts[j], features=pooled[j])
-                if self.gate
-                else None
-            )
+            verdict = self.gate.check(layout=layouts[j], features=pooled[j]) if self.gate else None
             if verdict is not None:
                 outcomes[index] = Refusal(verdict[0], verdict[1], details=verdict[2])
                 continue

@@ -135,14 +135,14 @@ def train(
     val_logits = _logits(model, x_val)
     platt = metrics.fit_platt(val_logits, y_val, balanced=True)
     _fold_calibration(model, *platt)
-    val_probability = _sigmoid(platt[0] * val_logits + platt[1])
+    val_probability = metrics.sigmoid(platt[0] * val_logits + platt[1])
     threshold = metrics.threshold_for_sensitivity(y_val, val_probability, config.target_sensitivity)
     validation = metrics.summary(y_val, val_probability, threshold)
     validation["operating_points"] = metrics.operating_points(y_val, val_probability)
     in_batch = None
     if split.in_batch:
         x_in, y_in = load_arrays(split.in_batch, data_root, size=size, cache_dir=cache)
-        in_batch = metrics.summary(y_in, _sigmoid(_logits(model, x_in)), threshold)
+        in_batch = metrics.summary(y_in, metrics.sigmoid(_logits(model, x_in)), threshold)
 
     output = Path(config.output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -214,10 +214,6 @@ def fit_model_gate(model, train_set, validation_set, *, refuse_fraction: float =
         scores["feature_distance"] > gate.feature_threshold
     )
     return {**gate.to_card(), "validation_refusal_rate": float(refused.mean())}
-
-
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
 
 
 def _check_trainable(train: list[Record], validation: list[Record]) -> None:

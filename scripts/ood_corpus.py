@@ -62,7 +62,7 @@ def build(root: Path) -> None:
                 continue
             data = Path(path).read_bytes()
             _write(root / kind / name, data)
-            _export_pixels(root / f"{kind.removesuffix('_dicom')}_as_png", name, data, rng)
+            _export_pixels(root / f"{kind.removesuffix('_dicom')}_as_png", name, data)
     for name in CHEST_OTHER_SOURCE:
         path = get_testdata_file(name)
         if path is not None:
@@ -94,7 +94,7 @@ def _jpeg(picture: Image.Image, quality: int = 85) -> bytes:
     return buffer.getvalue()
 
 
-def _export_pixels(folder: Path, name: str, data: bytes, rng) -> None:
+def _export_pixels(folder: Path, name: str, data: bytes) -> None:
     try:
         image = decode_image(data)
     except ValueError:
@@ -169,7 +169,6 @@ def _texture(rng, i: int) -> bytes:
 def _transformed_chests(root: Path, rng) -> None:
     """Radiographs from the held-out validation batches (never fitted on), turned into what
     a chest radiograph never looks like: on its side, upside down, negative."""
-    from ml.data import read_manifest
     from ml.train import DEFAULT_DATA, TrainConfig, split_for
 
     records = split_for(TrainConfig()).validation
@@ -183,7 +182,6 @@ def _transformed_chests(root: Path, rng) -> None:
         else:
             _write(root / "chest_rotated" / f"{stem}-rot270.png", _png(np.rot90(image, 3)))
         _write(root / "chest_inverted" / f"{stem}-inverted.png", _png(1.0 - image))
-    del read_manifest
 
 
 def score(root: Path, model: str | None) -> dict:

@@ -45,7 +45,7 @@ def trimmed(images: np.ndarray, fraction: float) -> np.ndarray:
 
 def scores(targets: np.ndarray, logits: np.ndarray) -> dict:
     scale, shift = metrics.fit_platt(logits, targets, balanced=True)
-    probability = 1 / (1 + np.exp(-(scale * logits + shift)))
+    probability = metrics.sigmoid(scale * logits + shift)
     row = {"roc_auc": round(metrics.roc_auc(targets, probability), 4)}
     for target in (0.95, 0.97):
         threshold = metrics.threshold_for_sensitivity(targets, probability, target)

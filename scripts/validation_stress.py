@@ -61,7 +61,7 @@ def _refused(predictor, batch: np.ndarray) -> float | None:
     pooled, _ = pooled_and_logits(predictor.model, batch)
     layouts = thumbnail(batch)
     verdicts = [
-        predictor.gate.check(colourfulness=0.0, layout=layout, features=features)
+        predictor.gate.check(layout=layout, features=features)
         for layout, features in zip(layouts, pooled, strict=True)
     ]
     return round(float(np.mean([v is not None for v in verdicts])), 4)

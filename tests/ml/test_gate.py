@@ -15,6 +15,7 @@ from ml.gate import (
     TURNED_MESSAGE,
     Gate,
     Gaussian,
+    colour_refusal,
     fit_gate,
     thumbnail,
 )
@@ -58,15 +59,15 @@ def test_each_threshold_leaves_at_most_half_the_fraction_above_it(data, fraction
     assert (scores["feature_distance"] > gate.feature_threshold).mean() <= fraction / 2
 
 
-def _check(gate, data, *, layout_shift=0.0, feature_shift=0.0, colourfulness=0.0):
+def _check(gate, data, *, layout_shift=0.0, feature_shift=0.0):
     layout = data["validation_layout"][0] * (1 + layout_shift)
     features = data["validation_features"][0] + feature_shift
-    return gate.check(colourfulness=colourfulness, layout=layout, features=features)
+    return gate.check(layout=layout, features=features)
 
 
 def test_an_in_distribution_sample_is_analysed(data, gate):
     passed = [
-        gate.check(colourfulness=0.0, layout=layout, features=features) is None
+        gate.check(layout=layout, features=features) is None
         for layout, features in zip(
             data["validation_layout"], data["validation_features"], strict=True
         )
@@ -76,11 +77,11 @@ def test_an_in_distribution_sample_is_analysed(data, gate):
 
 def test_far_layout_is_not_a_chest_radiograph_and_nearer_is_outside_intended_use(data, gate):
     far = np.full(256, 40.0)
-    verdict = gate.check(colourfulness=0.0, layout=far, features=data["validation_features"][0])
+    verdict = gate.check(layout=far, features=data["validation_features"][0])
     assert verdict[0] == "not_chest_radiograph"
     assert verdict[2]["layout_distance"] > gate.broad_threshold
     between = _scaled_to(gate, data, target=1.5 * gate.layout_threshold)
-    verdict = gate.check(colourfulness=0.0, layout=between, features=data["validation_features"][0])
+    verdict = gate.check(layout=between, features=data["validation_features"][0])
     assert verdict[0] == "outside_intended_use"
 
 
@@ -105,9 +106,10 @@ def test_features_unlike_training_are_outside_intended_use(data, gate):
     assert verdict[2]["feature_distance"] > gate.feature_threshold
 
 
-def test_colour_is_refused_whatever_the_distances(data, gate):
-    verdict = _check(gate, data, colourfulness=MAX_COLOURFULNESS + 0.01)
+def test_colour_is_refused_before_any_distance():
+    verdict = colour_refusal(MAX_COLOURFULNESS + 0.01)
     assert verdict[0] == "not_chest_radiograph" and "colour" in verdict[1]
+    assert colour_refusal(0.0) is None
 
 
 def test_gate_survives_the_json_card_unchanged(data, gate):
@@ -144,9 +146,9 @@ def test_a_layout_turned_upside_down_is_refused_as_turned():
         validation_features=features[300:],
         rank=8,
     )
-    upright = gate.check(colourfulness=0.0, layout=layouts[301], features=features[301])
+    upright = gate.check(layout=layouts[301], features=features[301])
     assert upright is None or upright[1] != TURNED_MESSAGE
     flipped = np.rot90(layouts[301].reshape(16, 16), 2).ravel()
-    verdict = gate.check(colourfulness=0.0, layout=flipped, features=features[301])
+    verdict = gate.check(layout=flipped, features=features[301])
     assert verdict[0] in {"outside_intended_use", "not_chest_radiograph"}
     assert gate.turned_ratio(flipped) > ORIENTATION_RATIO > gate.turned_ratio(layouts[301])
