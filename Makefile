@@ -27,19 +27,20 @@ test: install browser
 test-fast: install
 	$(PY) -m pytest -m "not integration and not e2e and not slow" $(PYTEST_ARGS)
 
-LINTED := chestnet_site diagnosis mlops ml scripts/run_local.py scripts/benchmark.py \
+LINTED := chestnet_site registry diagnosis mlops ml scripts/run_local.py scripts/benchmark.py \
 	scripts/ood_corpus.py scripts/gate_report.py scripts/recipe_report.py \
 	scripts/validation_stress.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
-	tests/ml tests/mlops tests/test_docker_files.py manage.py
+	tests/ml tests/mlops tests/registry tests/support tests/test_architecture.py \
+	tests/test_docker_files.py manage.py
 
 lint: install
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
 
-# mypy with django-stubs (pyproject.toml) on the web app; modules it imports from other
-# packages (ml/, mlops/) lend their types but are reported only when listed here.
+# mypy with django-stubs (pyproject.toml) over every package of the product.
+TYPECHECKED := ml chestnet_site registry diagnosis mlops
 typecheck: install
-	$(VENV)/bin/mypy --follow-imports=silent --check-untyped-defs diagnosis chestnet_site
+	$(VENV)/bin/mypy --follow-imports=silent --check-untyped-defs $(TYPECHECKED)
 
 benchmark: install
 	$(PY) scripts/benchmark.py

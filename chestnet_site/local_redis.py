@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from chestnet_site.processes import stop_process
+
 
 def redis_server_binary() -> str:
     found = shutil.which("redis-server")
@@ -75,10 +77,4 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10.0) 
 
 
 def stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process, timeout=timeout)

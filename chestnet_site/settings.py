@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "registry",
     "diagnosis",
     "mlops",
 ]
@@ -126,11 +127,6 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 CHESTNET_MODEL_PATH = env_str("CHESTNET_MODEL_PATH", "") or ""
 # A queued image with no progress for this long is enqueued again (lost publish, broker down).
 CHESTNET_REQUEUE_AFTER_S = env_int("CHESTNET_REQUEUE_AFTER_S", 60, minimum=1)
-# Tests only: each analysis first waits this many seconds after claiming its image, so an
-# integration test can kill the worker while the image is 'processing'.
-CHESTNET_TEST_INFERENCE_DELAY_S = env_int("CHESTNET_TEST_INFERENCE_DELAY_S", 0, minimum=0)
-if PRODUCTION and CHESTNET_TEST_INFERENCE_DELAY_S:
-    raise ImproperlyConfigured("CHESTNET_TEST_INFERENCE_DELAY_S is for tests; unset it.")
 
 # Model operations (mlops): dataset imports and training runs.
 CHESTNET_IMPORT_MAX_FILES = env_int("CHESTNET_IMPORT_MAX_FILES", 20_000, minimum=1)
@@ -140,6 +136,8 @@ CHESTNET_TRAINING_TIME_LIMIT_S = env_int("CHESTNET_TRAINING_TIME_LIMIT_S", 12 * 
 # Local copies of model artifacts when the storage is not a local file system.
 CHESTNET_MODEL_CACHE = env_path("CHESTNET_MODEL_CACHE", CHESTNET_HOME / "model-cache")
 CHESTNET_TRAINING_WORK_DIR = env_path("CHESTNET_TRAINING_WORK_DIR", CHESTNET_HOME / "training")
+# How often signed reports are pulled into the feedback dataset (mlops.execute.feedback).
+CHESTNET_FEEDBACK_PULL_S = env_int("CHESTNET_FEEDBACK_PULL_S", 30, minimum=1)
 
 # Celery: ids only, JSON only; late acks so a worker killed mid-task leaves it redelivered.
 # `make run` records its private Redis there, so that management commands given the same
@@ -189,7 +187,11 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stale-images": {
         "task": "diagnosis.tasks.requeue_stale_task",
         "schedule": float(max(5, CHESTNET_REQUEUE_AFTER_S // 2)),
-    }
+    },
+    "pull-signed-reports-into-feedback": {
+        "task": "mlops.tasks.feedback_pull_task",
+        "schedule": float(CHESTNET_FEEDBACK_PULL_S),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(CHESTNET_HOME / "celerybeat-schedule")
 

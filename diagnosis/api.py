@@ -103,14 +103,15 @@ class CaseReviewApi(APIView):
         serializer = ReviewCreateSerializer(data=request.data, context={"case": case})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        fields = {key: data[key] for key in ("agrees_with_ai", "finding", "report")}
         try:
-            if case.status == case.Status.REPORTED:
-                services.review_amend(
-                    case=case, author=request.user, reason=data["amendment_reason"], **fields
-                )
-            else:
-                services.review_sign(case=case, author=request.user, **fields)
+            services.review_submit(
+                case=case,
+                author=request.user,
+                agrees_with_ai=data["agrees_with_ai"],
+                finding=data["finding"],
+                report=data["report"],
+                reason=data["amendment_reason"],
+            )
         except services.ServiceError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         case = selectors.case_get_for_user(user=request.user, case_id=case_id)

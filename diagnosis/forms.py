@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from django import forms
-from django.conf import settings
 
 from diagnosis import services
 from diagnosis.models import Case, Review
@@ -23,33 +21,7 @@ class MultipleImageField(forms.FileField):
 
     def clean(self, data: Any, initial: Any = None) -> list[services.ValidatedImage]:
         files = data if isinstance(data, list | tuple) else ([data] if data else [])
-        if not files:
-            raise forms.ValidationError("Add at least one image (PNG, JPEG or DICOM).")
-        if len(files) > settings.CHESTNET_MAX_FILES_PER_CASE:
-            raise forms.ValidationError(
-                f"At most {settings.CHESTNET_MAX_FILES_PER_CASE} images per case."
-            )
-        return validate_uploads(files)
-
-
-def validate_uploads(files: Sequence[Any]) -> list[services.ValidatedImage]:
-    """All files are checked before anything is saved; every problem is reported."""
-    validated, errors = [], []
-    for upload in files:
-        limit = settings.CHESTNET_MAX_UPLOAD_MB * 1024 * 1024
-        if upload.size is not None and upload.size > limit:
-            errors.append(
-                f"{upload.name}: the file is larger than the "
-                f"{settings.CHESTNET_MAX_UPLOAD_MB} MB limit."
-            )
-            continue
-        try:
-            validated.append(services.image_validate(name=upload.name, data=upload.read()))
-        except services.ImageRejected as exc:
-            errors.extend(exc.messages)
-    if errors:
-        raise forms.ValidationError(errors)
-    return validated
+        return services.uploads_validate(files)  # ImageRejected is a ValidationError
 
 
 class CaseForm(forms.Form):

@@ -1,27 +1,18 @@
 """Cases, their images, the AI prediction per image, signed review versions and the audit
-trail. Status transitions happen only in diagnosis.services."""
+trail, and the predictions a re-analysis replaced. Status transitions happen only in
+diagnosis.services."""
 
 from __future__ import annotations
-
-import uuid
 
 from django.conf import settings
 from django.db import models
 
+from chestnet_site.storage import RandomName
 from ml.outcome import REFUSAL_REASONS
 
-
-# Random names: original filenames can carry patient names, and paths appear in logs.
-def original_path(instance, filename: str) -> str:
-    return f"originals/{uuid.uuid4().hex}.bin"
-
-
-def preview_path(instance, filename: str) -> str:
-    return f"previews/{uuid.uuid4().hex}.png"
-
-
-def heatmap_path(instance, filename: str) -> str:
-    return f"heatmaps/{uuid.uuid4().hex}.png"
+original_path = RandomName("originals", ".bin")
+preview_path = RandomName("previews", ".png")
+heatmap_path = RandomName("heatmaps", ".png")
 
 
 class Case(models.Model):
@@ -148,6 +139,30 @@ class Prediction(models.Model):
     @property
     def is_flagged(self) -> bool:
         return self.label == "PNEUMONIA"
+
+
+class PriorPrediction(models.Model):
+    """A prediction replaced by a re-run with another model version, kept unchanged."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    probability = models.FloatField()
+    label = models.CharField(max_length=12)
+    threshold = models.FloatField()
+    model_version = models.CharField(max_length=100)
+    heatmap = models.FileField(upload_to=heatmap_path, blank=True)
+    timings = models.JSONField(default=dict)
+    predicted_at = models.DateTimeField()
+    superseded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    superseded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "mlops_priorprediction"  # created when re-runs were part of mlops
+        ordering = ["-superseded_at"]
+
+    def __str__(self) -> str:
+        return f"{self.label} {self.probability:.2f} ({self.model_version})"
 
 
 class Review(models.Model):

@@ -7,7 +7,7 @@ from django.db.models import Count, F, IntegerField, Prefetch, Q, QuerySet, Valu
 from django.shortcuts import get_object_or_404
 
 from diagnosis import roles
-from diagnosis.models import AuditEvent, Case, Image, Review
+from diagnosis.models import AuditEvent, Case, Image, PriorPrediction, Review
 
 
 def case_list_for(*, user) -> QuerySet[Case]:
@@ -77,3 +77,32 @@ def review_current(*, case: Case) -> Review | None:
 
 def audit_for_case(*, case: Case) -> QuerySet[AuditEvent]:
     return case.audit_events.select_related("actor").order_by("-at")
+
+
+def case_prediction_history(*, case: Case) -> tuple[QuerySet[Image], QuerySet[PriorPrediction]]:
+    """The case's images with their current results, and the predictions re-analyses
+    replaced (newest first)."""
+    images = Image.objects.filter(case=case).select_related("prediction").order_by("pk")
+    prior = PriorPrediction.objects.filter(image__case=case).select_related("superseded_by")
+    return images, prior
+
+
+# --- for the feedback loop (mlops pulls signed reports; diagnosis never pushes them) ---
+
+
+def review_latest_id() -> int:
+    """The id of the latest signed report version, or 0."""
+    return Review.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def reviews_signed_after(*, review_id: int, limit: int = 100) -> list[Review]:
+    """Signed report versions (first reports and amendments) with a larger id, oldest
+    first: ids only grow, and a signed version is never changed."""
+    reviews = Review.objects.filter(pk__gt=review_id).select_related("case", "author")
+    return list(reviews.order_by("pk")[:limit])
+
+
+def images_analysable(*, case: Case) -> QuerySet[Image]:
+    """The case's images the AI did not refuse (not a chest radiograph, outside the
+    population it was made for): only these may become training data."""
+    return case.images.exclude(status=Image.Status.REFUSED).order_by("pk")

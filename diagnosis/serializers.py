@@ -6,10 +6,8 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from diagnosis import selectors
-from diagnosis.forms import validate_uploads
+from diagnosis import selectors, services
 from diagnosis.models import Case, Image, Prediction, Review
-from diagnosis.services import ValidatedImage
 from ml.outcome import REFUSAL_REASONS
 
 
@@ -186,17 +184,10 @@ class CaseCreateSerializer(serializers.Serializer):
         choices=Case.Urgency.choices, required=False, default=Case.Urgency.ROUTINE
     )
 
-    def validate_images(self, files: list[Any]) -> list[ValidatedImage]:
-        from django.conf import settings
-        from django.core.exceptions import ValidationError
-
-        if len(files) > settings.CHESTNET_MAX_FILES_PER_CASE:
-            raise serializers.ValidationError(
-                f"At most {settings.CHESTNET_MAX_FILES_PER_CASE} images per case."
-            )
+    def validate_images(self, files: list[Any]) -> list[services.ValidatedImage]:
         try:
-            return validate_uploads(files)
-        except ValidationError as exc:
+            return services.uploads_validate(files)
+        except services.ImageRejected as exc:
             raise serializers.ValidationError(exc.messages) from exc
 
 

@@ -1,12 +1,13 @@
-"""Every write of the clinical workflow: creating cases, running and recording inference,
-claiming, signing and amending reports, and the audit trail."""
+"""Every write of the clinical workflow: validating uploads, creating cases, running and
+recording inference, re-analysis with the active model, claiming, signing and amending
+reports, and the audit trail. The HTML views, the API and the commands all call these."""
 
 from __future__ import annotations
 
 import io
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -19,7 +20,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from diagnosis.models import AuditEvent, Case, Image, Prediction, Review
+from chestnet_site.errors import ServiceError
+from chestnet_site.queue import enqueue
+from diagnosis.models import AuditEvent, Case, Image, Prediction, PriorPrediction, Review
 from ml.outcome import Refusal
 from ml.overlay import heatmap_png
 from ml.preprocessing import ImageError, decode_image, image_format, preview_png
@@ -28,11 +31,8 @@ logger = logging.getLogger(__name__)
 
 # An image 'processing' for longer than this was abandoned by a dead worker.
 PROCESSING_LEASE = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 30)
+INFERENCE_TASK = "diagnosis.tasks.inference_run_task"
 FAILED_GENERIC = "The analysis failed because of an internal error. Retry, or contact support."
-
-
-class ServiceError(Exception):
-    """A rule of the workflow refused the action; str() is safe to show the user."""
 
 
 class ImageRejected(ValidationError):
@@ -57,13 +57,40 @@ def audit_record(*, actor, action: str, case: Case | None, detail: str = "") -> 
 # --- upload ----------------------------------------------------------------------------
 
 
+def uploads_validate(files: Iterable[Any]) -> list[ValidatedImage]:
+    """The upload rules, for the HTML form, the API and any other way in: at least one
+    file, at most CHESTNET_MAX_FILES_PER_CASE, each within the size limit (checked before
+    reading) and decodable. Every problem is reported at once; nothing is saved."""
+    files = list(files)
+    if not files:
+        raise ImageRejected("Add at least one image (PNG, JPEG or DICOM).")
+    if len(files) > settings.CHESTNET_MAX_FILES_PER_CASE:
+        raise ImageRejected(f"At most {settings.CHESTNET_MAX_FILES_PER_CASE} images per case.")
+    validated, errors = [], []
+    for upload in files:
+        try:
+            if upload.size is not None and upload.size > _upload_limit():
+                raise ImageRejected(_too_large(upload.name))
+            validated.append(image_validate(name=upload.name, data=upload.read()))
+        except ImageRejected as exc:
+            errors.extend(exc.messages)
+    if errors:
+        raise ImageRejected(errors)
+    return validated
+
+
+def _upload_limit() -> int:
+    return settings.CHESTNET_MAX_UPLOAD_MB * 1024 * 1024
+
+
+def _too_large(name: str) -> str:
+    return f"{name}: the file is larger than the {settings.CHESTNET_MAX_UPLOAD_MB} MB limit."
+
+
 def image_validate(*, name: str, data: bytes) -> ValidatedImage:
     """Decode the bytes as the worker will, so a bad file is refused before anything is saved."""
-    limit = settings.CHESTNET_MAX_UPLOAD_MB * 1024 * 1024
-    if len(data) > limit:
-        raise ImageRejected(
-            f"{name}: the file is larger than the {settings.CHESTNET_MAX_UPLOAD_MB} MB limit."
-        )
+    if len(data) > _upload_limit():
+        raise ImageRejected(_too_large(name))
     try:
         decoded = decode_image(data)
     except ImageError as exc:
@@ -125,22 +152,18 @@ def _image_create(*, case: Case, validated: ValidatedImage) -> list[Any]:
     image.original.save("original", ContentFile(validated.data), save=False)
     image.preview.save("preview", ContentFile(validated.preview), save=False)
     image.save()
-    image_id = image.pk
-    transaction.on_commit(lambda: image_enqueue(image_id=image_id))
+    image_enqueue_on_commit(image_id=image.pk)
     return [image.original, image.preview]
 
 
 def image_enqueue(*, image_id: int) -> bool:
     """Publish the inference task. If the broker is down the image stays queued and the
     periodic requeue sweep publishes it again later; the upload still succeeds."""
-    from diagnosis.tasks import inference_run_task
+    return enqueue(INFERENCE_TASK, image_id)
 
-    try:
-        inference_run_task.apply_async(args=[image_id])
-    except Exception:  # kombu raises many types when the broker is unreachable
-        logger.warning("Broker unavailable; image %s stays queued for the requeue sweep", image_id)
-        return False
-    return True
+
+def image_enqueue_on_commit(*, image_id: int) -> None:
+    transaction.on_commit(lambda: image_enqueue(image_id=image_id))
 
 
 # --- inference (runs in the worker) ----------------------------------------------------
@@ -316,9 +339,59 @@ def image_retry(*, image: Image, user) -> Image:
             case=image.case,
             detail=f"image {image.pk}",
         )
-        transaction.on_commit(lambda: image_enqueue(image_id=image.pk))
+        image_enqueue_on_commit(image_id=image.pk)
     image.refresh_from_db()
     return image
+
+
+def case_reanalyse(*, case: Case, user) -> int:
+    """Analyse every finished image of a case again with the active model version. The
+    current predictions are kept as PriorPrediction rows (a refusal leaves no row: it is
+    only replaced); returns how many images were queued."""
+    with transaction.atomic():
+        # A refused image is a result too: the active version may analyse it, or refuse again.
+        finished = [Image.Status.DONE, Image.Status.REFUSED]
+        images = list(Image.objects.select_for_update().filter(case=case, status__in=finished))
+        if not images:
+            raise ServiceError("No analysed image to re-run.")
+        for image in images:
+            _prediction_supersede(image=image, user=user)
+            Image.objects.filter(pk=image.pk).update(
+                status=Image.Status.QUEUED,
+                claim_token="",
+                error="",
+                refusal_reason="",
+                refusal_message="",
+                enqueued_at=timezone.now(),
+            )
+            image_enqueue_on_commit(image_id=image.pk)
+        case_refresh_status(case_id=case.pk)
+        audit_record(
+            actor=user,
+            action=AuditEvent.Action.RETRIED,
+            case=case,
+            detail=f"re-run with the active model: {len(images)} image(s)",
+        )
+    return len(images)
+
+
+def _prediction_supersede(*, image: Image, user) -> None:
+    prediction = Prediction.objects.filter(image=image).first()
+    if prediction is None:
+        return
+    PriorPrediction.objects.create(
+        image=image,
+        probability=prediction.probability,
+        label=prediction.label,
+        threshold=prediction.threshold,
+        model_version=prediction.model_version,
+        heatmap=prediction.heatmap.name or "",
+        timings=prediction.timings,
+        predicted_at=prediction.created_at,
+        superseded_by=user,
+    )
+    # The heatmap file now belongs to the prior row; delete only the row.
+    Prediction.objects.filter(pk=prediction.pk).delete()
 
 
 def requeue_stale(*, now=None) -> int:
@@ -338,6 +411,24 @@ def requeue_stale(*, now=None) -> int:
 
 
 # --- radiologist review ----------------------------------------------------------------
+
+
+def review_submit(
+    *,
+    case: Case,
+    author,
+    agrees_with_ai: bool | None,
+    finding: str,
+    report: str,
+    reason: str = "",
+) -> Review:
+    """The one rule for a report sent from any screen or the API: the first signed report
+    of a case, or, once the case is reported, an amendment (a new version)."""
+    reported = Case.objects.filter(pk=case.pk, status=Case.Status.REPORTED).exists()
+    fields = {"case": case, "author": author, "agrees_with_ai": agrees_with_ai}
+    if reported:
+        return review_amend(**fields, finding=finding, report=report, reason=reason)
+    return review_sign(**fields, finding=finding, report=report)
 
 
 def case_claim(*, case: Case, user) -> Case:
@@ -399,7 +490,6 @@ def review_sign(
     locked.claimed_by = author
     locked.save(update_fields=["status", "claimed_by"])
     audit_record(actor=author, action=AuditEvent.Action.SIGNED, case=locked, detail="version 1")
-    _feedback(review)
     return review
 
 
@@ -431,7 +521,6 @@ def review_amend(
     audit_record(
         actor=author, action=AuditEvent.Action.AMENDED, case=locked, detail=f"version {version}"
     )
-    _feedback(review)
     return review
 
 
@@ -443,13 +532,6 @@ def _ai_opinion(case: Case, agrees_with_ai: bool | None) -> bool | None:
     if agrees_with_ai is None:
         raise ServiceError("Say whether you agree with the AI.")
     return agrees_with_ai
-
-
-def _feedback(review: Review) -> None:
-    """Signed findings feed the admin's feedback dataset (mlops), after the commit."""
-    from mlops.services import feedback_after_signing
-
-    feedback_after_signing(review=review)
 
 
 def _review_create(

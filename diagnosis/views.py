@@ -166,8 +166,17 @@ def case_review(request: HttpRequest, case_id: int) -> HttpResponse:
     current = selectors.review_current(case=case)
     form = ReviewForm(request.POST or None, case=case)
     if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
         try:
-            _sign_or_amend(request, case, current is not None, form.cleaned_data)
+            services.review_submit(
+                case=case,
+                author=request.user,
+                # Absent when the case has no AI result: the form did not ask.
+                agrees_with_ai=data.get("agrees_with_ai"),
+                finding=data["finding"],
+                report=data["report"],
+                reason=data["amendment_reason"],
+            )
         except services.ServiceError as exc:
             messages.error(request, str(exc))
         else:
@@ -189,24 +198,6 @@ def case_review(request: HttpRequest, case_id: int) -> HttpResponse:
         },
         status=400 if request.method == "POST" else 200,
     )
-
-
-def _sign_or_amend(request: HttpRequest, case: Case, amend: bool, data: dict) -> None:
-    fields = {key: data[key] for key in ("finding", "report")}
-    # Absent when the case has no AI result: the form did not ask.
-    agrees_with_ai = data.get("agrees_with_ai")
-    if amend:
-        services.review_amend(
-            case=case,
-            author=request.user,
-            agrees_with_ai=agrees_with_ai,
-            reason=data["amendment_reason"],
-            **fields,
-        )
-    else:
-        services.review_sign(
-            case=case, author=request.user, agrees_with_ai=agrees_with_ai, **fields
-        )
 
 
 @login_not_required

@@ -7,28 +7,12 @@ and a mirrored chest is not an image the model will ever be shown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
 
-
-@dataclass
-class AugmentConfig:
-    # "crop": a wide random-resized crop (area and aspect jitter, crops that reach past the
-    # border are filled with air) -- the recipe that held up on held-out acquisition batches
-    # (docs/model.md). "affine": the earlier rotation/zoom/translation layers.
-    geometry: str = "crop"
-    crop_area: tuple[float, float] = (0.55, 1.15)  # box area as a fraction of the image
-    crop_aspect: float = 0.25  # log-uniform aspect ratio in [exp(-a), exp(a)]
-    rotation_degrees: float = 7.0
-    zoom: float = 0.12
-    translate: float = 0.06
-    gamma: float = 0.6  # log-uniform gamma in [exp(-g), exp(g)]
-    contrast: float = 0.4
-    brightness: float = 0.15
-    noise: float = 0.02
+from ml.config import AugmentConfig
 
 
 def training_dataset(
@@ -69,8 +53,6 @@ def evaluation_dataset(
 
 def _geometry(augment: AugmentConfig, seed: int):
     fill = {"fill_mode": "constant", "fill_value": 0.0}
-    import keras
-
     return keras.Sequential(
         [
             layers.RandomRotation(augment.rotation_degrees / 360.0, seed=seed, **fill),

@@ -6,16 +6,16 @@ pass of the same model, so ratios are meaningful on a noisy shared machine.
 
 from __future__ import annotations
 
-import json
 import platform
 import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ml.train import DEFAULT_DATA
+from ml.config import DEFAULT_DATA
 
 
 def _stats(samples: list[float]) -> dict[str, float]:
@@ -40,7 +40,9 @@ def _interleaved(functions: dict[str, Callable[[], object]], runs: int, warmup: 
 
 def run_benchmark(
     *, model: str | None, runs: int, batch_size: int, data_root: Path = DEFAULT_DATA
-) -> int:
+) -> dict[str, Any]:
+    """Each stage's p50 and p95 in milliseconds, batch throughput, the ratios and budgets
+    they are judged by, and the peak memory of this process."""
     import os
 
     import tensorflow as tf
@@ -59,7 +61,7 @@ def run_benchmark(
     bare = tf.function(lambda t: predictor.model(t, training=False))
     bare(x)
     explainer = CompiledExplainer(predictor.model)
-    results: dict = {
+    results: dict[str, Any] = {
         "model_version": predictor.version,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}",
     }
@@ -99,5 +101,4 @@ def run_benchmark(
     results["gate_predict_heatmap_target_ms"] = 30.0
     results["ensemble_members"] = predictor.members.count if predictor.members else 1
     results["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    print(json.dumps(results, indent=2))
-    return 0
+    return results

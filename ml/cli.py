@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -105,8 +106,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import json
-
     from ml.train import resolve_config, train
 
     overrides = {k: v for k, v in vars(args).items() if k not in {"config", "handler", "command"}}
@@ -133,26 +132,50 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from ml.evaluate import evaluate_folder
+_HEADLINE = (
+    "count",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "f1",
+    "roc_auc",
+    "roc_auc_ci95",
+    "expected_calibration_error",
+    "threshold",
+    "submitted",
+    "refused",
+    "refused_by_reason",
+)
 
-    return evaluate_folder(
-        args.data_dir,
-        predictions=args.predictions,
-        model=args.model,
-        report=args.report,
-        batch_size=args.batch_size,
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ml.evaluate import evaluate_folder, write_predictions
+
+    summary, rows, refused = evaluate_folder(
+        args.data_dir, model=args.model, report=args.report, batch_size=args.batch_size
     )
+    for path, reason, message in refused:
+        print(f"refused ({reason}): {path}: {message}", file=sys.stderr)
+    write_predictions(Path(args.predictions), rows)
+    print(json.dumps({key: summary[key] for key in _HEADLINE}, indent=2))
+    return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
+    """Exit status 1 when a file could not be opened, else 0: a refusal is a result."""
     from ml.evaluate import predict_files
 
-    return predict_files(args.files, model=args.model, heatmap_dir=args.heatmap_dir)
+    unopened = 0
+    for line, opened in predict_files(args.files, model=args.model, heatmap_dir=args.heatmap_dir):
+        print(json.dumps(line))
+        unopened += not opened
+    return 1 if unopened else 0
 
 
 def _ensemble(args: argparse.Namespace) -> int:
-    import json
     import shlex
     from pathlib import Path
 
@@ -207,4 +230,6 @@ def _promote(args: argparse.Namespace) -> int:
 def _benchmark(args: argparse.Namespace) -> int:
     from ml.benchmark import run_benchmark
 
-    return run_benchmark(model=args.model, runs=args.runs, batch_size=args.batch_size)
+    results = run_benchmark(model=args.model, runs=args.runs, batch_size=args.batch_size)
+    print(json.dumps(results, indent=2))
+    return 0

@@ -17,7 +17,16 @@ from typing import Any
 import numpy as np
 
 from ml import metrics
-from ml.model import GRADCAM_LAYER, LOGIT_LAYER
+from ml.config import (
+    DROPOUT_LAYER,
+    GRADCAM_LAYER,
+    INPUT_LAYER,
+    LOGIT_LAYER,
+    POOL_LAYER,
+    PROBABILITY_LAYER,
+    TRIM_LAYER,
+)
+from ml.features import pooled_and_logits
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +60,22 @@ def build_ensemble(members: list, *, trim: float = 0.0) -> Any:
     import keras
     from keras import layers
 
-    from ml.model import TRIM_LAYER, TrimBorders
+    from ml.model import TrimBorders
 
     size = members[0].input_shape[1]
     if any(m.input_shape[1] != size for m in members):
         raise ValueError("Ensemble members must share one input size.")
-    inputs = keras.Input((size, size, 1), name="image")
+    inputs = keras.Input((size, size, 1), name=INPUT_LAYER)
     view = TrimBorders(trim, name=TRIM_LAYER)(inputs) if trim else inputs
     features = [
         keras.Model(m.inputs, m.get_layer(GRADCAM_LAYER).output, name=f"member_{i}")(view)
         for i, m in enumerate(members)
     ]
     joined = layers.Concatenate(name=GRADCAM_LAYER)(features)
-    pooled = layers.GlobalAveragePooling2D(name="pool")(joined)
-    pooled = layers.Dropout(0.0, name="dropout")(pooled)
+    pooled = layers.GlobalAveragePooling2D(name=POOL_LAYER)(joined)
+    pooled = layers.Dropout(0.0, name=DROPOUT_LAYER)(pooled)
     logit = layers.Dense(1, name=LOGIT_LAYER)(pooled)
-    probability = layers.Activation("sigmoid", name="probability", dtype="float32")(logit)
+    probability = layers.Activation("sigmoid", name=PROBABILITY_LAYER, dtype="float32")(logit)
     model = keras.Model(inputs, probability, name=f"chestnet_ensemble{len(members)}")
     kernels, biases = zip(*(m.get_layer(LOGIT_LAYER).get_weights() for m in members), strict=True)
     model.get_layer(LOGIT_LAYER).set_weights(
@@ -78,24 +87,6 @@ def build_ensemble(members: list, *, trim: float = 0.0) -> Any:
 def member_bias(members: list, scale: float, shift: float) -> list[float]:
     """Each member's logit bias after the ensemble's calibration (see `Members`)."""
     return [float(scale * m.get_layer(LOGIT_LAYER).get_weights()[1][0] + shift) for m in members]
-
-
-def pooled_and_logits(model, images: np.ndarray, *, batch_size: int = 64):
-    """(pooled features (N, D), logits (N,)) for uint8 or float inputs."""
-    import keras
-
-    probe = keras.Model(
-        model.inputs, [model.get_layer("pool").output, model.get_layer(LOGIT_LAYER).output]
-    )
-    divisor = 255.0 if images.dtype == np.uint8 else 1.0
-    pooled, logits = [], []
-    for start in range(0, len(images), batch_size):
-        p, z = probe.predict_on_batch(
-            images[start : start + batch_size].astype(np.float32) / divisor
-        )
-        pooled.append(np.asarray(p))
-        logits.append(np.asarray(z).reshape(-1))
-    return np.concatenate(pooled), np.concatenate(logits).astype(np.float64)
 
 
 def combine(

@@ -1,4 +1,5 @@
-"""Scoring a model on a labelled folder, and the `predict` command."""
+"""Scoring a model on a labelled folder, and predicting files one by one: the data behind
+`python -m ml evaluate` and `predict` (ml.cli prints it)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import csv
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,8 +37,10 @@ def labelled_files(data_dir: Path) -> list[tuple[Path, int]]:
 
 
 def evaluate_folder(
-    data_dir: str, *, predictions: str, model: str | None, report: str | None, batch_size: int = 32
-) -> int:
+    data_dir: str, *, model: str | None, report: str | None, batch_size: int = 32
+) -> tuple[dict, list[tuple[Path, int, float, str]], list[tuple[Path, str, str]]]:
+    """`evaluate_items` over every file of DATA_DIR/{NORMAL,PNEUMONIA} with the model at
+    `model` (None: the shipped default); the summary also names `data_dir`."""
     from ml.predictor import Predictor
 
     files = labelled_files(Path(data_dir))
@@ -44,11 +49,7 @@ def evaluate_folder(
     summary, rows, refused = evaluate_items(
         Predictor.load(model), files, report=report, batch_size=batch_size
     )
-    for path, reason, message in refused:
-        print(f"refused ({reason}): {path}: {message}", file=sys.stderr)
-    _write_predictions(Path(predictions), rows)
-    _print_headline({**summary, "data_dir": str(data_dir)})
-    return 0
+    return {**summary, "data_dir": str(data_dir)}, rows, refused
 
 
 def evaluate_items(
@@ -107,32 +108,14 @@ def _refusal_counts(items: list[tuple[Path, int]], refused: list[tuple[Path, str
     }
 
 
-def _write_predictions(path: Path, rows: list[tuple[Path, int, float, str]]) -> None:
+def write_predictions(path: Path, rows: list[tuple[Path, int, float, str]]) -> None:
+    """The CSV of analysed files: path, probability, label."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "probability", "label"])
         for file, _target, probability, label in rows:
             writer.writerow([str(file), f"{probability:.6f}", label])
-
-
-def _print_headline(summary: dict) -> None:
-    keys = (
-        "count",
-        "accuracy",
-        "sensitivity",
-        "specificity",
-        "precision",
-        "f1",
-        "roc_auc",
-        "roc_auc_ci95",
-        "expected_calibration_error",
-        "threshold",
-        "submitted",
-        "refused",
-        "refused_by_reason",
-    )
-    print(json.dumps({key: summary[key] for key in keys}, indent=2))
 
 
 def write_report(folder: Path, targets: np.ndarray, scores: np.ndarray, summary: dict) -> None:
@@ -215,31 +198,32 @@ def _plot_confusion(axes, targets, scores, summary) -> None:
     )
 
 
-def predict_files(files: list[str], *, model: str | None, heatmap_dir: str | None) -> int:
-    """One JSON line per file: analysed files carry probability, label, threshold,
-    model_version, uncertainty and warnings; refused ones carry `refused` (the reason code)
-    and `message`. Exit status 1 when a file could not be opened, else 0: a refusal is a
-    result."""
+def predict_files(
+    files: list[str], *, model: str | None, heatmap_dir: str | None
+) -> Iterator[tuple[dict[str, Any], bool]]:
+    """For each file in order, as it is analysed: its JSON line, and whether the file could
+    be opened. Analysed files carry probability, label, threshold, model_version,
+    uncertainty and warnings; refused ones carry `refused` (the reason code) and `message`.
+    With `heatmap_dir`, each analysed file's overlay is written there."""
     from ml.predictor import Predictor
 
     predictor = Predictor.load(model)
     out = Path(heatmap_dir) if heatmap_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    missing = 0
     for name in files:
         try:
             data = Path(name).read_bytes()
         except OSError as exc:
-            missing += 1
+            opened = False
             line = {
                 "refused": "unreadable",
                 "message": f"The file cannot be opened: {exc.strerror}.",
             }
         else:
+            opened = True
             line = _outcome_line(predictor.predict(data, heatmap=out is not None), name, out)
-        print(json.dumps({"file": name, **line}))
-    return 1 if missing else 0
+        yield {"file": name, **line}, opened
 
 
 def _outcome_line(outcome, name: str, out: Path | None) -> dict:

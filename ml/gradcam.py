@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import zoom
 
-from ml.model import GRADCAM_LAYER, HEAD_LAYERS, TRIM_LAYER
+from ml.config import GRADCAM_LAYER, HEAD_LAYERS, TRIM_LAYER
 
 _EPSILON = 1e-7  # the epsilon of keras.backend, which tf-keras-vis normalises with
 

@@ -1,34 +1,21 @@
-"""Architecture factory. Every network ends in the same head so Grad-CAM and calibration
-can find their layers by name, whatever the body."""
+"""Architecture factory. Every network ends in the same head, its layers named by
+`ml.config`, so Grad-CAM and calibration can find them by name, whatever the body."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import keras
 from keras import layers
 
-# Grad-CAM reads this layer: the last convolutional feature map before pooling.
-GRADCAM_LAYER = "gradcam_features"
-LOGIT_LAYER = "logit"
-# The layers from the Grad-CAM features to the logit, in order.
-HEAD_LAYERS = ("pool", "dropout", LOGIT_LAYER)
-
-
-@dataclass
-class ModelConfig:
-    arch: str = "resnet"
-    image_size: int = 224
-    width: int = 24  # channels of the first stage; each stage doubles it
-    stages: int = 4
-    dropout: float = 0.3
-    weight_decay: float = 1e-4
-    # Per-image zero mean, unit variance at the input: exposure and contrast differences
-    # between acquisition batches cancel before the first convolution.
-    standardize: bool = True
-
-
-MIN_WIDTH = 16
+from ml.config import (
+    DROPOUT_LAYER,
+    GRADCAM_LAYER,
+    INPUT_LAYER,
+    LOGIT_LAYER,
+    MIN_WIDTH,
+    POOL_LAYER,
+    PROBABILITY_LAYER,
+    ModelConfig,
+)
 
 
 def build_model(config: ModelConfig) -> keras.Model:
@@ -41,14 +28,14 @@ def build_model(config: ModelConfig) -> keras.Model:
     except KeyError:
         known = ", ".join(sorted(ARCHITECTURES))
         raise ValueError(f"Unknown architecture {config.arch!r}; choose one of {known}.") from None
-    inputs = keras.Input((config.image_size, config.image_size, 1), name="image")
+    inputs = keras.Input((config.image_size, config.image_size, 1), name=INPUT_LAYER)
     x = PerImageStandardization(name="standardize")(inputs) if config.standardize else inputs
     features = body(x, config)
     features = layers.Activation("relu", name=GRADCAM_LAYER)(features)
-    pooled = layers.GlobalAveragePooling2D(name="pool")(features)
-    pooled = layers.Dropout(config.dropout, name="dropout")(pooled)
+    pooled = layers.GlobalAveragePooling2D(name=POOL_LAYER)(features)
+    pooled = layers.Dropout(config.dropout, name=DROPOUT_LAYER)(pooled)
     logit = layers.Dense(1, name=LOGIT_LAYER)(pooled)
-    probability = layers.Activation("sigmoid", name="probability", dtype="float32")(logit)
+    probability = layers.Activation("sigmoid", name=PROBABILITY_LAYER, dtype="float32")(logit)
     return keras.Model(inputs, probability, name=f"chestnet_{config.arch}")
 
 
@@ -60,9 +47,6 @@ class PerImageStandardization(layers.Layer):
         mean = keras.ops.mean(inputs, axis=(1, 2, 3), keepdims=True)
         std = keras.ops.std(inputs, axis=(1, 2, 3), keepdims=True)
         return (inputs - mean) / keras.ops.maximum(std, 1e-3)
-
-
-TRIM_LAYER = "trim_borders"
 
 
 @keras.saving.register_keras_serializable(package="chestnet")
@@ -145,4 +129,5 @@ def _resnet_body(inputs, config: ModelConfig):
     return x
 
 
-ARCHITECTURES = {"vgg": _vgg_body, "resnet": _resnet_body}
+# ml.config.ARCHS lists these keys for code that must not load Keras.
+ARCHITECTURES = {"resnet": _resnet_body, "vgg": _vgg_body}

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from ml.artifact import DEFAULT_ARTIFACT, ArtifactError, read_card
+from ml.config import LOGIT_LAYER, POOL_LAYER
 from ml.ensemble import Members
 from ml.gate import Gate, colour_refusal, thumbnail
 from ml.header import Population, age_refusal, header_refusal
-from ml.model import LOGIT_LAYER
 from ml.outcome import Outcome, Prediction, Refusal
 from ml.preprocessing import (
     PREPROCESSING_VERSION,
@@ -210,4 +210,4 @@ def _probe(model):
     """The model with its pooled features as a second output (for the gate and spread)."""
     import keras
 
-    return keras.Model(model.inputs, [model.output, model.get_layer("pool").output])
+    return keras.Model(model.inputs, [model.output, model.get_layer(POOL_LAYER).output])

@@ -10,7 +10,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import numpy as np
 
 from ml import metrics
 from ml.artifact import write_card
-from ml.augment import AugmentConfig
+from ml.config import LOGIT_LAYER, AugmentConfig, ModelConfig, TrainConfig
 from ml.data import (
     LABELS,
     MIN_TRAIN_PER_CLASS,
@@ -34,39 +34,9 @@ from ml.data import (
     read_manifest,
     subset_per_class,
 )
-from ml.model import LOGIT_LAYER, ModelConfig
 from ml.preprocessing import PREPROCESSING_VERSION
 
 log = logging.getLogger(__name__)
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
-
-
-@dataclass
-class TrainConfig:
-    data_root: str = str(DEFAULT_DATA)
-    output: str = str(REPO_ROOT / "build" / "model.keras")
-    version: str = ""  # default: date, architecture and input size
-    seed: int = 1337  # initialisation, shuffling and augmentation
-    split_seed: int = 1337  # which patients validate: ensemble members must share it
-    # "batch": validate on held-out acquisition batches (ml.data.batch_split), which
-    # predicted the official test split's shift; "patient": a random patient-level split.
-    split: str = "batch"
-    val_fraction: float = 0.15
-    in_batch_fraction: float = 0.1  # batch split only: the in-batch comparison set
-    epochs: int = 30
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    warmup_epochs: int = 1
-    label_smoothing: float = 0.0
-    # Operating point: favour sensitivity, a missed pneumonia costs more than a second look.
-    target_sensitivity: float = 0.97
-    limit_per_class: int = 0  # >0: a small subset, for smoke tests
-    cache_dir: str = str(REPO_ROOT / ".cache" / "arrays")
-    dataset_name: str = "chest_xray/train (Kermany et al. 2018)"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 def resolve_config(config_file: str | None, overrides: dict[str, Any]) -> TrainConfig:
@@ -194,7 +164,7 @@ def split_for(config: TrainConfig) -> Split:
 
 def fit_model_gate(model, train_set, validation_set, *, refuse_fraction: float = 0.01) -> dict:
     """The input gate's card entry for `model` (ml.gate), with its validation refusal rate."""
-    from ml.ensemble import pooled_and_logits
+    from ml.features import pooled_and_logits
     from ml.gate import fit_gate, thumbnail
 
     layouts = [
@@ -253,10 +223,8 @@ def _fit(config, x_train, y_train, x_val, y_val, verbose, progress=None, should_
         loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
         metrics=[keras.metrics.AUC(name="auc")],
     )
-    best = _KeepBest()
-    callbacks = [best]
-    if progress or should_stop:
-        callbacks.append(_Reporter(config.epochs, progress, should_stop))
+    best = _Best()
+    callbacks = _callbacks(best, config.epochs, progress, should_stop)
     fitted = model.fit(
         training_dataset(
             x_train, y_train, batch_size=config.batch_size, seed=config.seed, augment=config.augment
@@ -270,33 +238,35 @@ def _fit(config, x_train, y_train, x_val, y_val, verbose, progress=None, should_
     if should_stop and should_stop():
         raise TrainingCancelled("Training was cancelled.")
     model.set_weights(best.weights)
-    history = {key: [round(float(v), 5) for v in values] for key, values in fitted.history.items()}
+    history: dict[str, Any] = {
+        key: [round(float(v), 5) for v in values] for key, values in fitted.history.items()
+    }
     history["best_epoch"] = best.epoch + 1
     return model, history
 
 
-class _KeepBest:
-    """Keeps the weights of the epoch with the best validation ROC AUC."""
+@dataclass
+class _Best:
+    """The epoch with the best validation ROC AUC so far, and its weights."""
 
-    def __new__(cls):
-        import keras
-
-        class KeepBest(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.best, self.epoch, self.weights = -1.0, -1, None
-
-            def on_epoch_end(self, epoch, logs=None):
-                score = (logs or {}).get("val_auc", 0.0)
-                if score > self.best:
-                    self.best, self.epoch, self.weights = score, epoch, self.model.get_weights()
-
-        return KeepBest()
+    score: float = -1.0
+    epoch: int = -1
+    weights: list[np.ndarray] | None = None
 
 
-def _Reporter(epochs: int, progress: Progress | None, should_stop: Callable[[], bool] | None):
-    """A Keras callback reporting each epoch and stopping when asked."""
+def _callbacks(
+    best: _Best, epochs: int, progress: Progress | None, should_stop: Callable[[], bool] | None
+) -> list[Any]:
+    """Keras callbacks: one keeping the best epoch in `best`; with `progress` or
+    `should_stop`, one reporting each epoch and stopping when asked. Defined here, not at
+    module level, so importing ml.train does not load Keras."""
     import keras
+
+    class KeepBest(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            score = (logs or {}).get("val_auc", 0.0)
+            if score > best.score:
+                best.score, best.epoch, best.weights = score, epoch, self.model.get_weights()
 
     class Reporter(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -308,7 +278,9 @@ def _Reporter(epochs: int, progress: Progress | None, should_stop: Callable[[], 
                 metrics_ = {key: round(float(value), 5) for key, value in (logs or {}).items()}
                 progress({"epoch": epoch + 1, "epochs": epochs, **metrics_})
 
-    return Reporter()
+    if progress or should_stop:
+        return [KeepBest(), Reporter()]
+    return [KeepBest()]
 
 
 def _logits(model, images: np.ndarray) -> np.ndarray:

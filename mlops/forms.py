@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from django import forms
 
+from ml.config import ARCHS
 from mlops.models import Label
-from mlops.training import ARCHS, DEFAULTS, MIN_WIDTH
+from mlops.services import RUN_DEFAULTS, RUN_LIMITS
 
 
 class DatasetForm(forms.Form):
@@ -21,13 +22,18 @@ class SplitForm(forms.Form):
     seed = forms.IntegerField(initial=1337)
 
 
+def _bounded(key: str) -> forms.IntegerField:
+    low, high = RUN_LIMITS[key]
+    return forms.IntegerField(min_value=low, max_value=high, initial=RUN_DEFAULTS[key])
+
+
 class TrainForm(forms.Form):
-    epochs = forms.IntegerField(min_value=1, max_value=500, initial=DEFAULTS["epochs"])
-    arch = forms.ChoiceField(choices=[(a, a) for a in ARCHS], initial=DEFAULTS["arch"])
-    image_size = forms.IntegerField(min_value=32, max_value=512, initial=DEFAULTS["image_size"])
-    width = forms.IntegerField(min_value=MIN_WIDTH, max_value=256, initial=DEFAULTS["width"])
-    stages = forms.IntegerField(min_value=1, max_value=6, initial=DEFAULTS["stages"])
-    seed = forms.IntegerField(initial=DEFAULTS["seed"])
+    epochs = _bounded("epochs")
+    arch = forms.ChoiceField(choices=[(a, a) for a in ARCHS], initial=RUN_DEFAULTS["arch"])
+    image_size = _bounded("image_size")
+    width = _bounded("width")
+    stages = _bounded("stages")
+    seed = forms.IntegerField(initial=RUN_DEFAULTS["seed"])
 
 
 class RelabelForm(forms.Form):

@@ -1,34 +1,18 @@
-"""Labelled datasets, training runs, model versions and their evaluations. State changes
-happen only in mlops.services; the web pages and commands call those."""
+"""Labelled datasets, imports, training runs and evaluations of model versions (the
+versions themselves live in the registry). Web-side writes happen in mlops.services,
+worker-side ones in mlops.execute."""
 
 from __future__ import annotations
-
-import uuid
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from chestnet_site.storage import RandomName
 
-# Random names: imported file names can carry identifiers, and paths appear in logs.
-def dataset_file_path(instance, filename: str) -> str:
-    return f"datasets/{instance.dataset_id}/{uuid.uuid4().hex}.bin"
-
-
-def dataset_thumb_path(instance, filename: str) -> str:
-    return f"datasets/{instance.dataset_id}/thumbs/{uuid.uuid4().hex}.png"
-
-
-def import_upload_path(instance, filename: str) -> str:
-    return f"imports/{uuid.uuid4().hex}.zip"
-
-
-def evaluation_plot_path(instance, filename: str) -> str:
-    return f"evaluations/{uuid.uuid4().hex}-{filename}"
-
-
-def prior_heatmap_path(instance, filename: str) -> str:
-    return f"heatmaps/{uuid.uuid4().hex}.png"
+dataset_file_path = RandomName("datasets/{dataset_id}", ".bin")
+dataset_thumb_path = RandomName("datasets/{dataset_id}/thumbs", ".png")
+import_upload_path = RandomName("imports", ".zip")
 
 
 class Label(models.TextChoices):
@@ -46,8 +30,10 @@ class Split(models.TextChoices):
 class Dataset(models.Model):
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
-    # Signed radiologist reports flow into the one dataset with this flag.
+    # Signed radiologist reports flow into the one dataset with this flag: the feedback
+    # pull copies those signed after the review with this id (mlops.execute.feedback).
     is_feedback_target = models.BooleanField(default=False)
+    feedback_after_review = models.PositiveBigIntegerField(default=0)
     split_seed = models.IntegerField(null=True, blank=True)
     split_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
@@ -174,6 +160,14 @@ class TrainingRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The version this run produced (registered in the model registry).
+    model_version = models.OneToOneField(
+        "registry.ModelVersion",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="training_run",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -186,66 +180,6 @@ class TrainingRun(models.Model):
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED)
 
 
-class ModelVersion(models.Model):
-    class Origin(models.TextChoices):
-        SHIPPED = "shipped", "Shipped default"
-        TRAINED = "trained", "Trained here"
-
-    version = models.CharField(max_length=100, unique=True)
-    origin = models.CharField(max_length=10, choices=Origin.choices)
-    artifact = models.CharField(max_length=255)  # storage name of the .keras file
-    card_file = models.CharField(max_length=255)  # storage name of its card, beside it
-    card = models.JSONField(default=dict)
-    sha256 = models.CharField(max_length=64)
-    run = models.OneToOneField(
-        TrainingRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="model_version"
-    )
-    dataset = models.ForeignKey(
-        Dataset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    is_active = models.BooleanField(default=False)
-    active_threshold = models.FloatField(null=True, blank=True)
-    operating_point = models.CharField(max_length=100, blank=True)
-    activated_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
-    )
-    activated_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["is_active"], condition=Q(is_active=True), name="mlops_one_active_version"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return self.version
-
-    @property
-    def validation(self) -> dict:
-        return self.card.get("validation") or {}
-
-
-class Activation(models.Model):
-    """Every activation, kept for review and rollback."""
-
-    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="activations")
-    threshold = models.FloatField()
-    operating_point = models.CharField(max_length=100)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
-    )
-    at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-at", "-pk"]
-
-    def __str__(self) -> str:
-        return f"{self.version} at {self.threshold:.4f}"
-
-
 class Evaluation(models.Model):
     """A version scored on a dataset's test split; `items_sha256` identifies exactly which
     images and labels, so two versions compare only on the same set."""
@@ -256,7 +190,11 @@ class Evaluation(models.Model):
         DONE = "done"
         FAILED = "failed"
 
-    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="evaluations")
+    PLOTS = ("roc", "precision_recall", "calibration", "confusion_matrix")
+
+    version = models.ForeignKey(
+        "registry.ModelVersion", on_delete=models.CASCADE, related_name="evaluations"
+    )
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="evaluations")
     items_sha256 = models.CharField(max_length=64)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
@@ -272,31 +210,8 @@ class Evaluation(models.Model):
         return f"Evaluation {self.pk}"
 
 
-class PriorPrediction(models.Model):
-    """A prediction replaced by a re-run with another model version, kept unchanged."""
-
-    image = models.ForeignKey("diagnosis.Image", on_delete=models.CASCADE, related_name="+")
-    probability = models.FloatField()
-    label = models.CharField(max_length=12)
-    threshold = models.FloatField()
-    model_version = models.CharField(max_length=100)
-    heatmap = models.FileField(upload_to=prior_heatmap_path, blank=True)
-    timings = models.JSONField(default=dict)
-    predicted_at = models.DateTimeField()
-    superseded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
-    )
-    superseded_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-superseded_at"]
-
-    def __str__(self) -> str:
-        return f"{self.label} {self.probability:.2f} ({self.model_version})"
-
-
 class Event(models.Model):
-    """Audit trail of imports, relabels, exclusions, splits, runs and activations."""
+    """Audit trail of imports, relabels, exclusions, splits, runs and evaluations."""
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"

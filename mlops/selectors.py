@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
-from mlops.models import Dataset, DatasetImage, Evaluation, Label, ModelVersion, Split
+from mlops.models import Dataset, DatasetImage, Evaluation, Event, Label, Split, TrainingRun
+from registry.models import ModelVersion
 
 
 def dataset_images(
@@ -59,30 +59,30 @@ def items_digest(images: list[DatasetImage]) -> str:
     return digest.hexdigest()
 
 
-def active_version() -> ModelVersion | None:
-    return ModelVersion.objects.filter(is_active=True).first()
+def recent_runs(*, limit: int = 10) -> QuerySet[TrainingRun]:
+    return TrainingRun.objects.select_related("dataset", "model_version")[:limit]
 
 
-@dataclass(frozen=True)
-class ActiveModel:
-    pk: int
-    version: str
-    sha256: str
-    threshold: float | None
-
-    @property
-    def key(self) -> tuple:
-        return (self.pk, self.sha256, self.threshold)
+def recent_events(*, dataset: Dataset | None = None, limit: int = 15) -> QuerySet[Event]:
+    events = Event.objects.select_related("actor")
+    return (events.filter(dataset=dataset) if dataset is not None else events)[:limit]
 
 
-def active_model() -> ActiveModel | None:
-    """What the workers must serve: one indexed query, cheap enough for every task."""
-    row = (
-        ModelVersion.objects.filter(is_active=True)
-        .values_list("pk", "version", "sha256", "active_threshold")
-        .first()
-    )
-    return ActiveModel(*row) if row else None
+def versions_with_provenance() -> QuerySet[ModelVersion]:
+    """Every version with the run and dataset that produced it."""
+    return ModelVersion.objects.select_related("training_run__dataset")
+
+
+def version_rows() -> list[dict]:
+    """For the versions page: each version and the metrics of its latest finished test
+    evaluation, in three queries whatever the number of versions."""
+    done = Evaluation.objects.filter(status=Evaluation.Status.DONE).order_by("-created_at")
+    versions = versions_with_provenance().prefetch_related(Prefetch("evaluations", queryset=done))
+    rows = []
+    for version in versions:
+        latest = next(iter(version.evaluations.all()), None)  # the prefetched, finished ones
+        rows.append({"version": version, "test": latest.metrics if latest else None})
+    return rows
 
 
 def evaluation_pair(

@@ -1,38 +1,47 @@
-"""Writes on datasets: imports, relabels, exclusions, split assignment, export and the
-radiologist feedback loop; plus re-running a case with the active model version."""
+"""Web-side writes of model operations, called by the admin pages and the commands: datasets,
+curation, splits, export, the feedback target, and queueing imports, training runs and
+evaluations. The work itself runs in a worker (mlops.execute)."""
 
 from __future__ import annotations
 
 import csv
-import functools
-import hashlib
-import hmac
 import io
 import logging
 import tempfile
 import zipfile
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.files.base import ContentFile, File
+from django.core.files.base import File
 from django.db import transaction
 from django.utils import timezone
 
-from ml.data import Record, patient_split
-from ml.preprocessing import ImageError, decode_image, image_format, preview_png
-from mlops.models import Dataset, DatasetImage, Event, ImportJob, Label, LabelChange, Split
-from mlops.sources import ImportRefused, Planned, folder_entries, plan_import, zip_entries
+from chestnet_site.errors import ServiceError
+from chestnet_site.queue import enqueue_on_commit
+from diagnosis import selectors as clinical
+from ml.config import ARCHS, MIN_WIDTH, ModelConfig, TrainConfig
+from ml.data import MIN_TRAIN_PER_CLASS, MIN_VALIDATION_PER_CLASS, Record, patient_split
+from mlops import selectors
+from mlops.models import (
+    Dataset,
+    DatasetImage,
+    Evaluation,
+    Event,
+    ImportJob,
+    Label,
+    LabelChange,
+    Split,
+    TrainingRun,
+)
+from registry.models import ModelVersion
 
 logger = logging.getLogger(__name__)
 
-THUMB_SIDE = 192
-PROGRESS_EVERY = 10
-
-
-class ServiceError(Exception):
-    """A rule refused the action; str() is safe to show the admin."""
+# Published by name (mlops.tasks imports the worker side, which imports these services).
+IMPORT_TASK = "mlops.tasks.dataset_import_task"
+TRAINING_TASK = "mlops.tasks.training_run_task"
+EVALUATION_TASK = "mlops.tasks.evaluation_run_task"
 
 
 def event_record(*, actor, action: str, detail: str = "", dataset: Dataset | None = None) -> Event:
@@ -56,11 +65,14 @@ def dataset_create(*, name: str, description: str = "", user) -> Dataset:
 
 @transaction.atomic
 def dataset_set_feedback_target(*, dataset: Dataset, user) -> Dataset:
-    """Signed reports flow into this dataset from now on (and into no other)."""
+    """Reports signed from now on flow into this dataset (and into no other): the feedback
+    pull (mlops.execute.feedback) copies those signed after the latest one today."""
     Dataset.objects.filter(is_feedback_target=True).exclude(pk=dataset.pk).update(
         is_feedback_target=False
     )
-    Dataset.objects.filter(pk=dataset.pk).update(is_feedback_target=True)
+    Dataset.objects.filter(pk=dataset.pk, is_feedback_target=False).update(
+        is_feedback_target=True, feedback_after_review=clinical.review_latest_id()
+    )
     event_record(actor=user, action="feedback_target", detail=dataset.name, dataset=dataset)
     dataset.refresh_from_db()
     return dataset
@@ -84,196 +96,16 @@ def import_job_create(*, dataset: Dataset, upload, user) -> ImportJob:
         job.upload.save("upload.zip", File(upload), save=False)
         job.save()
         event_record(actor=user, action="import_queued", detail=job.source_name, dataset=dataset)
-        transaction.on_commit(lambda: import_job_enqueue(job_id=job.pk))
+        enqueue_on_commit(
+            IMPORT_TASK,
+            job.pk,
+            on_unavailable=lambda: ImportJob.objects.filter(
+                pk=job.pk, status=ImportJob.Status.QUEUED
+            ).update(
+                status=ImportJob.Status.FAILED, error="The task queue is unavailable; try again."
+            ),
+        )
     return job
-
-
-def import_job_enqueue(*, job_id: int) -> None:
-    from mlops.tasks import dataset_import_task
-
-    try:
-        dataset_import_task.apply_async(args=[job_id])
-    except Exception:  # kombu raises many types when the broker is unreachable
-        logger.warning("Broker unavailable; import job %s not queued", job_id)
-        ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
-            status=ImportJob.Status.FAILED, error="The task queue is unavailable; try again."
-        )
-
-
-def import_job_run(*, job_id: int) -> str:
-    """Worker side of a browser import: claim the job, import all or nothing, record."""
-    if not ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
-        status=ImportJob.Status.RUNNING
-    ):
-        return "skipped"
-    job = ImportJob.objects.select_related("dataset", "created_by").get(pk=job_id)
-    try:
-        with job.upload.open("rb") as handle, zipfile.ZipFile(handle) as archive:
-            summary = _import(
-                job=job, entries=zip_entries(archive), source=DatasetImage.Source.UPLOAD
-            )
-    except (ImportRefused, zipfile.BadZipFile) as exc:
-        _job_fail(job, str(exc))
-        return "failed"
-    except Exception:
-        logger.exception("Import job %s failed", job_id)
-        _job_fail(job, "The import failed because of an internal error.")
-        return "failed"
-    finally:
-        job.upload.delete(save=False)
-    ImportJob.objects.filter(pk=job_id).update(
-        status=ImportJob.Status.DONE, summary=summary, finished_at=timezone.now(), upload=""
-    )
-    return "done"
-
-
-def import_job_lost(job_id: int, *, reason: str) -> None:
-    """The worker lost the import's process; rows were never created (one transaction)."""
-    ImportJob.objects.filter(
-        pk=job_id, status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
-    ).update(status=ImportJob.Status.FAILED, error=reason[:1000], finished_at=timezone.now())
-
-
-def _job_fail(job: ImportJob, reason: str) -> None:
-    ImportJob.objects.filter(pk=job.pk).update(
-        status=ImportJob.Status.FAILED, error=reason, finished_at=timezone.now(), upload=""
-    )
-    event_record(actor=job.created_by, action="import_failed", detail=reason, dataset=job.dataset)
-
-
-def dataset_import_path(*, dataset: Dataset, path: Path, user=None) -> dict[str, Any]:
-    """Import a server folder or zip in this process (the management command)."""
-    job = ImportJob.objects.create(
-        dataset=dataset,
-        source_name=str(path)[:255],
-        created_by=user,
-        status=ImportJob.Status.RUNNING,
-    )
-    try:
-        if path.is_dir():
-            summary = _import(
-                job=job, entries=folder_entries(path), source=DatasetImage.Source.FOLDER
-            )
-        elif zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                summary = _import(
-                    job=job, entries=zip_entries(archive), source=DatasetImage.Source.FOLDER
-                )
-        else:
-            raise ImportRefused([f"{path} is neither a folder nor a zip archive."])
-    except ImportRefused as exc:
-        _job_fail(job, str(exc))
-        raise
-    ImportJob.objects.filter(pk=job.pk).update(
-        status=ImportJob.Status.DONE, summary=summary, finished_at=timezone.now()
-    )
-    return summary
-
-
-def _import(*, job: ImportJob, entries, source: str) -> dict[str, Any]:
-    """Validate and store every file, then create all rows in one transaction; on any
-    problem delete what was stored and raise ImportRefused (nothing is imported)."""
-    plan = plan_import(entries)
-    ImportJob.objects.filter(pk=job.pk).update(total=len(plan.items), processed=0)
-    known = set(DatasetImage.objects.filter(dataset=job.dataset).values_list("sha256", flat=True))
-    pending: list[DatasetImage] = []
-    skipped = list(plan.skipped)
-    try:
-        problems = _store_all(job, plan.items, source, known, pending, skipped)
-        if problems:
-            raise ImportRefused(problems)
-        created = _create_rows(job, pending, skipped)
-    except BaseException:
-        _delete_files(pending)
-        raise
-    summary = _summary(created, skipped)
-    event_record(
-        actor=job.created_by,
-        action="import_done",
-        detail=f"{job.source_name}: {summary['imported']} imported, {summary['skipped']} skipped",
-        dataset=job.dataset,
-    )
-    return summary
-
-
-def _store_all(job, items: list[Planned], source, known: set[str], pending, skipped) -> list[str]:
-    problems: list[str] = []
-    seen: dict[str, str] = {}
-    for index, item in enumerate(items, start=1):
-        data = item.read()
-        digest = hashlib.sha256(data).hexdigest()
-        if digest in known:
-            skipped.append((item.name, "already in the dataset (same content)"))
-        elif digest in seen:
-            skipped.append((item.name, f"same content as {seen[digest]}"))
-        else:
-            seen[digest] = item.name
-            try:
-                pending.append(_stored_image(job, item, source, data, digest))
-            except ImageError as exc:
-                problems.append(f"{item.name}: {exc}")
-        if index % PROGRESS_EVERY == 0 or index == len(items):
-            ImportJob.objects.filter(pk=job.pk).update(processed=index)
-        if len(problems) >= 50:
-            break
-    return problems
-
-
-def _stored_image(job, item: Planned, source: str, data: bytes, digest: str) -> DatasetImage:
-    decoded = decode_image(data)
-    image = DatasetImage(
-        dataset=job.dataset,
-        original_name=item.name[-255:],
-        format=image_format(data),
-        sha256=digest,
-        label=item.label,
-        split=item.split,
-        source=source,
-        patient=item.patient,
-        import_job=job,
-    )
-    image.file.save("image", ContentFile(data), save=False)
-    image.thumbnail.save(
-        "thumb", ContentFile(preview_png(decoded, max_side=THUMB_SIDE)), save=False
-    )
-    return image
-
-
-def _create_rows(job, pending: list[DatasetImage], skipped) -> list[DatasetImage]:
-    with transaction.atomic():
-        # Lock the dataset: a concurrent import may have added the same content meanwhile.
-        Dataset.objects.select_for_update().get(pk=job.dataset_id)
-        present = set(
-            DatasetImage.objects.filter(
-                dataset_id=job.dataset_id, sha256__in=[p.sha256 for p in pending]
-            ).values_list("sha256", flat=True)
-        )
-        fresh = [p for p in pending if p.sha256 not in present]
-        late = [p for p in pending if p.sha256 in present]
-        skipped += [(p.original_name, "already in the dataset (same content)") for p in late]
-        DatasetImage.objects.bulk_create(fresh, batch_size=500)
-    _delete_files(late)
-    return fresh
-
-
-def _delete_files(images: list[DatasetImage]) -> None:
-    for image in images:
-        for field in (image.file, image.thumbnail):
-            if field.name:
-                field.storage.delete(field.name)
-
-
-def _summary(created: list[DatasetImage], skipped: list[tuple[str, str]]) -> dict[str, Any]:
-    labels = Counter(i.label for i in created)
-    splits = Counter(i.split or "unassigned" for i in created)
-    return {
-        "imported": len(created),
-        "skipped": len(skipped),
-        "by_label": dict(labels),
-        "by_split": dict(splits),
-        "skipped_files": [{"name": n, "reason": r} for n, r in skipped[:500]],
-        "skipped_reasons": dict(Counter(r for _, r in skipped)),
-    }
 
 
 # --- curation --------------------------------------------------------------------------
@@ -348,9 +180,7 @@ def dataset_assign_splits(
         detail=f"seed {seed}, validation {validation_fraction:.2f}, test {test_fraction:.2f}",
         dataset=dataset,
     )
-    from mlops.selectors import dataset_balance
-
-    return dataset_balance(dataset=dataset)
+    return selectors.dataset_balance(dataset=dataset)
 
 
 def dataset_export(*, dataset: Dataset, user) -> Path:
@@ -385,154 +215,129 @@ def dataset_export(*, dataset: Dataset, user) -> Path:
     return Path(handle.name)
 
 
-# --- feedback loop ---------------------------------------------------------------------
+# --- training runs ---------------------------------------------------------------------
 
-FEEDBACK_LABELS = {"normal": Label.NORMAL, "pneumonia": Label.PNEUMONIA}
-
-
-def feedback_patient_key(case) -> str:
-    """Groups a patient's images for the split without storing who the patient is."""
-    identity = case.patient_id or f"case-{case.pk}"
-    digest = hmac.new(str(settings.SECRET_KEY).encode(), identity.encode(), hashlib.sha256)
-    return "fb-" + digest.hexdigest()[:24]
-
-
-def anonymised_png(data: bytes) -> bytes:
-    """Pixels only: a fresh PNG from the decoded image, so no DICOM header, EXIF or text
-    chunk (patient names, ids, dates) can survive into the dataset."""
-    image = decode_image(data)
-    return preview_png(image, max_side=max(image.shape))
-
-
-def feedback_from_review(*, review_id: int) -> int:
-    """Copy a signed case's images into the feedback dataset, labelled with the
-    radiologist's finding; other findings keep them out (and exclude earlier copies).
-    Returns how many images were added or relabelled."""
-    from diagnosis.models import Image, Review
-
-    target = Dataset.objects.filter(is_feedback_target=True).first()
-    if target is None:
-        return 0
-    review = Review.objects.select_related("case", "author").get(pk=review_id)
-    label = FEEDBACK_LABELS.get(review.finding)
-    existing = DatasetImage.objects.filter(dataset=target, feedback_case=review.case)
-    if label is None:
-        changed = existing.filter(excluded=False).update(
-            excluded=True, exclusion_reason=f"report version {review.version}: {review.finding}"
-        )
-        return changed
-    changed = 0
-    # Images the AI refused (not a chest radiograph, outside the population it was made for)
-    # must not become training data under the case's finding.
-    for image in review.case.images.exclude(status=Image.Status.REFUSED):
-        changed += _feedback_image(target=target, review=review, image=image, label=label)
-    return changed
+# What the admin's form starts from: ml.config's defaults, so the web side and `python -m ml
+# train` agree (imported from a TensorFlow-free module, never copied).
+RUN_DEFAULTS: dict[str, Any] = {
+    "epochs": TrainConfig.epochs,
+    "arch": ModelConfig.arch,
+    "image_size": ModelConfig.image_size,
+    "width": ModelConfig.width,
+    "stages": ModelConfig.stages,
+    "seed": TrainConfig.seed,
+}
+RUN_LIMITS = {
+    "epochs": (1, 500),
+    "image_size": (32, 512),
+    "width": (MIN_WIDTH, 256),
+    "stages": (1, 6),
+}
+MIN_PER_CLASS = {Split.TRAIN: MIN_TRAIN_PER_CLASS, Split.VALIDATION: MIN_VALIDATION_PER_CLASS}
 
 
-def _feedback_image(*, target: Dataset, review, image, label: str) -> int:
-    with image.original.open("rb") as handle:
-        try:
-            png = anonymised_png(handle.read())
-        except ImageError:
-            return 0
-    digest = hashlib.sha256(png).hexdigest()
-    with transaction.atomic():
-        current = (
-            DatasetImage.objects.select_for_update().filter(dataset=target, sha256=digest).first()
-        )
-        if current is not None:
-            if current.label != label:
-                image_relabel(image=current, label=label, user=review.author)
-                return 1
-            return 0
-        row = DatasetImage(
-            dataset=target,
-            original_name=f"feedback/case-{review.case_id}-image-{image.pk}.png",
-            format="png",
-            sha256=digest,
-            label=label,
-            source=DatasetImage.Source.FEEDBACK,
-            patient=feedback_patient_key(review.case),
-            feedback_case=review.case,
-        )
-        row.file.save("image", ContentFile(png), save=False)
-        row.thumbnail.save(
-            "thumb", ContentFile(preview_png(decode_image(png), max_side=THUMB_SIDE)), save=False
-        )
-        row.save()
-        event_record(
-            actor=review.author,
-            action="feedback_added",
-            detail=f"case {review.case_id} image {image.pk}: {label}",
-            dataset=target,
-        )
-    return 1
+def run_config(**given: Any) -> dict[str, Any]:
+    config = {**RUN_DEFAULTS, **{k: v for k, v in given.items() if v not in (None, "")}}
+    if config["arch"] not in ARCHS:
+        raise ServiceError(f"Unknown architecture {config['arch']!r}; choose {', '.join(ARCHS)}.")
+    for key, (low, high) in RUN_LIMITS.items():
+        config[key] = int(config[key])
+        if not low <= config[key] <= high:
+            raise ServiceError(f"{key.replace('_', ' ')} must be between {low} and {high}.")
+    config["seed"] = int(config["seed"])
+    return config
 
 
-def feedback_after_signing(*, review) -> None:
-    """Called by diagnosis' review services inside their transaction: the copy happens once
-    the signature is committed, and never makes signing fail."""
-    review_id = review.pk
-
-    def run() -> None:
-        try:
-            feedback_from_review(review_id=review_id)
-        except Exception:
-            logger.exception("Feedback copy of review %s failed", review_id)
-
-    transaction.on_commit(run)
-
-
-# --- re-running a case -----------------------------------------------------------------
-
-
-def case_rerun(*, case, user) -> int:
-    """Analyse every image of a case again with the active version. The current
-    predictions are kept as PriorPrediction rows (a refusal leaves no row: it is only
-    replaced); returns how many images were queued."""
-    from diagnosis.models import AuditEvent, Image, Prediction
-    from diagnosis.services import audit_record, case_refresh_status, image_enqueue
-    from mlops.models import PriorPrediction
-
-    queued: list[int] = []
-    with transaction.atomic():
-        # A refused image is a result too: the active version may analyse it, or refuse again.
-        finished = [Image.Status.DONE, Image.Status.REFUSED]
-        images = list(Image.objects.select_for_update().filter(case=case, status__in=finished))
-        for image in images:
-            prediction = Prediction.objects.filter(image=image).first()
-            if prediction is not None:
-                PriorPrediction.objects.create(
-                    image=image,
-                    probability=prediction.probability,
-                    label=prediction.label,
-                    threshold=prediction.threshold,
-                    model_version=prediction.model_version,
-                    heatmap=prediction.heatmap.name or "",
-                    timings=prediction.timings,
-                    predicted_at=prediction.created_at,
-                    superseded_by=user,
+def trainable_problems(dataset: Dataset) -> list[str]:
+    balance = selectors.dataset_balance(dataset=dataset)
+    problems = []
+    for split, minimum in MIN_PER_CLASS.items():
+        for label in Label.values:
+            count = balance[split][label]
+            if count < minimum:
+                problems.append(
+                    f"The {split} split has {count} {label} image(s); at least {minimum} are needed"
+                    " (import more images or assign splits)."
                 )
-                # The heatmap file now belongs to the prior row; delete only the row.
-                Prediction.objects.filter(pk=prediction.pk).delete()
-            Image.objects.filter(pk=image.pk).update(
-                status=Image.Status.QUEUED,
-                claim_token="",
-                error="",
-                refusal_reason="",
-                refusal_message="",
-                enqueued_at=timezone.now(),
-            )
-            queued.append(image.pk)
-        if not queued:
-            raise ServiceError("No analysed image to re-run.")
-        case_refresh_status(case_id=case.pk)
-        audit_record(
-            actor=user,
-            action=AuditEvent.Action.RETRIED,
-            case=case,
-            detail=f"re-run with the active model: {len(queued)} image(s)",
+    return problems
+
+
+def training_run_start(*, dataset: Dataset, user, **options: Any) -> TrainingRun:
+    """Refuse a dataset that cannot train (one class, too few images), else queue a run."""
+    config = run_config(**options)
+    problems = trainable_problems(dataset)
+    if problems:
+        raise ServiceError(" ".join(problems))
+    with transaction.atomic():
+        run = TrainingRun.objects.create(dataset=dataset, config=config, created_by=user)
+        event_record(
+            actor=user, action="run_queued", detail=f"run {run.pk}: {config}", dataset=dataset
         )
-        for image_id in queued:
-            transaction.on_commit(functools.partial(image_enqueue, image_id=image_id))
-    return len(queued)
+        enqueue_on_commit(
+            TRAINING_TASK,
+            run.pk,
+            on_unavailable=lambda: training_run_finish(
+                run.pk,
+                TrainingRun.Status.FAILED,
+                error="The task queue is unavailable; start the run again.",
+            ),
+        )
+    return run
+
+
+def training_run_cancel(*, run: TrainingRun, user) -> TrainingRun:
+    """A queued run is cancelled at once; a running one stops after the current batch."""
+    with transaction.atomic():
+        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+            status=TrainingRun.Status.CANCELLED, finished_at=timezone.now(), cancel_requested=True
+        )
+        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+            cancel_requested=True
+        )
+        event_record(
+            actor=user, action="run_cancelled", detail=f"run {run.pk}", dataset=run.dataset
+        )
+    run.refresh_from_db()
+    return run
+
+
+def training_run_finish(run_id: int, status: str, *, error: str = "") -> None:
+    """End a run that has not ended yet (queued or running) with this status."""
+    unfinished = [TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
+    TrainingRun.objects.filter(pk=run_id, status__in=unfinished).update(
+        status=status, error=error[:1000], finished_at=timezone.now()
+    )
+
+
+# --- evaluations -----------------------------------------------------------------------
+
+
+def evaluation_start(*, version: ModelVersion, dataset: Dataset, user) -> Evaluation:
+    items = selectors.test_items(dataset=dataset)
+    if not items:
+        raise ServiceError(f"The dataset {dataset.name!r} has no test split; assign splits first.")
+    with transaction.atomic():
+        evaluation = Evaluation.objects.create(
+            version=version, dataset=dataset, items_sha256=selectors.items_digest(items)
+        )
+        event_record(
+            actor=user,
+            action="evaluation_queued",
+            detail=f"{version.version} on {dataset.name}",
+            dataset=dataset,
+        )
+        enqueue_on_commit(
+            EVALUATION_TASK,
+            evaluation.pk,
+            on_unavailable=lambda: evaluation_fail(
+                evaluation.pk, reason="The task queue is unavailable."
+            ),
+        )
+    return evaluation
+
+
+def evaluation_fail(evaluation_id: int, *, reason: str) -> None:
+    """Fail an evaluation that has not ended yet."""
+    Evaluation.objects.filter(
+        pk=evaluation_id, status__in=[Evaluation.Status.QUEUED, Evaluation.Status.RUNNING]
+    ).update(status=Evaluation.Status.FAILED, error=reason[:1000])

@@ -1,5 +1,6 @@
-"""Thin Celery tasks: ids in, one service call. Training and evaluation run on the
-`training` queue; TensorFlow is imported inside the worker child, never at import time."""
+"""Thin Celery tasks: ids in, one call of the worker side (mlops.execute). Training,
+evaluation and dataset imports run on the `training` queue; the feedback pull is periodic,
+on the default queue. TensorFlow is imported inside the worker child, never at import."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from celery import shared_task
 from celery.signals import task_failure
 from django.conf import settings
 
-from mlops import services, training
+from mlops.execute import evaluation, feedback, imports, training_run
 
 LONG = {
     "soft_time_limit": settings.CHESTNET_TRAINING_TIME_LIMIT_S,
@@ -19,17 +20,22 @@ LONG = {
 
 @shared_task(**LONG)
 def dataset_import_task(job_id: int) -> str:
-    return services.import_job_run(job_id=job_id)
+    return imports.import_job_run(job_id=job_id)
 
 
 @shared_task(**LONG)
 def training_run_task(run_id: int) -> str:
-    return training.training_run_execute(run_id=run_id)
+    return training_run.training_run_execute(run_id=run_id)
 
 
 @shared_task(**LONG)
 def evaluation_run_task(evaluation_id: int) -> str:
-    return training.evaluation_execute(evaluation_id=evaluation_id)
+    return evaluation.evaluation_execute(evaluation_id=evaluation_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def feedback_pull_task() -> int:
+    return feedback.feedback_pull()
 
 
 @task_failure.connect
@@ -39,9 +45,9 @@ def _child_lost(sender=None, args=None, exception=None, **kwargs) -> None:
     if sender is None or not args:
         return
     lost = {
-        training_run_task.name: training.training_run_lost,
-        evaluation_run_task.name: training.evaluation_lost,
-        dataset_import_task.name: services.import_job_lost,
+        training_run_task.name: training_run.training_run_lost,
+        evaluation_run_task.name: evaluation.evaluation_lost,
+        dataset_import_task.name: imports.import_job_lost,
     }.get(sender.name)
     if lost is not None:
         lost(args[0], reason=f"The worker process stopped unexpectedly ({exception}).")

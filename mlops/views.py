@@ -5,32 +5,30 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import TypeVar
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from diagnosis import roles
-from diagnosis.models import Case, Image
-from mlops import forms, selectors, services, training, versions
-from mlops.models import (
-    Activation,
-    Dataset,
-    DatasetImage,
-    Evaluation,
-    Event,
-    ImportJob,
-    ModelVersion,
-    PriorPrediction,
-    TrainingRun,
-)
+from diagnosis import selectors as clinical
+from diagnosis import services as clinical_services
+from ml.preprocessing import decode_image, preview_png
+from mlops import forms, selectors, services
+from mlops.models import Dataset, DatasetImage, Evaluation, ImportJob, TrainingRun
+from registry import selectors as registry
+from registry import services as registry_services
+from registry.models import Activation, ModelVersion
 
-PLOTS = ("roc", "precision_recall", "calibration", "confusion_matrix")
+PLOTS = Evaluation.PLOTS
+Response = TypeVar("Response", bound=HttpResponseBase)
 
 
 def admin_required(view):
@@ -43,7 +41,7 @@ def admin_required(view):
     return wrapped
 
 
-def _private(response: HttpResponse) -> HttpResponse:
+def _private(response: Response) -> Response:
     response["Cache-Control"] = "private, no-store"
     return response
 
@@ -59,10 +57,10 @@ def home(request: HttpRequest) -> HttpResponse:
         "mlops/home.html",
         {
             "datasets": selectors.dataset_list(),
-            "runs": TrainingRun.objects.select_related("dataset")[:10],
-            "versions": ModelVersion.objects.all()[:10],
-            "active": selectors.active_version(),
-            "events": Event.objects.select_related("actor")[:15],
+            "runs": selectors.recent_runs(),
+            "active": registry.active_version(),
+            "activations": registry.activation_history()[:5],
+            "events": selectors.recent_events(),
             "form": forms.DatasetForm(),
         },
     )
@@ -102,11 +100,11 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "total": dataset.images.count(),
             "imports": dataset.imports.all()[:5],
             "runs": dataset.runs.all()[:5],
-            "events": Event.objects.filter(dataset=dataset).select_related("actor")[:10],
+            "events": selectors.recent_events(dataset=dataset, limit=10),
             "import_form": forms.ImportForm(),
             "split_form": forms.SplitForm(initial={"seed": dataset.split_seed or 1337}),
             "train_form": forms.TrainForm(),
-            "problems": training.trainable_problems(dataset),
+            "problems": services.trainable_problems(dataset),
             "labels": DatasetImage._meta.get_field("label").choices,
             "sources": DatasetImage.Source.choices,
         },
@@ -241,13 +239,11 @@ def _image_action(request: HttpRequest, image: DatasetImage) -> None:
 @admin_required
 @never_cache
 @require_GET
-def image_file(request: HttpRequest, image_id: int, kind: str) -> HttpResponse:
+def image_file(request: HttpRequest, image_id: int, kind: str) -> HttpResponseBase:
     image = get_object_or_404(DatasetImage, pk=image_id)
     if kind == "thumb":
         return _private(FileResponse(image.thumbnail.open("rb"), content_type="image/png"))
     if kind == "view":
-        from ml.preprocessing import decode_image, preview_png
-
         with image.file.open("rb") as handle:
             png = preview_png(decode_image(handle.read()), max_side=1024)
         return _private(HttpResponse(png, content_type="image/png"))
@@ -266,7 +262,7 @@ def run_start(request: HttpRequest, dataset_id: int) -> HttpResponse:
         messages.error(request, "Check the training settings.")
         return redirect("mlops:dataset_detail", dataset_id=dataset.pk)
     try:
-        run = training.training_run_start(dataset=dataset, user=request.user, **form.cleaned_data)
+        run = services.training_run_start(dataset=dataset, user=request.user, **form.cleaned_data)
     except services.ServiceError as exc:
         messages.error(request, f"Training refused: {exc}")
         return redirect("mlops:dataset_detail", dataset_id=dataset.pk)
@@ -276,7 +272,7 @@ def run_start(request: HttpRequest, dataset_id: int) -> HttpResponse:
 @admin_required
 @require_GET
 def run_list(request: HttpRequest) -> HttpResponse:
-    runs = TrainingRun.objects.select_related("dataset", "model_version")[:200]
+    runs = selectors.recent_runs(limit=200)
     return render(request, "mlops/run_list.html", {"runs": runs})
 
 
@@ -313,7 +309,7 @@ def run_status(request: HttpRequest, run_id: int) -> JsonResponse:
 @require_POST
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun, pk=run_id)
-    training.training_run_cancel(run=run, user=request.user)
+    services.training_run_cancel(run=run, user=request.user)
     messages.success(request, "Cancellation requested.")
     return redirect("mlops:run_detail", run_id=run.pk)
 
@@ -324,17 +320,13 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 @admin_required
 @require_GET
 def version_list(request: HttpRequest) -> HttpResponse:
-    rows = []
-    for version in ModelVersion.objects.select_related("dataset", "run"):
-        evaluation = version.evaluations.filter(status=Evaluation.Status.DONE).first()
-        rows.append({"version": version, "test": evaluation.metrics if evaluation else None})
     return render(
         request,
         "mlops/version_list.html",
         {
-            "rows": rows,
+            "rows": selectors.version_rows(),
             "datasets": Dataset.objects.all(),
-            "activations": Activation.objects.select_related("version", "actor")[:20],
+            "activations": registry.activation_history()[:20],
         },
     )
 
@@ -342,31 +334,19 @@ def version_list(request: HttpRequest) -> HttpResponse:
 @admin_required
 @require_GET
 def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
-    version = get_object_or_404(
-        ModelVersion.objects.select_related("dataset", "run"), pk=version_id
-    )
+    version = get_object_or_404(selectors.versions_with_provenance(), pk=version_id)
     return render(
         request,
         "mlops/version_detail.html",
         {
             "version": version,
             "evaluations": version.evaluations.select_related("dataset"),
-            "activations": version.activations.select_related("actor"),
+            "activations": registry.activation_history(version=version),
             "form": forms.ActivateForm(),
             "plots": PLOTS,
-            "points": _points_for_table(version),
+            "points": registry.operating_points(version),
         },
     )
-
-
-def _points_for_table(version: ModelVersion) -> list[dict]:
-    points = version.validation.get("operating_points") or []
-    marks = []
-    for target in (0.90, 0.95, 0.97, 0.99):
-        reaching = [p for p in points if p["sensitivity"] >= target]
-        if reaching:
-            marks.append({"target": target, **max(reaching, key=lambda p: p["threshold"])})
-    return marks
 
 
 @admin_required
@@ -376,7 +356,7 @@ def version_activate(request: HttpRequest, version_id: int) -> HttpResponse:
     form = forms.ActivateForm(request.POST)
     if form.is_valid():
         try:
-            version = versions.version_activate(
+            version = registry_services.version_activate(
                 version=version,
                 user=request.user,
                 operating_point=form.cleaned_data["operating_point"],
@@ -393,7 +373,11 @@ def version_activate(request: HttpRequest, version_id: int) -> HttpResponse:
 @require_POST
 def version_rollback(request: HttpRequest, activation_id: int) -> HttpResponse:
     activation = get_object_or_404(Activation.objects.select_related("version"), pk=activation_id)
-    version = versions.version_rollback(activation=activation, user=request.user)
+    try:
+        version = registry_services.version_rollback(activation=activation, user=request.user)
+    except services.ServiceError as exc:
+        messages.error(request, str(exc))
+        return redirect("mlops:version_detail", version_id=activation.version_id)
     messages.success(
         request, f"Rolled back to {version.version} at threshold {version.active_threshold:.4f}."
     )
@@ -449,7 +433,7 @@ def _queue_missing(
     try:
         for version, existing in ((a, eval_a), (b, eval_b)):
             if existing is None:
-                training.evaluation_start(version=version, dataset=dataset, user=request.user)
+                services.evaluation_start(version=version, dataset=dataset, user=request.user)
         messages.success(request, "Evaluations queued on the training worker.")
     except services.ServiceError as exc:
         messages.error(request, str(exc))
@@ -479,9 +463,9 @@ def _compare_rows(eval_a: Evaluation | None, eval_b: Evaluation | None) -> list[
 @admin_required
 @require_POST
 def case_rerun(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = get_object_or_404(Case, pk=case_id)
+    case = clinical.case_get_for_user(user=request.user, case_id=case_id)
     try:
-        count = services.case_rerun(case=case, user=request.user)
+        count = clinical_services.case_reanalyse(case=case, user=request.user)
         messages.success(request, f"{count} image(s) queued for analysis with the active model.")
     except services.ServiceError as exc:
         messages.error(request, str(exc))
@@ -491,9 +475,8 @@ def case_rerun(request: HttpRequest, case_id: int) -> HttpResponse:
 @admin_required
 @require_GET
 def case_predictions(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = get_object_or_404(Case, pk=case_id)
-    images = Image.objects.filter(case=case).select_related("prediction")
-    prior = PriorPrediction.objects.filter(image__case=case).select_related("superseded_by")
+    case = clinical.case_get_for_user(user=request.user, case_id=case_id)
+    images, prior = clinical.case_prediction_history(case=case)
     return render(
         request, "mlops/case_predictions.html", {"case": case, "images": images, "prior": prior}
     )

@@ -104,7 +104,7 @@ def _model(path: str, home: Path) -> tuple[str, str]:
     if DEFAULT_ARTIFACT.exists():
         version = read_card(DEFAULT_ARTIFACT)["version"]
         return "", f"the shipped default `{DEFAULT_ARTIFACT.name}` ({version})"
-    from ml.testing import write_tiny_artifact
+    from tests.support.artifacts import write_tiny_artifact
 
     tiny = write_tiny_artifact(home / "tiny.keras")
     print("WARNING: the shipped default model is missing; using a tiny untrained one.")
@@ -168,7 +168,7 @@ def _benchmark(n: int, base: str, model_label: str, home: Path) -> str:
     from rest_framework.authtoken.models import Token
 
     from diagnosis import roles
-    from diagnosis.testing import factories
+    from tests.support import factories
 
     load = os.getloadavg()
     token = Token.objects.create(user=factories.UserFactory(username="bench", role=roles.CLINICIAN))
@@ -263,7 +263,7 @@ def _worklist(base: str) -> dict[str, dict[str, float]]:
 
     from diagnosis import roles
     from diagnosis.models import Case
-    from diagnosis.testing import factories
+    from tests.support import factories
 
     radiologist = factories.UserFactory(username="bench-rad", role=roles.RADIOLOGIST)
     client = Client()

@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ml.data import acquisition_batch, load_arrays  # noqa: E402
-from ml.ensemble import pooled_and_logits  # noqa: E402
+from ml.features import pooled_and_logits  # noqa: E402
 from ml.gate import fit_gate, thumbnail  # noqa: E402
 from ml.train import config_from_dict, split_for  # noqa: E402
 

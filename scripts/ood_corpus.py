@@ -169,7 +169,8 @@ def _texture(rng, i: int) -> bytes:
 def _transformed_chests(root: Path, rng) -> None:
     """Radiographs from the held-out validation batches (never fitted on), turned into what
     a chest radiograph never looks like: on its side, upside down, negative."""
-    from ml.train import DEFAULT_DATA, TrainConfig, split_for
+    from ml.config import DEFAULT_DATA, TrainConfig
+    from ml.train import split_for
 
     records = split_for(TrainConfig()).validation
     picks = [records[i] for i in rng.choice(len(records), size=16, replace=False)]

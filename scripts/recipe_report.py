@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ml import metrics  # noqa: E402
 from ml.artifact import read_card  # noqa: E402
 from ml.data import load_arrays  # noqa: E402
-from ml.ensemble import pooled_and_logits  # noqa: E402
+from ml.features import pooled_and_logits  # noqa: E402
 from ml.train import config_from_dict, split_for  # noqa: E402
 
 

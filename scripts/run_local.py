@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from chestnet_site import local_redis  # noqa: E402
+from chestnet_site.processes import stop_process  # noqa: E402
 
 PYTHON = sys.executable
 CELERY_WORKER = [PYTHON, "-m", "celery", "-A", "chestnet_site", "worker", "--loglevel", "INFO"]
@@ -79,7 +80,7 @@ def main() -> int:
         print(f"Setup step failed: {exc}", file=sys.stderr)
     finally:
         for child in reversed(children):
-            _stop(child)
+            stop_process(child, timeout=20, group=True)
         (home / "redis" / "url").unlink(missing_ok=True)
     return 0 if stopping else 1
 
@@ -87,16 +88,6 @@ def main() -> int:
 def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
     # Own process group, so Ctrl-C reaches us only and we stop children in order.
     return subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ml import metrics  # noqa: E402
 from ml.artifact import DEFAULT_ARTIFACT  # noqa: E402
-from ml.ensemble import pooled_and_logits  # noqa: E402
+from ml.features import pooled_and_logits  # noqa: E402
 from ml.gate import thumbnail  # noqa: E402
 from ml.predictor import Predictor  # noqa: E402
 from ml.promote import validation_set  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Redis, Celery worker processes and shared media for tests/integration and tests/e2e.
-pytest_plugins = ["diagnosis.testing.stack"]
+pytest_plugins = ["tests.support.stack"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("CHESTNET_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -26,7 +26,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> Path:
     """A small, untrained but complete artifact (.keras + card): fast to load and run."""
-    from ml.testing import write_tiny_artifact
+    from tests.support.artifacts import write_tiny_artifact
 
     return write_tiny_artifact(tmp_path_factory.mktemp("tiny-model") / "tiny.keras")
 
@@ -38,7 +38,7 @@ def tiny_model_path(tmp_path_factory) -> Path:
 @pytest.fixture
 def clinician(db):
     from diagnosis import roles
-    from diagnosis.testing import factories
+    from tests.support import factories
 
     return factories.UserFactory(username="dr-clinician", role=roles.CLINICIAN)
 
@@ -46,7 +46,7 @@ def clinician(db):
 @pytest.fixture
 def clinician2(db):
     from diagnosis import roles
-    from diagnosis.testing import factories
+    from tests.support import factories
 
     return factories.UserFactory(username="dr-clinician2", role=roles.CLINICIAN)
 
@@ -54,7 +54,7 @@ def clinician2(db):
 @pytest.fixture
 def radiologist(db):
     from diagnosis import roles
-    from diagnosis.testing import factories
+    from tests.support import factories
 
     return factories.UserFactory(username="dr-radiologist", role=roles.RADIOLOGIST)
 
@@ -62,7 +62,7 @@ def radiologist(db):
 @pytest.fixture
 def radiologist2(db):
     from diagnosis import roles
-    from diagnosis.testing import factories
+    from tests.support import factories
 
     return factories.UserFactory(username="dr-radiologist2", role=roles.RADIOLOGIST)
 

@@ -4,6 +4,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+import diagnosis.models
 import mlops.models
 
 
@@ -405,7 +406,7 @@ class Migration(migrations.Migration):
                 ("model_version", models.CharField(max_length=100)),
                 (
                     "heatmap",
-                    models.FileField(blank=True, upload_to=mlops.models.prior_heatmap_path),
+                    models.FileField(blank=True, upload_to=diagnosis.models.heatmap_path),
                 ),
                 ("timings", models.JSONField(default=dict)),
                 ("predicted_at", models.DateTimeField()),

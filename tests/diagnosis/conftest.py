@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from diagnosis import roles
-from diagnosis.testing import factories
-from diagnosis.testing.fakes import FakePredictor
+from tests.support import factories
+from tests.support.fakes import FakePredictor
 
 
 @pytest.fixture(autouse=True)
@@ -17,10 +17,15 @@ def _media_in_tmp(settings, tmp_path):
 @pytest.fixture(autouse=True)
 def _no_broker(monkeypatch):
     """Unit tests never publish: record what would be enqueued instead."""
+    from chestnet_site.celery import app
+
     sent: list[int] = []
-    monkeypatch.setattr(
-        "diagnosis.tasks.inference_run_task.apply_async", lambda args, **kw: sent.append(args[0])
-    )
+
+    def publish(name, args=None, **kw):
+        assert name == "diagnosis.tasks.inference_run_task", name
+        sent.append(args[0])
+
+    monkeypatch.setattr(app, "send_task", publish)
     return sent
 
 

@@ -9,9 +9,9 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from diagnosis.models import Case, Image, Review
-from diagnosis.testing import factories
-from diagnosis.testing.images import png_bytes
 from ml.outcome import REFUSAL_REASONS
+from tests.support import factories
+from tests.support.images import png_bytes
 
 pytestmark = pytest.mark.django_db
 

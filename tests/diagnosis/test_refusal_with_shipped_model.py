@@ -9,8 +9,8 @@ from rest_framework.test import APIClient
 
 from diagnosis import services
 from diagnosis.models import Case
-from diagnosis.testing.images import photograph_jpeg
 from ml.outcome import REFUSAL_REASONS
+from tests.support.images import photograph_jpeg
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 

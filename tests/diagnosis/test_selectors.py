@@ -4,7 +4,7 @@ import pytest
 from django.http import Http404
 
 from diagnosis import selectors, services
-from diagnosis.testing import factories
+from tests.support import factories
 
 pytestmark = pytest.mark.django_db
 

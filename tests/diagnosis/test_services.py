@@ -5,13 +5,14 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from chestnet_site.celery import app
 from diagnosis import services
 from diagnosis.models import AuditEvent, Case, Image, Prediction, Review
-from diagnosis.testing import factories
-from diagnosis.testing.fakes import FakePredictor, FakeResult, fake_refusal
-from diagnosis.testing.images import dicom_bytes, jpeg_bytes, png_bytes
 from ml.outcome import REFUSAL_REASONS
 from ml.preprocessing import UnreadableImage
+from tests.support import factories
+from tests.support.fakes import FakePredictor, FakeResult, fake_refusal
+from tests.support.images import dicom_bytes, jpeg_bytes, png_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -299,7 +300,7 @@ def test_image_enqueue_survives_a_broker_outage(monkeypatch):
     def down(*args, **kwargs):
         raise ConnectionRefusedError("broker down")
 
-    monkeypatch.setattr("diagnosis.tasks.inference_run_task.apply_async", down)
+    monkeypatch.setattr(app, "send_task", down)
     image = factories.ImageFactory()
     assert services.image_enqueue(image_id=image.pk) is False
     image.refresh_from_db()
@@ -366,3 +367,32 @@ def test_cannot_sign_a_case_still_processing(radiologist):
         services.review_sign(
             case=image.case, author=radiologist, agrees_with_ai=True, finding="normal", report="x"
         )
+
+
+def test_tasks_published_by_name_are_the_registered_tasks():
+    """Services publish by name (no import of the task modules): the names must be real."""
+    from diagnosis import tasks as clinical_tasks
+    from mlops import services as mlops_services
+    from mlops import tasks as mlops_tasks
+
+    assert services.INFERENCE_TASK == clinical_tasks.inference_run_task.name
+    assert (
+        mlops_services.IMPORT_TASK,
+        mlops_services.TRAINING_TASK,
+        mlops_services.EVALUATION_TASK,
+    ) == (
+        mlops_tasks.dataset_import_task.name,
+        mlops_tasks.training_run_task.name,
+        mlops_tasks.evaluation_run_task.name,
+    )
+
+
+def test_tasks_published_by_name_are_routed_to_their_queues():
+    """send_task routes by name (CELERY_TASK_ROUTES): inference never waits behind training.
+    The integration tests show real workers on each queue receiving them."""
+
+    def queue_of(name: str) -> str:
+        return app.amqp.router.route({}, name, (1,), {})["queue"].name
+
+    assert queue_of(services.INFERENCE_TASK) == "inference"
+    assert queue_of("mlops.tasks.training_run_task") == "training"

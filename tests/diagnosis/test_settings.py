@@ -63,19 +63,6 @@ def test_production_settings_pass_check_deploy(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.slow
-def test_production_refuses_the_test_only_inference_delay(tmp_path):
-    result = _manage(
-        "check",
-        CHESTNET_ENV="production",
-        SECRET_KEY="x" * 20 + "a-long-random-production-secret-key-123456",
-        ALLOWED_HOSTS="chestnet.example.org",
-        CHESTNET_HOME=str(tmp_path),
-        CHESTNET_TEST_INFERENCE_DELAY_S="5",
-    )
-    assert result.returncode != 0 and "CHESTNET_TEST_INFERENCE_DELAY_S" in result.stderr
-
-
 def test_a_killed_workers_image_is_recovered_within_minutes_by_default():
     """A worker killed mid-task: the beat sweep republishes its image once the lease is
     over, and the broker redelivers its unacknowledged message after the visibility

@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from diagnosis.models import Case, Image
-from diagnosis.testing.images import bomb_png, dicom_bytes, gif_bytes, jpeg_bytes, png_bytes
+from tests.support.images import bomb_png, dicom_bytes, gif_bytes, jpeg_bytes, png_bytes
 
 pytestmark = pytest.mark.django_db
 

@@ -7,9 +7,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from diagnosis.models import AuditEvent, Case, Review
-from diagnosis.testing import factories
-from diagnosis.testing.images import png_bytes
 from ml.outcome import REFUSAL_REASONS
+from tests.support import factories
+from tests.support.images import png_bytes
 
 pytestmark = pytest.mark.django_db
 

@@ -1,5 +1,5 @@
 """A real Chromium (Debian's, driven by Playwright) for the end-to-end tests. The broker,
-worker and shared media come from the stack plugin (diagnosis.testing.stack)."""
+worker and shared media come from the stack plugin (tests.support.stack)."""
 
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ import pytest
 
 from diagnosis import roles
 from diagnosis.models import Case, Review
-from diagnosis.testing import factories
-from diagnosis.testing.images import dicom_bytes, png_bytes
+from tests.support import factories
+from tests.support.images import dicom_bytes, png_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

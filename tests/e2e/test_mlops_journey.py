@@ -12,11 +12,11 @@ import pytest
 
 from diagnosis import roles
 from diagnosis.models import Case
-from diagnosis.testing import factories
-from diagnosis.testing.images import png_bytes
-from diagnosis.testing.stack import stop_worker
 from mlops.models import ModelVersion, TrainingRun
-from mlops.testing import labelled_entries, start_training_worker, zip_bytes
+from tests.support import factories
+from tests.support.datasets import labelled_entries, start_training_worker, zip_bytes
+from tests.support.images import png_bytes
+from tests.support.stack import stop_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -18,9 +18,12 @@ from django.utils import timezone
 
 from diagnosis import roles, services
 from diagnosis.models import Case, Image, Prediction
-from diagnosis.testing import factories
-from diagnosis.testing.images import png_bytes
-from diagnosis.testing.stack import kill_worker
+from tests.support import factories
+from tests.support.images import png_bytes
+from tests.support.stack import kill_worker
+
+# A worker that holds each claimed image for a while: time to kill it mid-analysis.
+SLOW = "tests.support.slow_inference"
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -41,7 +44,7 @@ def test_a_worker_killed_mid_task_has_its_message_redelivered_to_the_next_worker
 ):
     """The broker's own redelivery (acks_late + visibility timeout). No beat runs, so the
     requeue sweep cannot be what saves the image."""
-    first = workers(REDIS_URL=private_redis.url, CHESTNET_TEST_INFERENCE_DELAY_S="120")
+    first = workers(app=SLOW, REDIS_URL=private_redis.url, SLOW_INFERENCE_S="120")
     image_id = _upload()
     token = wait(lambda: _image_in(image_id, Image.Status.PROCESSING), timeout=60).claim_token
     kill_worker(first)
@@ -60,7 +63,7 @@ def test_an_image_abandoned_by_a_killed_worker_is_requeued_by_the_sweep_after_it
 ):
     """What recovers the image first with the default settings: the lease (3 min) runs out
     before the broker's visibility timeout (5 min), and the beat sweep publishes a new task."""
-    first = workers(REDIS_URL=private_redis.url, CHESTNET_TEST_INFERENCE_DELAY_S="120")
+    first = workers(app=SLOW, REDIS_URL=private_redis.url, SLOW_INFERENCE_S="120")
     image_id = _upload()
     token = wait(lambda: _image_in(image_id, Image.Status.PROCESSING), timeout=60).claim_token
     kill_worker(first)

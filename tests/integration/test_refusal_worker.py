@@ -13,9 +13,9 @@ from rest_framework.test import APIClient
 
 from diagnosis import roles
 from diagnosis.models import Case, Prediction
-from diagnosis.testing import factories
-from diagnosis.testing.images import photograph_jpeg
 from ml.artifact import DEFAULT_ARTIFACT, read_card
+from tests.support import factories
+from tests.support.images import photograph_jpeg
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -100,6 +100,8 @@ def test_management_commands_work_beside_a_running_local_stack(tmp_path, shared_
         activated = manage("activate_model", version)
         assert activated.returncode == 0, activated.stderr
         shown = manage(
-            "shell", "-c", "from mlops.selectors import active_model; print(active_model().version)"
+            "shell",
+            "-c",
+            "from registry.selectors import active_model; print(active_model().version)",
         )
         assert shown.stdout.strip().splitlines()[-1] == version

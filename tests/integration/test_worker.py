@@ -11,10 +11,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from chestnet_site.celery import app
 from diagnosis import roles, services
 from diagnosis.models import Case, Image
-from diagnosis.testing import factories
-from diagnosis.testing.images import dicom_bytes, png_bytes
+from tests.support import factories
+from tests.support.images import dicom_bytes, png_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -61,7 +62,7 @@ def test_case_saved_while_broker_was_down_is_analysed_once_it_is_back(worker, wa
     clinician = factories.UserFactory(username="it-clinician2", role=roles.CLINICIAN)
     validated = [services.image_validate(name="a.png", data=png_bytes(128, 128))]
     with monkeypatch.context() as patched:
-        patched.setattr("diagnosis.tasks.inference_run_task.apply_async", broker_down)
+        patched.setattr(app, "send_task", broker_down)
         case = services.case_create(owner=clinician, images=validated)
     assert Case.objects.get(pk=case.pk).status == Case.Status.QUEUED
     # What the periodic sweep (celery beat) does once the broker answers again.

@@ -46,10 +46,14 @@ def test_evaluate_writes_predictions_report_and_lists_unreadable_files(
         str(tmp_path / "report"),
     )
     assert result.returncode == 0, result.stderr
-    assert "broken.jpeg" in result.stderr
+    assert "refused (unreadable):" in result.stderr and "broken.jpeg" in result.stderr
     with out.open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 8 and set(rows[0]) == {"path", "probability", "label"}
+    headline = json.loads(result.stdout)
+    assert (headline["count"], headline["submitted"], headline["refused"]) == (8, 9, 1)
+    assert headline["refused_by_reason"] == {"unreadable": 1}
+    assert {"roc_auc", "sensitivity", "specificity", "threshold"} <= set(headline)
     assert all(row["label"] in {"NORMAL", "PNEUMONIA"} for row in rows)
     report = json.loads((tmp_path / "report/metrics.json").read_text())
     for key in (

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from ml.artifact import read_card, write_card
-from ml.ensemble import Members, build_ensemble, combine, member_bias, pooled_and_logits
-from ml.model import LOGIT_LAYER, ModelConfig, build_model
+from ml.config import LOGIT_LAYER, ModelConfig
+from ml.ensemble import Members, build_ensemble, combine, member_bias
+from ml.features import pooled_and_logits
+from ml.model import build_model
 from ml.predictor import Predictor
 
 
@@ -105,8 +107,8 @@ def test_members_validated_on_different_splits_are_refused(gated_ensemble_path, 
 
 
 def test_trimmed_ensemble_scores_the_central_square_and_frames_its_heatmap(members, images):
+    from ml.config import TRIM_LAYER
     from ml.gradcam import CompiledExplainer, gradcam
-    from ml.model import TRIM_LAYER
 
     ensemble = build_ensemble(members[:2], trim=0.05)
     offset, side = ensemble.get_layer(TRIM_LAYER).box(64)

@@ -121,7 +121,8 @@ def test_the_callers_age_is_checked_against_the_intended_population(
     gated, shared_data, age, refused
 ):
     # Ages the gate accepts still need pixels it accepts: use a validation-batch radiograph.
-    from ml.train import TrainConfig, split_for
+    from ml.config import TrainConfig
+    from ml.train import split_for
 
     record = split_for(TrainConfig(limit_per_class=40)).validation[0]
     data = (shared_data / record.path).read_bytes()

@@ -82,7 +82,7 @@ def corpus(tmp_path_factory):
     """The offline corpus of inputs the gate must refuse (scripts/ood_corpus.py)."""
     import importlib.util
 
-    from ml.train import REPO_ROOT
+    from ml.config import REPO_ROOT
 
     spec = importlib.util.spec_from_file_location("ood", REPO_ROOT / "scripts/ood_corpus.py")
     module = importlib.util.module_from_spec(spec)
@@ -127,7 +127,8 @@ def test_an_adult_chest_radiograph_is_never_called_not_a_chest(shipped, corpus):
 
 
 def test_shipped_gate_analyses_held_out_batch_radiographs(shipped, shared_data):
-    from ml.train import TrainConfig, split_for
+    from ml.config import TrainConfig
+    from ml.train import split_for
 
     records = split_for(TrainConfig()).validation[::10]
     outcomes = shipped.predict_batch([(shared_data / r.path).read_bytes() for r in records])

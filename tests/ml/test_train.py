@@ -4,8 +4,9 @@ import json
 
 import pytest
 
+from ml.config import TrainConfig
 from ml.predictor import Predictor
-from ml.train import TrainConfig, resolve_config, train
+from ml.train import resolve_config, train
 
 
 def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from diagnosis import roles
-from diagnosis.testing import factories
+from tests.support import factories
 
 
 @pytest.fixture(autouse=True)
@@ -18,16 +18,20 @@ def _media_in_tmp(settings, tmp_path):
 @pytest.fixture(autouse=True)
 def queued(monkeypatch):
     """Unit tests never publish: record what would have been enqueued, by task."""
-    sent: dict[str, list[int]] = {"import": [], "training": [], "evaluation": [], "inference": []}
-    for task, key in (
-        ("mlops.tasks.dataset_import_task", "import"),
-        ("mlops.tasks.training_run_task", "training"),
-        ("mlops.tasks.evaluation_run_task", "evaluation"),
-        ("diagnosis.tasks.inference_run_task", "inference"),
-    ):
-        monkeypatch.setattr(
-            f"{task}.apply_async", lambda args, key=key, **kw: sent[key].append(args[0])
-        )
+    from chestnet_site.celery import app
+
+    keys = {
+        "mlops.tasks.dataset_import_task": "import",
+        "mlops.tasks.training_run_task": "training",
+        "mlops.tasks.evaluation_run_task": "evaluation",
+        "diagnosis.tasks.inference_run_task": "inference",
+    }
+    sent: dict[str, list[int]] = {key: [] for key in keys.values()}
+
+    def publish(name, args=None, **kw):
+        sent[keys[name]].append(args[0])
+
+    monkeypatch.setattr(app, "send_task", publish)
     return sent
 
 
@@ -49,12 +53,13 @@ def import_zip(dataset, admin_user):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from mlops import services
+    from mlops.execute import imports
 
     def run(data: bytes, name: str = "set.zip"):
         job = services.import_job_create(
             dataset=dataset, upload=SimpleUploadedFile(name, data), user=admin_user
         )
-        services.import_job_run(job_id=job.pk)
+        imports.import_job_run(job_id=job.pk)
         job.refresh_from_db()
         return job
 

@@ -7,8 +7,9 @@ import zipfile
 import pytest
 
 from mlops import services
+from mlops.execute import imports
 from mlops.models import LabelChange
-from mlops.testing import labelled_entries, zip_bytes
+from tests.support.datasets import labelled_entries, zip_bytes
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ def test_export_is_a_reimportable_zip_with_a_manifest(imported, admin_user, impo
     job = services.import_job_create(
         dataset=other, upload=SimpleUploadedFile("e.zip", path.read_bytes()), user=admin_user
     )
-    services.import_job_run(job_id=job.pk)
+    imports.import_job_run(job_id=job.pk)
     assert other.images.count() == 50
     assert sorted(other.images.values_list("sha256", flat=True)) == sorted(
         imported.images.values_list("sha256", flat=True)

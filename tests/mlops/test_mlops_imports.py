@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from diagnosis.testing.images import png_bytes
 from mlops.models import DatasetImage, Event, ImportJob
-from mlops.testing import labelled_entries, zip_bytes
+from tests.support.datasets import labelled_entries, zip_bytes
+from tests.support.images import png_bytes
 
 
 def _media_files(settings) -> list[Path]:

@@ -6,7 +6,7 @@ import zipfile
 import pytest
 
 from mlops.sources import Entry, ImportRefused, patient_from_name, plan_import, zip_entries
-from mlops.testing import labelled_entries, zip_bytes
+from tests.support.datasets import labelled_entries, zip_bytes
 
 
 def _plan(entries: dict[str, bytes], **kw):

@@ -7,10 +7,13 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from diagnosis.testing import factories
-from mlops import services, versions
-from mlops.models import Evaluation, ImportJob, ModelVersion, TrainingRun
-from mlops.testing import labelled_entries, zip_bytes
+from mlops import services
+from mlops.execute import imports
+from mlops.models import Evaluation, ImportJob, TrainingRun
+from registry import services as registry
+from registry.models import ModelVersion
+from tests.support import factories
+from tests.support.datasets import labelled_entries, zip_bytes
 
 
 @pytest.fixture
@@ -38,7 +41,8 @@ def world(import_zip, dataset, admin_user, tmp_path):
             "preprocessing_version": "1",
         },
     )
-    version = versions.version_register(path=path, origin="trained", run=run, dataset=dataset)
+    version = registry.version_register(path=path, origin="trained")
+    TrainingRun.objects.filter(pk=run.pk).update(model_version=version)
     from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
 
@@ -58,7 +62,7 @@ def world(import_zip, dataset, admin_user, tmp_path):
         "run": run,
         "version": version,
         "evaluation": evaluation,
-        "activation": versions.version_activate(
+        "activation": registry.version_activate(
             version=version, user=admin_user
         ).activations.first(),
         "job": ImportJob.objects.first(),
@@ -143,7 +147,7 @@ def test_admin_imports_a_zip_from_the_browser(
     job = ImportJob.objects.get()
     assert response["Location"] == reverse("mlops:import_detail", args=[job.pk])
     assert queued["import"] == [job.pk]
-    services.import_job_run(job_id=job.pk)
+    imports.import_job_run(job_id=job.pk)
     status = client.get(reverse("mlops:import_status", args=[job.pk])).json()
     assert status["status"] == "done" and status["summary"]["imported"] == 4
 
@@ -190,7 +194,7 @@ def test_compare_shows_both_versions_on_the_same_evaluation_set(
     path.write_bytes(b"other weights")
     card = {"version": "v-b", "image_size": 64, "threshold": 0.3, "labels": ["NORMAL", "PNEUMONIA"]}
     write_card(path, {**card, "preprocessing_version": "1"})
-    b = versions.version_register(path=path, origin="trained")
+    b = registry.version_register(path=path, origin="trained")
     a, dataset = world["version"], world["dataset"]
     digest = selectors.items_digest(selectors.test_items(dataset=dataset))
     Evaluation.objects.filter(version=a).update(items_sha256=digest)

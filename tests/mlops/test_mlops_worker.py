@@ -9,19 +9,14 @@ import pytest
 from diagnosis import roles
 from diagnosis import services as diagnosis_services
 from diagnosis.models import Case
-from diagnosis.testing import factories
-from diagnosis.testing.stack import stop_worker, wait_for
-from mlops import services, training, versions
-from mlops.models import (
-    Dataset,
-    DatasetImage,
-    Evaluation,
-    ImportJob,
-    ModelVersion,
-    Split,
-    TrainingRun,
-)
-from mlops.testing import TINY_RUN, labelled_entries, start_training_worker, zip_bytes
+from mlops import services
+from mlops.execute import imports
+from mlops.models import Dataset, DatasetImage, Evaluation, ImportJob, Split, TrainingRun
+from registry import services as registry
+from registry.models import ModelVersion
+from tests.support import factories
+from tests.support.datasets import TINY_RUN, labelled_entries, start_training_worker, zip_bytes
+from tests.support.stack import stop_worker, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -56,7 +51,7 @@ def _trainable_dataset(admin) -> Dataset:
     )
     # The running worker may claim the queued import before this call does (then this one
     # is skipped): either way, wait until the import is done before assigning splits.
-    services.import_job_run(job_id=job.pk)
+    imports.import_job_run(job_id=job.pk)
     wait_for(
         lambda: ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.DONE).exists(),
         timeout=120,
@@ -78,14 +73,14 @@ def test_a_tiny_run_trains_evaluates_and_its_version_serves_new_uploads(
     settings.MEDIA_ROOT = shared_media
     admin = factories.UserFactory(username="it-admin", role=roles.ADMIN)
     dataset = _trainable_dataset(admin)
-    run = training.training_run_start(dataset=dataset, user=admin, **TINY_RUN)
+    run = services.training_run_start(dataset=dataset, user=admin, **TINY_RUN)
     run = wait_for(lambda: _finished(run.pk), timeout=600, interval=1)
     assert run.status == TrainingRun.Status.SUCCEEDED, (run.error, run.log)
     assert [epoch["epoch"] for epoch in run.history] == [1]
     assert {"loss", "auc", "val_loss", "val_auc"} <= set(run.history[0])
     assert "Registered model version" in run.log
 
-    version = ModelVersion.objects.get(run=run)
+    version = ModelVersion.objects.get(training_run=run)
     assert version.card["version"] == version.version
     assert version.card["images"]["train"] + version.card["images"]["validation"] == 32
     assert version.validation["operating_points"]
@@ -96,7 +91,7 @@ def test_a_tiny_run_trains_evaluates_and_its_version_serves_new_uploads(
     assert set(evaluation.plots) == {"roc", "precision_recall", "calibration", "confusion_matrix"}
     assert all((shared_media / name).stat().st_size > 1000 for name in evaluation.plots.values())
 
-    versions.version_activate(version=version, user=admin, operating_point="card")
+    registry.version_activate(version=version, user=admin, operating_point="card")
     clinician = factories.UserFactory(username="it-clinician", role=roles.CLINICIAN)
     # One of the run's own training images: inside what the version's input gate accepts
     # (an unrelated synthetic image may rightly be refused by a model trained on 32 images).
@@ -118,13 +113,13 @@ def test_a_running_run_can_be_cancelled(shared_media, training_worker, settings)
     settings.MEDIA_ROOT = shared_media
     admin = factories.UserFactory(username="it-admin2", role=roles.ADMIN)
     dataset = _trainable_dataset(admin)
-    run = training.training_run_start(dataset=dataset, user=admin, **{**TINY_RUN, "epochs": 200})
+    run = services.training_run_start(dataset=dataset, user=admin, **{**TINY_RUN, "epochs": 200})
     wait_for(
         lambda: TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).exists(),
         timeout=120,
     )
-    training.training_run_cancel(run=run, user=admin)
+    services.training_run_cancel(run=run, user=admin)
     run = wait_for(lambda: _finished(run.pk), timeout=300, interval=1)
     assert run.status == TrainingRun.Status.CANCELLED
     assert len(run.history) < 200
-    assert not ModelVersion.objects.filter(run=run).exists()
+    assert not ModelVersion.objects.filter(training_run=run).exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from mlops import services
+from mlops.execute.imports import dataset_import_path
 from mlops.models import Dataset
 from mlops.sources import ImportRefused
 
@@ -26,7 +27,7 @@ class Command(BaseCommand):
             name=name, user=None
         )
         try:
-            summary = services.dataset_import_path(dataset=dataset, path=path.resolve())
+            summary = dataset_import_path(dataset=dataset, path=path.resolve())
         except ImportRefused as exc:
             raise CommandError(f"Nothing imported: {exc}") from exc
         self.stdout.write(

@@ -7,9 +7,9 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from mlops import training
+from ml.config import ARCHS
+from mlops import services
 from mlops.models import Dataset, TrainingRun
-from mlops.services import ServiceError
 
 
 class Command(BaseCommand):
@@ -18,7 +18,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--dataset", required=True)
         parser.add_argument("--epochs", type=int)
-        parser.add_argument("--arch", choices=training.ARCHS)
+        parser.add_argument("--arch", choices=ARCHS)
         parser.add_argument("--image-size", type=int)
         parser.add_argument("--width", type=int)
         parser.add_argument("--stages", type=int)
@@ -32,16 +32,16 @@ class Command(BaseCommand):
             raise CommandError(f"No dataset named {options['dataset']!r}.")
         keys = ("epochs", "arch", "image_size", "width", "stages", "seed")
         try:
-            run = training.training_run_start(
+            run = services.training_run_start(
                 dataset=dataset, user=None, **{k: options[k] for k in keys}
             )
-        except ServiceError as exc:
+        except services.ServiceError as exc:
             raise CommandError(f"Refused: {exc}") from exc
         self.stderr.write(f"Queued training run {run.pk} on the 'training' queue.")
         if options["no_wait"]:
             return
         run = self._follow(run, options["timeout"])
-        if run.status != TrainingRun.Status.SUCCEEDED:
+        if run.status != TrainingRun.Status.SUCCEEDED or run.model_version is None:
             raise CommandError(f"Run {run.pk} {run.status}: {run.error or 'no version produced'}")
         self.stdout.write(run.model_version.version)
 

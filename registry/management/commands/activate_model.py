@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from mlops import versions
-from mlops.models import ModelVersion
-from mlops.services import ServiceError
+from chestnet_site.errors import ServiceError
+from registry import selectors, services
+from registry.models import ModelVersion
 
 
 class Command(BaseCommand):
@@ -25,8 +25,8 @@ class Command(BaseCommand):
             known = ", ".join(ModelVersion.objects.values_list("version", flat=True)[:20])
             raise CommandError(f"No model version {version!r}. Known: {known or 'none'}.")
         try:
-            found = versions.version_activate(
-                version=found, user=None, operating_point=sensitivity or versions.CARD_DEFAULT
+            found = services.version_activate(
+                version=found, user=None, operating_point=sensitivity or selectors.CARD_DEFAULT
             )
         except ServiceError as exc:
             raise CommandError(str(exc)) from exc

@@ -6,9 +6,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 
-from mlops import versions
-from mlops.models import Activation, ModelVersion
-from mlops.services import ServiceError
+from chestnet_site.errors import ServiceError
+from registry import artifacts, services
+from registry.models import Activation, ModelVersion
 
 POINTS = [
     {"threshold": 0.9, "sensitivity": 0.80, "specificity": 0.99},
@@ -44,8 +44,8 @@ def artifact(tmp_path):
 
 
 def test_a_registered_version_is_stored_through_storage(artifact, db, settings):
-    version = versions.version_register(path=artifact("v1"), origin=ModelVersion.Origin.TRAINED)
-    local = versions.local_artifact(version)
+    version = services.version_register(path=artifact("v1"), origin=ModelVersion.Origin.TRAINED)
+    local = artifacts.local_artifact(version)
     assert local.read_bytes() == b"v1" * 10
     assert json.loads(local.with_suffix(".json").read_text())["version"] == "v1"
     assert str(local).startswith(str(settings.MEDIA_ROOT))
@@ -53,15 +53,15 @@ def test_a_registered_version_is_stored_through_storage(artifact, db, settings):
 
 def test_ensure_default_version_registers_the_configured_model_once(artifact, db, settings):
     settings.CHESTNET_MODEL_PATH = str(artifact("shipped-1", threshold=0.42))
-    first = versions.ensure_default_version()
+    first = services.ensure_default_version()
     assert first.is_active and first.origin == "shipped" and first.active_threshold == 0.42
-    assert versions.ensure_default_version() is None
+    assert services.ensure_default_version() is None
     assert ModelVersion.objects.count() == 1
 
 
 def test_ensure_default_version_survives_a_missing_artifact(db, settings, tmp_path):
     settings.CHESTNET_MODEL_PATH = str(tmp_path / "missing.keras")
-    assert versions.ensure_default_version() is None
+    assert services.ensure_default_version() is None
     call_command("ensure_default_model")
     assert not ModelVersion.objects.exists()
 
@@ -69,28 +69,28 @@ def test_ensure_default_version_survives_a_missing_artifact(db, settings, tmp_pa
 def test_activation_sets_the_threshold_from_the_validation_operating_point(
     artifact, db, admin_user
 ):
-    version = versions.version_register(path=artifact("v1"), origin="trained")
-    versions.version_activate(version=version, user=admin_user, operating_point="0.95")
+    version = services.version_register(path=artifact("v1"), origin="trained")
+    services.version_activate(version=version, user=admin_user, operating_point="0.95")
     version.refresh_from_db()
     assert version.active_threshold == 0.6  # the most specific point reaching 0.95
     assert "sensitivity ≥ 0.95" in version.operating_point
-    versions.version_activate(version=version, user=admin_user, operating_point="0.99")
+    services.version_activate(version=version, user=admin_user, operating_point="0.99")
     version.refresh_from_db()
     assert version.active_threshold == 0.2
     with pytest.raises(ServiceError, match="no validation operating point"):
-        versions.version_activate(version=version, user=admin_user, operating_point="0.999")
+        services.version_activate(version=version, user=admin_user, operating_point="0.999")
 
 
 def test_exactly_one_version_is_active_and_rollback_restores_the_old_threshold(
     artifact, db, admin_user
 ):
-    v1 = versions.version_register(path=artifact("v1"), origin="trained")
-    v2 = versions.version_register(path=artifact("v2"), origin="trained")
-    versions.version_activate(version=v1, user=admin_user, operating_point="0.97")
-    versions.version_activate(version=v2, user=admin_user)
+    v1 = services.version_register(path=artifact("v1"), origin="trained")
+    v2 = services.version_register(path=artifact("v2"), origin="trained")
+    services.version_activate(version=v1, user=admin_user, operating_point="0.97")
+    services.version_activate(version=v2, user=admin_user)
     assert list(ModelVersion.objects.filter(is_active=True)) == [v2]
     old = Activation.objects.filter(version=v1).get()
-    versions.version_rollback(activation=old, user=admin_user)
+    services.version_rollback(activation=old, user=admin_user)
     active = ModelVersion.objects.get(is_active=True)
     assert (active, active.active_threshold) == (v1, 0.4)
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -98,7 +98,7 @@ def test_exactly_one_version_is_active_and_rollback_restores_the_old_threshold(
 
 
 def test_activate_model_command(artifact, db):
-    versions.version_register(path=artifact("v7"), origin="trained")
+    services.version_register(path=artifact("v7"), origin="trained")
     call_command("activate_model", "v7", "--sensitivity", "0.97")
     assert ModelVersion.objects.get(is_active=True).active_threshold == 0.4
     with pytest.raises(CommandError, match="No model version 'nope'"):
@@ -110,25 +110,25 @@ def test_workers_follow_the_active_version_without_a_restart(
     db, settings, tmp_path, tiny_model_path, admin_user
 ):
     from diagnosis import inference
-    from ml.testing import write_tiny_artifact
+    from tests.support.artifacts import write_tiny_artifact
 
     settings.CHESTNET_MODEL_PATH = str(tiny_model_path)
     assert inference.get_predictor().version == "tiny-test-0"  # no version: the setting
-    other = versions.version_register(
+    other = services.version_register(
         path=write_tiny_artifact(tmp_path / "b.keras", seed=3), origin="trained"
     )
-    versions.version_activate(version=other, user=admin_user)
+    services.version_activate(version=other, user=admin_user)
     predictor = inference.get_predictor()
     assert (predictor.version, predictor.threshold) == ("tiny-test-3", 0.5)
-    versions.version_activate(version=other, user=admin_user, operating_point="card")
+    services.version_activate(version=other, user=admin_user, operating_point="card")
     ModelVersion.objects.filter(pk=other.pk).update(active_threshold=0.25)
     assert inference.get_predictor().threshold == 0.25
     assert inference.get_predictor() is inference.get_predictor()  # no reload when unchanged
 
 
 def test_an_altered_artifact_cannot_be_activated(artifact, db, admin_user):
-    version = versions.version_register(path=artifact("v9"), origin="trained")
-    versions.local_artifact(version).write_bytes(b"tampered")
+    version = services.version_register(path=artifact("v9"), origin="trained")
+    artifacts.local_artifact(version).write_bytes(b"tampered")
     with pytest.raises(ServiceError, match="cannot be used"):
-        versions.version_activate(version=version, user=admin_user)
+        services.version_activate(version=version, user=admin_user)
     assert not ModelVersion.objects.filter(is_active=True).exists()

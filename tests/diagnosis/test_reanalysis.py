@@ -2,20 +2,19 @@ from __future__ import annotations
 
 import pytest
 
-from diagnosis.models import Case, Image, Prediction
-from diagnosis.testing import factories
-from mlops import services
-from mlops.models import PriorPrediction
+from diagnosis import services
+from diagnosis.models import Case, Image, Prediction, PriorPrediction
+from tests.support import factories
 
 
 def test_rerun_keeps_the_old_result_and_queues_the_images(
-    admin_user, queued, django_capture_on_commit_callbacks
+    admin_user, enqueued, django_capture_on_commit_callbacks
 ):
     case = factories.awaiting_review_case(probability=0.9)
     image = case.images.get()
     old = image.prediction
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.case_rerun(case=case, user=admin_user) == 1
+        assert services.case_reanalyse(case=case, user=admin_user) == 1
     prior = PriorPrediction.objects.get(image=image)
     assert (prior.model_version, prior.probability, prior.heatmap.name) == (
         "test-1",
@@ -25,41 +24,40 @@ def test_rerun_keeps_the_old_result_and_queues_the_images(
     assert prior.superseded_by == admin_user
     assert not Prediction.objects.filter(image=image).exists()
     image.refresh_from_db()
-    assert image.status == Image.Status.QUEUED and queued["inference"] == [image.pk]
+    assert image.status == Image.Status.QUEUED and enqueued == [image.pk]
     assert Case.objects.get(pk=case.pk).status == Case.Status.QUEUED
 
 
 def test_a_case_without_results_cannot_be_rerun(admin_user):
     case = factories.ImageFactory().case
     with pytest.raises(services.ServiceError, match="No analysed image"):
-        services.case_rerun(case=case, user=admin_user)
+        services.case_reanalyse(case=case, user=admin_user)
 
 
 def test_rerun_queues_a_refused_image_again_and_forgets_the_refusal(
-    admin_user, queued, django_capture_on_commit_callbacks
+    admin_user, enqueued, django_capture_on_commit_callbacks
 ):
     case = factories.refused_case(reason="outside_intended_use", message="Adult patient.")
     image = case.images.get()
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.case_rerun(case=case, user=admin_user) == 1
+        assert services.case_reanalyse(case=case, user=admin_user) == 1
     image.refresh_from_db()
     assert (image.status, image.refusal_reason, image.refusal_message) == (
         Image.Status.QUEUED,
         "",
         "",
     )
-    assert queued["inference"] == [image.pk] and not PriorPrediction.objects.exists()
+    assert enqueued == [image.pk] and not PriorPrediction.objects.exists()
 
 
-def test_rerun_of_a_refused_image_may_be_refused_again(admin_user, queued):
-    from diagnosis import services as diagnosis_services
-    from diagnosis.testing.fakes import FakePredictor, fake_refusal
+def test_rerun_of_a_refused_image_may_be_refused_again(admin_user, enqueued):
+    from tests.support.fakes import FakePredictor, fake_refusal
 
     case = factories.refused_case(reason="not_chest_radiograph", message="A photograph.")
     image = case.images.get()
-    services.case_rerun(case=case, user=admin_user)
+    services.case_reanalyse(case=case, user=admin_user)
     predictor = FakePredictor(result=fake_refusal("not_chest_radiograph", "Still a photograph."))
-    outcome = diagnosis_services.inference_run(
+    outcome = services.inference_run(
         image_id=image.pk, token="rerun", predictor_loader=lambda: predictor
     )
     image.refresh_from_db()

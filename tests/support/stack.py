@@ -19,6 +19,8 @@ from urllib.parse import quote
 
 import pytest
 
+from chestnet_site.processes import stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
@@ -143,10 +145,12 @@ def start_worker(
     beat_schedule: Path | None = None,
     queues: str = "inference,celery",
     max_tasks_per_child: int | None = None,
+    app: str = "chestnet_site",
 ) -> subprocess.Popen:
     """A prefork worker with one child (plus the requeue beat if `beat_schedule` is given),
-    in its own process group; returns once it is ready to consume."""
-    command = [sys.executable, "-m", "celery", "-A", "chestnet_site", "worker"]
+    in its own process group; returns once it is ready to consume. `app` is the Celery app
+    module: the product's, or a test's wrapper of it (tests.support.slow_inference)."""
+    command = [sys.executable, "-m", "celery", "-A", app, "worker"]
     command += ["-Q", queues, "--concurrency", "1", "--loglevel", "INFO"]
     name = f"it-{os.getpid()}-{queues.split(',')[0]}-{log.stem}@%h"
     command += ["--without-gossip", "--without-mingle", "-n", name]
@@ -187,18 +191,8 @@ def kill_worker(process: subprocess.Popen) -> None:
 
 
 def stop_worker(process: subprocess.Popen, timeout: float = 20) -> None:
-    """Warm shutdown; SIGKILL the whole group if it does not finish in time."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            kill_worker(process)
-    # The pool children and beat of a stopped parent must not outlive it either.
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    """Warm shutdown, then SIGKILL to whatever is left of its process group."""
+    stop_process(process, timeout=timeout, group=True)
 
 
 @pytest.fixture(scope="module")
@@ -230,14 +224,15 @@ def worker(
 def workers(
     worker_env: dict[str, str], tmp_path: Path
 ) -> Iterator[Callable[..., subprocess.Popen]]:
-    """Start workers of the test's own: `workers(beat=True, SOME_SETTING="1")`; each is
+    """Start workers of the test's own: `workers(beat=True, SOME_SETTING="1")` (and `app=`
+    for another Celery app module); each is
     stopped (or killed) when the test ends."""
     started: list[subprocess.Popen] = []
 
-    def start(*, beat: bool = False, **env: str) -> subprocess.Popen:
+    def start(*, beat: bool = False, app: str = "chestnet_site", **env: str) -> subprocess.Popen:
         log = tmp_path / f"worker-{len(started) + 1}.log"
         schedule = tmp_path / "celerybeat-schedule" if beat else None
-        process = start_worker(log=log, env={**worker_env, **env}, beat_schedule=schedule)
+        process = start_worker(log=log, env={**worker_env, **env}, beat_schedule=schedule, app=app)
         started.append(process)
         return process
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from mlops.versions import ensure_default_version
+from registry.services import ensure_default_version
 
 
 class Command(BaseCommand):

@@ -15,7 +15,8 @@ def write_tiny_artifact(
     """An untrained two-stage network with a valid card. Its outputs mean nothing clinically."""
     import keras
 
-    from ml.model import ModelConfig, build_model
+    from ml.config import ModelConfig
+    from ml.model import build_model
 
     keras.utils.set_random_seed(seed)
     model = build_model(ModelConfig(arch="resnet", image_size=image_size, width=16, stages=2))

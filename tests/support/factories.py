@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from diagnosis import roles
 from diagnosis.models import Case, Image, Prediction, Review
-from diagnosis.testing.images import png_bytes
+from tests.support.images import png_bytes
 
 
 class UserFactory(factory.django.DjangoModelFactory):

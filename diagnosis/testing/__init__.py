@@ -1,1 +1,0 @@
-"""Test helpers (factories, in-memory images, fakes); imported by tests only."""
