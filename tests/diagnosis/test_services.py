@@ -396,3 +396,22 @@ def test_tasks_published_by_name_are_routed_to_their_queues():
 
     assert queue_of(services.INFERENCE_TASK) == "inference"
     assert queue_of("mlops.tasks.training_run_task") == "training"
+
+
+def test_submitting_a_report_signs_first_and_amends_once_signed(radiologist):
+    """One rule for the HTML view and the API: the case's state decides."""
+    case = factories.awaiting_review_case()
+    first = services.review_submit(
+        case=case, author=radiologist, agrees_with_ai=True, finding="pneumonia", report="Signed."
+    )
+    second = services.review_submit(
+        case=case,
+        author=radiologist,
+        agrees_with_ai=False,
+        finding="normal",
+        report="Amended.",
+        reason="Second look.",
+    )
+    assert (first.version, second.version, second.amendment_reason) == (1, 2, "Second look.")
+    actions = AuditEvent.objects.filter(case=case).values_list("action", flat=True)
+    assert {"signed", "amended"} <= set(actions)

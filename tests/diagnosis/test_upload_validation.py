@@ -6,6 +6,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from diagnosis import services
 from diagnosis.models import Case, Image
 from tests.support.images import bomb_png, dicom_bytes, gif_bytes, jpeg_bytes, png_bytes
 
@@ -76,3 +77,39 @@ def test_png_jpeg_and_dicom_are_accepted_together(client_for, clinician, enqueue
         reverse("case_new"), {"urgency": "routine", "images": files}
     )
     assert response.status_code == 302 and Image.objects.count() == 3
+
+
+# The rules themselves, as every way in (form, API, later the DICOM listener) meets them.
+
+
+def _upload(name: str, data: bytes) -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, data)
+
+
+def test_upload_rules_refuse_too_many_files_before_decoding_any(settings):
+    settings.CHESTNET_MAX_FILES_PER_CASE = 2
+    files = [_upload(f"{i}.png", b"not an image") for i in range(3)]
+    with pytest.raises(services.ImageRejected, match="At most 2 images per case"):
+        services.uploads_validate(files)
+
+
+def test_upload_rules_refuse_an_oversized_file_without_reading_it(settings):
+    settings.CHESTNET_MAX_UPLOAD_MB = 1
+    big = _upload("big.png", b"x" * (1024 * 1024 + 1))
+    good = _upload("good.png", png_bytes(64, 64))
+    with pytest.raises(services.ImageRejected) as refused:
+        services.uploads_validate([big, good])
+    assert refused.value.messages == ["big.png: the file is larger than the 1 MB limit."]
+
+
+def test_upload_rules_report_every_bad_file_and_accept_good_ones():
+    with pytest.raises(services.ImageRejected) as refused:
+        services.uploads_validate([_upload("a.png", b"junk"), _upload("b.png", b"junk")])
+    assert [m.split(":")[0] for m in refused.value.messages] == ["a.png", "b.png"]
+    validated = services.uploads_validate([_upload("ok.png", png_bytes(64, 64))])
+    assert [v.format for v in validated] == ["png"]
+
+
+def test_upload_rules_need_at_least_one_file():
+    with pytest.raises(services.ImageRejected, match="at least one image"):
+        services.uploads_validate([])

@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -18,17 +16,6 @@ def run_ml(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ml", *args], cwd=REPO, capture_output=True, text=True, timeout=300
     )
-
-
-@pytest.fixture(scope="module")
-def labelled_folder(shared_data, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("eval")
-    for label in ("NORMAL", "PNEUMONIA"):
-        (root / label).mkdir()
-        for path in sorted((shared_data / "chest_xray/train" / label).iterdir())[:4]:
-            shutil.copy(path, root / label / path.name)
-    (root / "NORMAL" / "broken.jpeg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    return root
 
 
 def test_evaluate_writes_predictions_report_and_lists_unreadable_files(

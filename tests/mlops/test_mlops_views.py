@@ -207,3 +207,34 @@ def test_compare_shows_both_versions_on_the_same_evaluation_set(
     Evaluation.objects.filter(pk=queued_b.pk).update(status="done", metrics={"roc_auc": 0.7})
     page = client.get(f"{url}?a={a.pk}&b={b.pk}&dataset={dataset.pk}")
     assert ("roc_auc", 0.8, 0.7) in page.context["rows"]
+
+
+def test_the_versions_page_takes_the_same_queries_for_many_versions(
+    world, admin_user, client_for, tmp_path, django_assert_max_num_queries
+):
+    """Each row's provenance and latest test result come with the page's few queries, not
+    one query per version."""
+    from ml.artifact import write_card
+
+    for index in range(6):
+        path = tmp_path / f"many-{index}" / "m.keras"
+        path.parent.mkdir()
+        path.write_bytes(f"weights {index}".encode())
+        write_card(
+            path,
+            {
+                "version": f"v-many-{index}",
+                "image_size": 64,
+                "threshold": 0.5,
+                "labels": ["NORMAL", "PNEUMONIA"],
+                "preprocessing_version": "1",
+            },
+        )
+        version = registry.version_register(path=path, origin="trained")
+        Evaluation.objects.create(
+            version=version, dataset=world["dataset"], items_sha256="x", status="done"
+        )
+    client = client_for(admin_user)
+    with django_assert_max_num_queries(8):
+        response = client.get(reverse("mlops:version_list"))
+    assert response.status_code == 200 and "v-many-5" in response.content.decode()
