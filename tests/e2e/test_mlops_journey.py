@@ -12,7 +12,8 @@ import pytest
 
 from diagnosis import roles
 from diagnosis.models import Case
-from mlops.models import ModelVersion, TrainingRun
+from mlops.models import TrainingRun
+from registry.models import ModelVersion
 from tests.support import factories
 from tests.support.datasets import labelled_entries, start_training_worker, zip_bytes
 from tests.support.images import png_bytes
@@ -101,7 +102,7 @@ def test_admin_imports_trains_activates_and_new_uploads_use_the_version(
     page.click("#activate-form button[type=submit]")
     page.wait_for_selector("#active-badge")
     version = ModelVersion.objects.get(is_active=True)
-    assert version.run == run
+    assert version.training_run == run
     page.screenshot(path=str(SHOTS / "mlops-05-version-activated.png"), full_page=True)
 
     clinician = login(base, "e2e-clinician")
