@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from chestnet_site.processes import stop_process
@@ -32,10 +33,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_redis(directory: Path, *, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """Start redis-server on 127.0.0.1; returns the process and its URL once it answers."""
+def start_redis(
+    directory: Path,
+    *,
+    port: int | None = None,
+    durable: bool = False,
+    preexec_fn: Callable[[], None] | None = None,
+    start_new_session: bool = False,
+) -> tuple[subprocess.Popen, str]:
+    """Start redis-server on 127.0.0.1; returns the process and its URL once it answers.
+
+    `durable` keeps an append-only file in `directory` (written before the server replies,
+    fsynced every second), so a server killed and started again there, on the same port,
+    still holds every queued task. Otherwise nothing is kept: a throwaway broker."""
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    appendonly = ["yes", "--appendfsync", "everysec"] if durable else ["no"]
     process = subprocess.Popen(
         [
             redis_server_binary(),
@@ -46,7 +59,7 @@ def start_redis(directory: Path, *, port: int | None = None) -> tuple[subprocess
             "--save",
             "",
             "--appendonly",
-            "no",
+            *appendonly,
             "--dir",
             str(directory),
             "--daemonize",
@@ -55,6 +68,8 @@ def start_redis(directory: Path, *, port: int | None = None) -> tuple[subprocess
             str(directory / "redis.log"),
         ],
         stdin=subprocess.DEVNULL,
+        preexec_fn=preexec_fn,
+        start_new_session=start_new_session,
     )
     _wait_for_port(port, process)
     return process, f"redis://127.0.0.1:{port}/0"

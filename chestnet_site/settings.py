@@ -1,16 +1,26 @@
 """The one settings module. Everything deployment-specific comes from the environment through
 the typed helpers in `chestnet_site.env`; defaults are safe for a local checkout (SQLite,
-DEBUG off unless the local run command turns it on). With CHESTNET_ENV=production the
-site refuses to start without SECRET_KEY and passes `manage.py check --deploy`."""
+DEBUG off unless the local run command turns it on, and then for local host names only).
+With CHESTNET_ENV=production the site refuses to start with DEBUG on or without a strong
+SECRET_KEY, and passes `manage.py check --deploy --fail-level WARNING`."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from chestnet_site.env import env_bool, env_choice, env_int, env_list, env_path, env_str
+from chestnet_site.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_path,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENVIRONMENT = env_choice("CHESTNET_ENV", ("development", "production"), "development")
@@ -20,11 +30,39 @@ CHESTNET_HOME = env_path("CHESTNET_HOME", BASE_DIR / "var")
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if PRODUCTION:
+# docker/.env.example's placeholder; Django's own check (security.W009) also wants at least
+# 50 characters, 5 of them distinct, and no "django-insecure-" prefix.
+_PLACEHOLDER_SECRET_KEYS = {"replace-with-a-long-random-string"}
+_LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+if PRODUCTION:
+    if DEBUG:
+        raise ImproperlyConfigured(
+            "DEBUG must be off when CHESTNET_ENV=production: its error pages show settings "
+            "and code to whoever reaches the site."
+        )
+    if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when CHESTNET_ENV=production.")
+    if (
+        SECRET_KEY in _PLACEHOLDER_SECRET_KEYS
+        or SECRET_KEY.startswith("django-insecure-")
+        or len(SECRET_KEY) < 50
+        or len(set(SECRET_KEY)) < 5
+    ):
+        raise ImproperlyConfigured(
+            "SECRET_KEY is a placeholder or too weak for CHESTNET_ENV=production: use 50 or "
+            'more random characters, e.g. python3 -c "import secrets; '
+            'print(secrets.token_urlsafe(50))".'
+        )
+elif not SECRET_KEY:
     SECRET_KEY = "django-insecure-chestnet-local-development-only"  # noqa: S105
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]"])
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else _LOCAL_HOSTS)
+if DEBUG and not set(ALLOWED_HOSTS) <= set(_LOCAL_HOSTS):
+    # The server binds to loopback (`make run`); local host names also keep a page from
+    # another site (DNS rebinding) from reaching the debug pages.
+    raise ImproperlyConfigured(
+        f"With DEBUG on, ALLOWED_HOSTS may only name {', '.join(_LOCAL_HOSTS)}: debug pages "
+        "must not reach another host. Turn DEBUG off to serve other host names."
+    )
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
@@ -37,6 +75,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served locally (no CDN)
+    "axes",
     "registry",
     "diagnosis",
     "mlops",
@@ -50,8 +90,11 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "diagnosis.access.SessionActivityMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a refused login into the lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chestnet_site.urls"
@@ -96,6 +139,39 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# Access (docs/operations.md, "Access"). django-axes checks every password login (the form,
+# the admin, the API token endpoint) before Django's own backend does.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# CHESTNET_LOGIN_FAILURE_LIMIT failures for one username from one address, each within
+# CHESTNET_LOGIN_LOCKOUT_MIN of the last, lock that pair out for CHESTNET_LOGIN_LOCKOUT_MIN
+# (counted from the locking failure; attempts meanwhile do not extend it).
+AXES_FAILURE_LIMIT = env_int("CHESTNET_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("CHESTNET_LOGIN_LOCKOUT_MIN", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "diagnosis.access.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "diagnosis.access.client_address"
+AXES_DISABLE_ACCESS_LOG = True  # logins and logouts are in the audit trail (AuditEvent)
+AXES_VERBOSE = False  # no banner at every process start; failures are still logged
+# Reverse proxies in front that append the client's address to X-Forwarded-For; 0: the
+# connection's address (REMOTE_ADDR) is the client's, and the header is ignored.
+CHESTNET_PROXY_COUNT = env_int("CHESTNET_PROXY_COUNT", 0, minimum=0)
+# API tokens stop working this long after they were issued; logging out revokes them.
+CHESTNET_API_TOKEN_TTL_H = env_int("CHESTNET_API_TOKEN_TTL_H", 12, minimum=1)
+# Web sessions end after CHESTNET_SESSION_IDLE_MIN without an action (background polls do
+# not count: diagnosis.access.SessionActivityMiddleware) and, by default, with the browser.
+CHESTNET_SESSION_IDLE_MIN = env_int("CHESTNET_SESSION_IDLE_MIN", 30, minimum=1)
+SESSION_COOKIE_AGE = CHESTNET_SESSION_IDLE_MIN * 60
+SESSION_SAVE_EVERY_REQUEST = False  # the middleware above renews sessions on activity only
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("CHESTNET_SESSION_AT_BROWSER_CLOSE", True)
+# Requests per minute to the API, per signed-in user and per address for anonymous ones.
+CHESTNET_API_USER_RATE_PER_MIN = env_int("CHESTNET_API_USER_RATE_PER_MIN", 600, minimum=1)
+CHESTNET_API_ANON_RATE_PER_MIN = env_int("CHESTNET_API_ANON_RATE_PER_MIN", 60, minimum=1)
+
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
@@ -136,8 +212,22 @@ CHESTNET_TRAINING_TIME_LIMIT_S = env_int("CHESTNET_TRAINING_TIME_LIMIT_S", 12 * 
 # Local copies of model artifacts when the storage is not a local file system.
 CHESTNET_MODEL_CACHE = env_path("CHESTNET_MODEL_CACHE", CHESTNET_HOME / "model-cache")
 CHESTNET_TRAINING_WORK_DIR = env_path("CHESTNET_TRAINING_WORK_DIR", CHESTNET_HOME / "training")
+# Identical audit events (a page polling a case, a list refreshing) by the same user within
+# this many seconds are recorded once.
+CHESTNET_AUDIT_COALESCE_S = env_int("CHESTNET_AUDIT_COALESCE_S", 300, minimum=0)
 # How often signed reports are pulled into the feedback dataset (mlops.execute.feedback).
 CHESTNET_FEEDBACK_PULL_S = env_int("CHESTNET_FEEDBACK_PULL_S", 30, minimum=1)
+# Activation floors (mlops.rollout): a version whose evidence (its latest test evaluation,
+# else its card's validation) falls below them, or rests on fewer test images, is activated
+# only with a recorded override reason.
+CHESTNET_ACTIVATION_MIN_AUC = env_float("CHESTNET_ACTIVATION_MIN_AUC", 0.95, minimum=0, maximum=1)
+CHESTNET_ACTIVATION_MIN_SENSITIVITY = env_float(
+    "CHESTNET_ACTIVATION_MIN_SENSITIVITY", 0.95, minimum=0, maximum=1
+)
+CHESTNET_ACTIVATION_MIN_SPECIFICITY = env_float(
+    "CHESTNET_ACTIVATION_MIN_SPECIFICITY", 0.80, minimum=0, maximum=1
+)
+CHESTNET_ACTIVATION_MIN_TEST_IMAGES = env_int("CHESTNET_ACTIVATION_MIN_TEST_IMAGES", 200, minimum=0)
 
 # Celery: ids only, JSON only; late acks so a worker killed mid-task leaves it redelivered.
 # `make run` records its private Redis there, so that management commands given the same
@@ -197,10 +287,23 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(CHESTNET_HOME / "celerybeat-schedule")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "diagnosis.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Counted in the default cache: per web process (LocMemCache), so the site-wide limit is
+    # this times the number of gunicorn processes.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": f"{CHESTNET_API_ANON_RATE_PER_MIN}/min",
+        "user": f"{CHESTNET_API_USER_RATE_PER_MIN}/min",
+    },
+    # Anonymous clients are counted by address, found as diagnosis.access.client_address
+    # finds it (DRF's default would trust a client-written X-Forwarded-For).
+    "NUM_PROXIES": CHESTNET_PROXY_COUNT,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "diagnosis.api.exception_handler",
@@ -210,6 +313,14 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Chest radiograph upload, AI pneumonia decision support and radiologist review.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the documentation page (/api/v1/docs/) need a signed-in user or a token.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Air-gapped sites: Swagger UI from drf-spectacular-sidecar's static files, no CDN, and
+    # no call to the online validator.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "CaseStatusEnum": "diagnosis.models.Case.Status",
@@ -222,6 +333,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    if not SECURE_SSL_REDIRECT:
+        # Turned off on purpose (the proxy redirects): not a warning that stops `migrate`,
+        # which runs `check --deploy --fail-level WARNING`.
+        SILENCED_SYSTEM_CHECKS = ["security.W008"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True

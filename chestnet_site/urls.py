@@ -17,3 +17,4 @@ urlpatterns = [
 ]
 handler403 = "diagnosis.views.error_403"
 handler404 = "diagnosis.views.error_404"
+handler500 = "diagnosis.views.error_500"

@@ -1,13 +1,44 @@
+"""The Django admin, for administrators: what it may not do is what keeps the clinical
+record defensible. Signed reports and audit events are read-only; a reported case's
+clinical fields are read-only and the case cannot be deleted; every change and deletion
+goes through a service and leaves an audit event; no bulk delete."""
+
 from __future__ import annotations
 
-from django.contrib import admin
-from django.db.models import Model
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
+from diagnosis import services
 from diagnosis.models import AuditEvent, Case, Image, Prediction, Review
 
+CLINICAL_FIELDS = ("owner", "patient_id", "age", "sex", "indication", "urgency")
 
-class ImageInline(admin.TabularInline):
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shown, never added, changed or deleted here."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+class ImageInline(ReadOnlyInline):
     model = Image
     fields = readonly_fields = (
         "status",
@@ -18,15 +49,11 @@ class ImageInline(admin.TabularInline):
         "original_format",
         "created_at",
     )
-    extra = 0
-    can_delete = False
 
 
-class ReviewInline(admin.TabularInline):
+class ReviewInline(ReadOnlyInline):
     model = Review
     fields = readonly_fields = ("version", "author", "agrees_with_ai", "finding", "signed_at")
-    extra = 0
-    can_delete = False
 
 
 @admin.register(Case)
@@ -42,42 +69,71 @@ class CaseAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "urgency", "ai_flagged"]
     search_fields = ["id", "owner__username"]
-    readonly_fields = ["status", "max_probability", "ai_flagged", "ready_at", "created_at"]
+    readonly_fields = [
+        "status",
+        "max_probability",
+        "ai_flagged",
+        "ready_at",
+        "created_at",
+        "report_owner",
+    ]
     inlines = [ImageInline, ReviewInline]
+    actions = None  # no bulk delete: a case is deleted one by one, through the service
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.is_reported:
+            fields += [*CLINICAL_FIELDS, "claimed_by", "claimed_at"]
+        return fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and (obj.is_reported or obj.reviews.exists()):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple:
+        # The case's images and predictions go with it through `services.case_delete`;
+        # their own admin pages may not delete them one by one.
+        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, model_count, set(), protected
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and form.changed_data:
+            # Field names only: the values may be patient identifiers.
+            services.audit_record(
+                actor=request.user,
+                action=AuditEvent.Action.ADMIN_CHANGED,
+                case=obj,
+                detail="changed " + ", ".join(sorted(form.changed_data)),
+            )
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        try:
+            services.case_delete(case=obj, user=request.user)
+        except services.ServiceError as exc:
+            messages.error(request, str(exc))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for case in queryset:
+            self.delete_model(request, case)
 
 
 @admin.register(Prediction)
-class PredictionAdmin(admin.ModelAdmin):
+class PredictionAdmin(ReadOnlyAdmin):
     list_display = ["image", "label", "probability", "model_version", "created_at"]
-    readonly_fields = [f.name for f in Prediction._meta.fields]
 
 
 @admin.register(Review)
-class ReviewAdmin(admin.ModelAdmin):
+class ReviewAdmin(ReadOnlyAdmin):
     """Signed reports are immutable, even here: amend from the review page."""
 
     list_display = ["case", "version", "author", "finding", "agrees_with_ai", "signed_at"]
-    readonly_fields = [f.name for f in Review._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["at", "actor", "action", "case", "detail"]
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "actor", "action", "case_ref", "detail", "source"]
     list_filter = ["action"]
-    search_fields = ["actor__username", "case__id"]
+    search_fields = ["actor__username", "case_ref"]
     date_hierarchy = "at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False

@@ -3,8 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
 
-from diagnosis import services
+from diagnosis import roles, services
 from diagnosis.models import Case, Review
 
 
@@ -61,3 +62,30 @@ class ReviewForm(forms.Form):
         self.asks_ai_opinion = case.has_ai_result
         if not self.asks_ai_opinion:
             del self.fields["agrees_with_ai"]
+
+
+class AuditFilterForm(forms.Form):
+    user = forms.CharField(required=False, max_length=150, label="User")
+    case = forms.IntegerField(required=False, min_value=1, label="Case")
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput({"type": "date"}))
+    until = forms.DateField(required=False, label="To", widget=forms.DateInput({"type": "date"}))
+
+    def filters(self) -> dict[str, Any]:
+        """The selector's arguments; an invalid form filters nothing it could not read."""
+        data = self.cleaned_data if self.is_valid() else {}
+        return {
+            "username": data.get("user") or "",
+            "case_id": data.get("case"),
+            "since": data.get("since"),
+            "until": data.get("until"),
+        }
+
+
+class ReassignForm(forms.Form):
+    radiologist = forms.ModelChoiceField(
+        queryset=get_user_model()
+        .objects.filter(groups__name=roles.RADIOLOGIST, is_active=True)
+        .order_by("username"),
+        label="Radiologist",
+    )
+    reason = forms.CharField(max_length=500, label="Reason")

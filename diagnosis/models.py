@@ -4,11 +4,30 @@ diagnosis.services."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
 from chestnet_site.storage import RandomName
 from ml.outcome import REFUSAL_REASONS
+
+
+class ImmutableRecord(Exception):
+    """An attempt to change or delete a signed report or an audit event."""
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    """Rows are added, never updated or deleted in bulk: the admin, a shell or a bug in a
+    service all meet the same refusal. (Django's SET_NULL, when an unreported case is
+    deleted, goes below the queryset and still clears an audit event's link.)"""
+
+    def update(self, **kwargs: Any) -> int:
+        raise ImmutableRecord(f"{self.model.__name__} rows are never changed.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise ImmutableRecord(f"{self.model.__name__} rows are never deleted.")
+
 
 original_path = RandomName("originals", ".bin")
 preview_path = RandomName("previews", ".png")
@@ -53,6 +72,15 @@ class Case(models.Model):
         related_name="claimed_cases",
     )
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # Who may amend the signed report: its signer, or the radiologist an admin reassigned
+    # it to (with a reason, audited).
+    report_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="owned_reports",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
 
@@ -64,6 +92,10 @@ class Case(models.Model):
 
     def __str__(self) -> str:
         return f"Case {self.pk}"
+
+    @property
+    def is_reported(self) -> bool:
+        return self.status == self.Status.REPORTED
 
     @property
     def is_urgent(self) -> bool:
@@ -174,7 +206,8 @@ class Review(models.Model):
         OTHER = "other"
         INDETERMINATE = "indeterminate"
 
-    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="reviews")
+    # PROTECT: a case with a signed report cannot be deleted, by any path.
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="reviews")
     version = models.PositiveSmallIntegerField()
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     # None: the AI analysed no image of the case, so there was nothing to agree with.
@@ -182,7 +215,13 @@ class Review(models.Model):
     finding = models.CharField(max_length=16, choices=Finding.choices)
     report = models.TextField()
     amendment_reason = models.TextField(blank=True)
+    # The AI results this version was signed against, one entry per image (image id,
+    # status, probability, label, threshold, model version; or the refusal): a later
+    # re-analysis is shown beside them, never in their place. Empty on older rows.
+    ai_results = models.JSONField(default=list, blank=True)
     signed_at = models.DateTimeField()
+
+    objects = AppendOnlyQuerySet.as_manager()
 
     class Meta:
         ordering = ["case", "-version"]
@@ -193,30 +232,70 @@ class Review(models.Model):
     def __str__(self) -> str:
         return f"Review v{self.version} of case {self.case_id}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ImmutableRecord("A signed report is never changed: amend it.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise ImmutableRecord("A signed report is never deleted.")
+
 
 class AuditEvent(models.Model):
+    """Who did what to which case, when, from where. Written only by
+    `services.audit_record`; never changed or deleted (the queryset refuses)."""
+
     class Action(models.TextChoices):
         CREATED = "created"
         VIEWED = "viewed"
+        LISTED = "listed"  # a list showing patient identifiers; `subjects` names the cases
         CLAIMED = "claimed"
         RELEASED = "released"
+        REASSIGNED = "reassigned"
         SIGNED = "signed"
         AMENDED = "amended"
         RETRIED = "retried"
+        REANALYSED = "reanalysed"
         VIEWED_FILE = "viewed_file", "Viewed file"
+        LOGIN = "login"
+        LOGIN_FAILED = "login_failed", "Login failed"
+        LOGOUT = "logout"
+        ADMIN_CHANGED = "admin_changed", "Changed in the admin"
+        ADMIN_DELETED = "admin_deleted", "Deleted in the admin"
+        ACTIVATED = "activated", "Model activated"
+        ACTIVATION_OVERRIDDEN = "activation_overridden", "Model activated below its floors"
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
-    action = models.CharField(max_length=16, choices=Action.choices)
+    action = models.CharField(max_length=32, choices=Action.choices)
     case = models.ForeignKey(
         Case, on_delete=models.SET_NULL, null=True, related_name="audit_events"
     )
-    detail = models.CharField(max_length=200, blank=True)
+    # The case's id as it was: kept when an unreported case is deleted (the FK goes null).
+    case_ref = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
+    # The cases a list showed, as ",3,5,9," (a portable "contains ,5," finds case 5).
+    subjects = models.TextField(blank=True)
+    detail = models.CharField(max_length=300, blank=True)
+    source = models.GenericIPAddressField("source address", null=True, blank=True)
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
+    objects = AppendOnlyQuerySet.as_manager()
+
     class Meta:
-        ordering = ["-at"]
+        ordering = ["-at", "-pk"]
 
     def __str__(self) -> str:
-        return f"{self.actor} {self.action} case {self.case_id}"
+        return f"{self.actor} {self.action} case {self.case_ref}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ImmutableRecord("An audit event is never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise ImmutableRecord("An audit event is never deleted.")
+
+    @property
+    def subject_ids(self) -> list[int]:
+        return [int(part) for part in self.subjects.split(",") if part]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
+
 from django.db.models import Case as When_
 from django.db.models import Count, F, IntegerField, Prefetch, Q, QuerySet, Value, When
 from django.shortcuts import get_object_or_404
@@ -69,6 +72,40 @@ def worklist_for(
     return cases
 
 
+@dataclass(frozen=True)
+class ImageRow:
+    """An image as a page shows it: with what the AI said when the current report version
+    was signed (`signed`), and whether the result shown now came after it (`is_later`: a
+    re-analysis), so that the later one is shown beside, never in place of, the other."""
+
+    image: Image
+    signed: dict | None
+    is_later: bool
+
+
+def image_rows(*, case: Case) -> list[ImageRow]:
+    """Uses the case's prefetched images and reviews."""
+    review = review_current(case=case)
+    signed = {entry["image"]: entry for entry in (review.ai_results if review else [])}
+    return [
+        ImageRow(
+            image=image,
+            signed=signed.get(image.pk),
+            is_later=image.pk in signed and _differs(signed[image.pk], image),
+        )
+        for image in case.images.all()
+    ]
+
+
+def _differs(entry: dict, image: Image) -> bool:
+    prediction = getattr(image, "prediction", None)
+    if entry["status"] != image.status:
+        return True
+    if image.status == Image.Status.DONE and prediction is not None:
+        return entry.get("prediction_id") != prediction.pk
+    return entry.get("model_version") != image.refusal_model_version
+
+
 def review_current(*, case: Case) -> Review | None:
     """The latest signed version (uses prefetched reviews when present)."""
     reviews = sorted(case.reviews.all(), key=lambda review: review.version, reverse=True)
@@ -106,3 +143,23 @@ def images_analysable(*, case: Case) -> QuerySet[Image]:
     """The case's images the AI did not refuse (not a chest radiograph, outside the
     population it was made for): only these may become training data."""
     return case.images.exclude(status=Image.Status.REFUSED).order_by("pk")
+
+
+def audit_events(
+    *,
+    username: str = "",
+    case_id: int | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> QuerySet[AuditEvent]:
+    """The audit trail, newest first, filtered by user, case and dates (inclusive)."""
+    events = AuditEvent.objects.select_related("actor").order_by("-at", "-pk")
+    if username:
+        events = events.filter(actor__username=username)
+    if case_id is not None:
+        events = events.filter(Q(case_ref=case_id) | Q(subjects__contains=f",{case_id},"))
+    if since is not None:
+        events = events.filter(at__date__gte=since)
+    if until is not None:
+        events = events.filter(at__date__lte=until)
+    return events

@@ -43,10 +43,10 @@ class PredictionSerializer(serializers.ModelSerializer):
     def get_heatmap_url(self, prediction: Prediction) -> str | None:
         if not prediction.heatmap:
             return None
-        return reverse("image_file", args=[prediction.image_id, "heatmap"])
+        return reverse("api_image_file", args=[prediction.image_id, "heatmap"])
 
     def get_image_url(self, prediction: Prediction) -> str:
-        return reverse("image_file", args=[prediction.image_id, "preview"])
+        return reverse("api_image_file", args=[prediction.image_id, "preview"])
 
 
 class RefusalSerializer(serializers.Serializer):
@@ -70,6 +70,7 @@ class ImageSerializer(serializers.ModelSerializer):
     prediction = serializers.SerializerMethodField()
     refusal = serializers.SerializerMethodField()
     preview_url = serializers.SerializerMethodField()
+    original_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Image
@@ -78,6 +79,7 @@ class ImageSerializer(serializers.ModelSerializer):
             "status",
             "error",
             "preview_url",
+            "original_url",
             "preview_width",
             "preview_height",
             "prediction",
@@ -85,7 +87,10 @@ class ImageSerializer(serializers.ModelSerializer):
         ]
 
     def get_preview_url(self, image: Image) -> str:
-        return reverse("image_file", args=[image.pk, "preview"])
+        return reverse("api_image_file", args=[image.pk, "preview"])
+
+    def get_original_url(self, image: Image) -> str:
+        return reverse("api_image_file", args=[image.pk, "original"])
 
     @extend_schema_field(PredictionSerializer(allow_null=True))
     def get_prediction(self, image: Image) -> dict | None:
@@ -113,6 +118,7 @@ class ReviewSerializer(serializers.ModelSerializer):
             "finding",
             "report",
             "amendment_reason",
+            "ai_results",
             "signed_at",
         ]
 

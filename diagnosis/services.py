@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F, Q
+from django.http import Http404
 from django.utils import timezone
 from PIL import Image as PILImage
 
@@ -50,8 +51,89 @@ class ValidatedImage:
 # --- audit -----------------------------------------------------------------------------
 
 
-def audit_record(*, actor, action: str, case: Case | None, detail: str = "") -> AuditEvent:
-    return AuditEvent.objects.create(actor=actor, action=action, case=case, detail=detail[:200])
+def audit_record(
+    *,
+    actor,
+    action: str,
+    case: Case | None = None,
+    detail: str = "",
+    subjects: Sequence[int] = (),
+    source: str | None = None,
+    coalesce: bool = False,
+) -> AuditEvent | None:
+    """Append one event to the audit trail. `subjects`: the ids of the cases a list showed;
+    `source`: the client's address (logins). With `coalesce`, an identical event by the
+    same user within CHESTNET_AUDIT_COALESCE_S (a page polling a case, a list refreshing)
+    is not written again; returns None then."""
+    actor = actor if getattr(actor, "pk", None) else None
+    event = AuditEvent(
+        actor=actor,
+        action=action,
+        case=case,
+        case_ref=case.pk if case is not None else None,
+        detail=detail[:300],
+        subjects=f",{','.join(str(pk) for pk in subjects)}," if subjects else "",
+        source=source or None,
+    )
+    if coalesce and _recently_recorded(event):
+        return None
+    event.save()
+    return event
+
+
+def _recently_recorded(event: AuditEvent) -> bool:
+    since = timezone.now() - timedelta(seconds=settings.CHESTNET_AUDIT_COALESCE_S)
+    return AuditEvent.objects.filter(
+        actor=event.actor,
+        action=event.action,
+        case_ref=event.case_ref,
+        detail=event.detail,
+        subjects=event.subjects,
+        at__gte=since,
+    ).exists()
+
+
+def image_file_open(*, user, image_id: int, kind: str) -> tuple[Any, str]:
+    """(open file, content type) of an image's preview, heatmap or original, for a user who
+    may see its case (else 404), audited: every original download; previews and heatmaps
+    coalesced (a page shows them at every visit)."""
+    from diagnosis import selectors
+
+    image = selectors.image_get_for_user(user=user, image_id=image_id)
+    field, content_type = _image_file(image, kind)
+    audit_record(
+        actor=user,
+        action=AuditEvent.Action.VIEWED_FILE,
+        case=image.case,
+        detail=f"{kind} of image {image.pk}",
+        coalesce=kind != "original",
+    )
+    return field.open("rb"), content_type
+
+
+def _image_file(image: Image, kind: str) -> tuple[Any, str]:
+    if kind == "preview":
+        return image.preview, "image/png"
+    if kind == "heatmap":
+        prediction = getattr(image, "prediction", None)
+        if prediction is None or not prediction.heatmap:
+            raise Http404("No heatmap for this image yet.")
+        return prediction.heatmap, "image/png"
+    if kind == "original":
+        formats = {"dicom": "application/dicom", "png": "image/png"}
+        return image.original, formats.get(image.original_format, "image/jpeg")
+    raise Http404("No such file.")
+
+
+def cases_listed_audit(*, user, cases: Sequence[Case], listing: str) -> None:
+    """A list showing patient identifiers was shown: which cases, to whom (coalesced)."""
+    audit_record(
+        actor=user,
+        action=AuditEvent.Action.LISTED,
+        detail=listing,
+        subjects=[case.pk for case in cases],
+        coalesce=True,
+    )
 
 
 # --- upload ----------------------------------------------------------------------------
@@ -344,7 +426,7 @@ def image_retry(*, image: Image, user) -> Image:
     return image
 
 
-def case_reanalyse(*, case: Case, user) -> int:
+def case_reanalyse(*, case: Case, user, reason: str = "re-run with the active model") -> int:
     """Analyse every finished image of a case again with the active model version. The
     current predictions are kept as PriorPrediction rows (a refusal leaves no row: it is
     only replaced); returns how many images were queued."""
@@ -368,11 +450,29 @@ def case_reanalyse(*, case: Case, user) -> int:
         case_refresh_status(case_id=case.pk)
         audit_record(
             actor=user,
-            action=AuditEvent.Action.RETRIED,
+            action=AuditEvent.Action.REANALYSED,
             case=case,
-            detail=f"re-run with the active model: {len(images)} image(s)",
+            detail=f"{reason}: {len(images)} image(s)",
         )
     return len(images)
+
+
+def reanalyse_unreported(*, model_version: str, user) -> int:
+    """A model version was withdrawn: every case not yet reported that it analysed (or
+    refused) goes through the active version again. Reported cases keep the result their
+    report was signed against. Returns how many cases were queued."""
+    analysed_by = Q(images__prediction__model_version=model_version) | Q(
+        images__refusal_model_version=model_version, images__status=Image.Status.REFUSED
+    )
+    cases = Case.objects.filter(analysed_by).exclude(status=Case.Status.REPORTED).distinct()
+    count = 0
+    for case in cases:
+        try:
+            case_reanalyse(case=case, user=user, reason=f"model {model_version} withdrawn")
+        except ServiceError:  # nothing finished to re-run (still queued or processing)
+            continue
+        count += 1
+    return count
 
 
 def _prediction_supersede(*, image: Image, user) -> None:
@@ -431,6 +531,70 @@ def review_submit(
     return review_sign(**fields, finding=finding, report=report)
 
 
+@transaction.atomic
+def report_reassign(*, case: Case, to, reason: str, by) -> Case:
+    """An administrator hands a signed report to another radiologist (the signer left, is
+    away): from now on only they may amend it. Always with a reason; audited."""
+    from diagnosis import roles
+
+    locked = Case.objects.select_for_update().get(pk=case.pk)
+    if locked.status != Case.Status.REPORTED:
+        raise ServiceError("Only a signed report can be reassigned.")
+    if not roles.is_radiologist(to):
+        raise ServiceError(f"{to} is not a radiologist.")
+    if not reason.strip():
+        raise ServiceError("Give the reason for the reassignment.")
+    previous = locked.report_owner
+    locked.report_owner = to
+    locked.save(update_fields=["report_owner"])
+    audit_record(
+        actor=by,
+        action=AuditEvent.Action.REASSIGNED,
+        case=locked,
+        detail=f"report from {previous} to {to}: {reason.strip()}",
+    )
+    return locked
+
+
+@transaction.atomic
+def case_delete(*, case: Case, user) -> None:
+    """Delete a case that has no signed report, with its files (an upload in error).
+    A reported case is never deleted: retention is the hospital's policy, not a button.
+    The audit trail keeps the case's id."""
+    locked = Case.objects.select_for_update().get(pk=case.pk)
+    if locked.status == Case.Status.REPORTED or locked.reviews.exists():
+        raise ServiceError("A case with a signed report cannot be deleted.")
+    audit_record(
+        actor=user,
+        action=AuditEvent.Action.ADMIN_DELETED,
+        case=locked,
+        detail=f"case {locked.pk} and {locked.images.count()} image(s)",
+    )
+    names = _stored_files(locked)
+    locked.delete()
+    transaction.on_commit(lambda: _delete_files(names))
+
+
+def _stored_files(case: Case) -> list[str]:
+    """Every file of the case's images: originals, previews, heatmaps current and prior."""
+    names = []
+    for image in case.images.select_related("prediction"):
+        names += [image.original.name, image.preview.name]
+        prediction = getattr(image, "prediction", None)
+        if prediction is not None:
+            names.append(prediction.heatmap.name)
+    priors = PriorPrediction.objects.filter(image__case=case).values_list("heatmap", flat=True)
+    return [name for name in [*names, *priors] if name]
+
+
+def _delete_files(names: list[str]) -> None:
+    from django.core.files.storage import default_storage
+
+    for name in names:
+        if name:
+            default_storage.delete(name)
+
+
 def case_claim(*, case: Case, user) -> Case:
     """Take a case for review; refuses if another radiologist holds it."""
     now = timezone.now()
@@ -470,13 +634,15 @@ def case_release(*, case: Case, user) -> Case:
 def review_sign(
     *, case: Case, author, agrees_with_ai: bool | None, finding: str, report: str
 ) -> Review:
-    """Sign the first report. The case must await review and not be held by someone else.
+    """Sign the first report. The case must await review and its claim be the author's.
     `agrees_with_ai` is required when the case has an AI result, and stored as None when
     it has none (see `Case.has_ai_result`)."""
     locked = Case.objects.select_for_update().get(pk=case.pk)
     if locked.status != Case.Status.AWAITING_REVIEW:
         raise ServiceError("This case is not awaiting review; amend the signed report instead.")
-    if locked.claimed_by_id not in (None, author.pk):
+    if locked.claimed_by_id is None:
+        raise ServiceError("Claim the case before signing its report.")
+    if locked.claimed_by_id != author.pk:
         raise ServiceError(f"This case is claimed by {locked.claimed_by}.")
     review = _review_create(
         case=locked,
@@ -487,8 +653,8 @@ def review_sign(
         report=report,
     )
     locked.status = Case.Status.REPORTED
-    locked.claimed_by = author
-    locked.save(update_fields=["status", "claimed_by"])
+    locked.report_owner = author
+    locked.save(update_fields=["status", "report_owner"])
     audit_record(actor=author, action=AuditEvent.Action.SIGNED, case=locked, detail="version 1")
     return review
 
@@ -503,10 +669,17 @@ def review_amend(
     report: str,
     reason: str = "",
 ) -> Review:
-    """A new signed version; earlier versions stay untouched."""
+    """A new signed version by the report's owner (its signer, or whom an admin reassigned
+    it to), always with a reason; earlier versions stay untouched."""
     locked = Case.objects.select_for_update().get(pk=case.pk)
     if locked.status != Case.Status.REPORTED:
         raise ServiceError("Only a signed report can be amended.")
+    if locked.report_owner_id != author.pk:
+        raise ServiceError(
+            f"Only {locked.report_owner} may amend this report; an administrator can reassign it."
+        )
+    if not reason.strip():
+        raise ServiceError("Give the reason for the amendment.")
     latest = locked.reviews.order_by("-version").first()
     version = (latest.version if latest else 0) + 1
     review = _review_create(
@@ -556,5 +729,30 @@ def _review_create(
         finding=finding,
         report=report.strip(),
         amendment_reason=reason.strip(),
+        ai_results=_ai_results(case),
         signed_at=timezone.now(),
     )
+
+
+def _ai_results(case: Case) -> list[dict[str, Any]]:
+    """What the AI said about each image at the moment of signing."""
+    results = []
+    for image in Image.objects.filter(case=case).select_related("prediction").order_by("pk"):
+        entry: dict[str, Any] = {"image": image.pk, "status": image.status}
+        prediction = getattr(image, "prediction", None)
+        if image.status == Image.Status.DONE and prediction is not None:
+            entry.update(
+                probability=prediction.probability,
+                label=prediction.label,
+                threshold=prediction.threshold,
+                uncertainty=prediction.uncertainty,
+                model_version=prediction.model_version,
+                prediction_id=prediction.pk,
+            )
+        elif image.status == Image.Status.REFUSED:
+            entry.update(
+                refusal_reason=image.refusal_reason,
+                model_version=image.refusal_model_version,
+            )
+        results.append(entry)
+    return results

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import csv
+import itertools
 import logging
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db import connection
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from diagnosis import roles, selectors, services
-from diagnosis.forms import CaseForm, ReviewForm
+from diagnosis.forms import AuditFilterForm, CaseForm, ReassignForm, ReviewForm
 from diagnosis.models import AuditEvent, Case
 
 logger = logging.getLogger(__name__)
@@ -41,7 +50,8 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def case_list(request: HttpRequest) -> HttpResponse:
-    cases = selectors.case_list_for(user=request.user)[:200]
+    cases = list(selectors.case_list_for(user=request.user)[:200])
+    services.cases_listed_audit(user=request.user, cases=cases, listing="case list")
     return render(request, "diagnosis/case_list.html", {"cases": cases})
 
 
@@ -75,9 +85,33 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
         {
             "case": case,
             "review": selectors.review_current(case=case),
+            "rows": selectors.image_rows(case=case),
             "intended_use": INTENDED_USE,
+            "reassign_form": ReassignForm() if roles.is_admin(request.user) else None,
         },
     )
+
+
+@require_POST
+def report_reassign(request: HttpRequest, case_id: int) -> HttpResponse:
+    """An administrator hands a signed report to another radiologist, with a reason."""
+    _require_admin(request)
+    case = selectors.case_get_for_user(user=request.user, case_id=case_id)
+    form = ReassignForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a radiologist and give the reason.")
+        return redirect("case_detail", case_id=case.pk)
+    try:
+        services.report_reassign(
+            case=case,
+            to=form.cleaned_data["radiologist"],
+            reason=form.cleaned_data["reason"],
+            by=request.user,
+        )
+        messages.success(request, f"The report is now {form.cleaned_data['radiologist']}'s.")
+    except services.ServiceError as exc:
+        messages.error(request, str(exc))
+    return redirect("case_detail", case_id=case.pk)
 
 
 @require_POST
@@ -95,25 +129,9 @@ def image_retry(request: HttpRequest, image_id: int) -> HttpResponse:
 @never_cache
 @require_GET
 def image_file(request: HttpRequest, image_id: int, kind: str) -> FileResponse:
-    """Preview, heatmap or original bytes, only for users who may see the case."""
-    image = selectors.image_get_for_user(user=request.user, image_id=image_id)
-    if kind == "preview":
-        field, content_type = image.preview, "image/png"
-    elif kind == "heatmap":
-        prediction = getattr(image, "prediction", None)
-        if prediction is None or not prediction.heatmap:
-            raise Http404("No heatmap for this image yet.")
-        field, content_type = prediction.heatmap, "image/png"
-    elif kind == "original":
-        field = image.original
-        content_type = (
-            "application/dicom"
-            if image.original_format == "dicom"
-            else f"image/{image.original_format}"
-        )
-    else:
-        raise Http404
-    response = FileResponse(field.open("rb"), content_type=content_type)
+    """Preview, heatmap or original bytes, only for users who may see the case; audited."""
+    handle, content_type = services.image_file_open(user=request.user, image_id=image_id, kind=kind)
+    response = FileResponse(handle, content_type=content_type)
     response["Cache-Control"] = "private, no-store"
     return response
 
@@ -122,7 +140,8 @@ def image_file(request: HttpRequest, image_id: int, kind: str) -> FileResponse:
 def worklist(request: HttpRequest) -> HttpResponse:
     _require_radiologist(request)
     filters = _worklist_filters(request)
-    cases = selectors.worklist_for(user=request.user, **filters)[:500]
+    cases = list(selectors.worklist_for(user=request.user, **filters)[:500])
+    services.cases_listed_audit(user=request.user, cases=cases, listing="worklist")
     return render(request, "diagnosis/worklist.html", {"cases": cases, "filters": request.GET})
 
 
@@ -192,12 +211,71 @@ def case_review(request: HttpRequest, case_id: int) -> HttpResponse:
         {
             "case": case,
             "review": current,
+            "rows": selectors.image_rows(case=case),
             "form": form,
             "intended_use": INTENDED_USE,
             "claimed_by_other": case.claimed_by_id not in (None, request.user.pk),
+            "may_sign": case.status == Case.Status.AWAITING_REVIEW
+            and case.claimed_by_id == request.user.pk,
+            "may_amend": case.status == Case.Status.REPORTED
+            and case.report_owner_id == request.user.pk,
         },
         status=400 if request.method == "POST" else 200,
     )
+
+
+AUDIT_COLUMNS = ("at", "user", "action", "case", "cases listed", "detail", "source")
+
+
+@never_cache
+@require_GET
+def audit_list(request: HttpRequest) -> HttpResponse:
+    """The audit trail for administrators, filterable by user, case and dates."""
+    _require_admin(request)
+    form = AuditFilterForm(request.GET or None)
+    events = selectors.audit_events(**form.filters())
+    page = Paginator(events, 100).get_page(request.GET.get("page"))
+    return render(request, "diagnosis/audit_list.html", {"form": form, "page": page})
+
+
+@never_cache
+@require_GET
+def audit_export(request: HttpRequest) -> StreamingHttpResponse:
+    """The same filtered trail as CSV (streamed: the trail only grows)."""
+    _require_admin(request)
+    events = selectors.audit_events(**AuditFilterForm(request.GET or None).filters())
+    writer = csv.writer(_Echo())
+    rows = (_audit_row(event) for event in events.iterator(chunk_size=2000))
+    response = StreamingHttpResponse(
+        (writer.writerow(row) for row in itertools.chain([AUDIT_COLUMNS], rows)),
+        content_type="text/csv",
+    )
+    response["Content-Disposition"] = 'attachment; filename="chestnet-audit.csv"'
+    return response
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _audit_row(event: AuditEvent) -> tuple:
+    listed = " ".join(str(case_id) for case_id in event.subject_ids)
+    actor = event.actor.username if event.actor else ""
+    return (
+        event.at.isoformat(),
+        actor,
+        event.action,
+        event.case_ref or "",
+        listed,
+        event.detail,
+        event.source or "",
+    )
+
+
+def _require_admin(request: HttpRequest) -> None:
+    if not roles.is_admin(request.user):
+        raise PermissionDenied("Only administrators can read the audit trail.")
 
 
 @login_not_required
@@ -237,8 +315,24 @@ def _broker_state() -> tuple[str, int]:
 
 
 def error_403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse({"detail": str(exception or "Forbidden.")}, status=403)
     return render(request, "403.html", {"message": str(exception or "")}, status=403)
 
 
 def error_404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse({"detail": "Not found."}, status=404)
     return render(request, "404.html", status=404)
+
+
+def error_500(request: HttpRequest) -> HttpResponse:
+    """Never a traceback: a sentence (JSON for API clients); the log has the details."""
+    message = "An internal error occurred; it has been logged. Try again, or contact support."
+    if _is_api(request):
+        return JsonResponse({"detail": message}, status=500)
+    return HttpResponse(f"<h1>Server error</h1><p>{message}</p>", status=500)
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")

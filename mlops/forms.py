@@ -53,5 +53,26 @@ OPERATING_POINTS = [
 ]
 
 
+OVERRIDE_HELP = (
+    "Why this version should serve clinical analyses although its evidence falls below the "
+    "activation floors. Recorded with your name."
+)
+
+
+def _override_reason() -> forms.CharField:
+    """Blank is no override (mlops.rollout strips it): the floors then decide."""
+    return forms.CharField(
+        required=False,
+        max_length=2000,
+        help_text=OVERRIDE_HELP,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+
 class ActivateForm(forms.Form):
     operating_point = forms.ChoiceField(choices=OPERATING_POINTS, initial="card")
+    override_reason = _override_reason()
+
+
+class RollbackForm(forms.Form):
+    override_reason = _override_reason()

@@ -14,6 +14,8 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -21,10 +23,9 @@ from diagnosis import roles
 from diagnosis import selectors as clinical
 from diagnosis import services as clinical_services
 from ml.preprocessing import decode_image, preview_png
-from mlops import forms, selectors, services
+from mlops import forms, rollout, selectors, services
 from mlops.models import Dataset, DatasetImage, Evaluation, ImportJob, TrainingRun
 from registry import selectors as registry
-from registry import services as registry_services
 from registry.models import Activation, ModelVersion
 
 PLOTS = Evaluation.PLOTS
@@ -327,6 +328,8 @@ def version_list(request: HttpRequest) -> HttpResponse:
             "rows": selectors.version_rows(),
             "datasets": Dataset.objects.all(),
             "activations": registry.activation_history()[:20],
+            # A rollback the floors refused: its form asks for an override reason.
+            "override_activation": _int_or_none(request.GET.get("override")),
         },
     )
 
@@ -335,6 +338,11 @@ def version_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
     version = get_object_or_404(selectors.versions_with_provenance(), pk=version_id)
+    # After a refusal (?override=<operating point>) the form asks for an override reason.
+    refused = request.GET.get("override")
+    refused = refused if refused in dict(forms.OPERATING_POINTS) else None
+    form = forms.ActivateForm(initial={"operating_point": refused or "card"})
+    form.fields["override_reason"].widget.attrs["required"] = bool(refused)
     return render(
         request,
         "mlops/version_detail.html",
@@ -342,7 +350,9 @@ def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
             "version": version,
             "evaluations": version.evaluations.select_related("dataset"),
             "activations": registry.activation_history(version=version),
-            "form": forms.ActivateForm(),
+            "form": form,
+            "refused": refused,
+            "floors": rollout.floors(),
             "plots": PLOTS,
             "points": registry.operating_points(version),
         },
@@ -353,35 +363,55 @@ def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
 @require_POST
 def version_activate(request: HttpRequest, version_id: int) -> HttpResponse:
     version = get_object_or_404(ModelVersion, pk=version_id)
+    page = reverse("mlops:version_detail", args=[version.pk])
     form = forms.ActivateForm(request.POST)
-    if form.is_valid():
-        try:
-            version = registry_services.version_activate(
-                version=version,
-                user=request.user,
-                operating_point=form.cleaned_data["operating_point"],
-            )
-            messages.success(
-                request, f"{version.version} is active at threshold {version.active_threshold:.4f}."
-            )
-        except services.ServiceError as exc:
-            messages.error(request, str(exc))
-    return redirect("mlops:version_detail", version_id=version.pk)
+    if not form.is_valid():
+        messages.error(request, "Choose an operating point (and keep the reason short).")
+        return redirect(page)
+    try:
+        done = rollout.rollout_activate(
+            version=version,
+            user=request.user,
+            operating_point=form.cleaned_data["operating_point"],
+            override_reason=form.cleaned_data["override_reason"],
+        )
+    except rollout.ActivationRefused as exc:
+        messages.error(request, str(exc))
+        query = urlencode({"override": form.cleaned_data["operating_point"]})
+        return redirect(f"{page}?{query}#activate-form")
+    except services.ServiceError as exc:
+        messages.error(request, str(exc))
+        return redirect(page)
+    messages.success(request, rollout.rollout_summary(done))
+    return redirect(page)
 
 
 @admin_required
 @require_POST
 def version_rollback(request: HttpRequest, activation_id: int) -> HttpResponse:
     activation = get_object_or_404(Activation.objects.select_related("version"), pk=activation_id)
+    form = forms.RollbackForm(request.POST)
+    reason = form.cleaned_data["override_reason"] if form.is_valid() else ""
     try:
-        version = registry_services.version_rollback(activation=activation, user=request.user)
+        done = rollout.rollout_rollback(
+            activation=activation, user=request.user, override_reason=reason
+        )
+    except rollout.ActivationRefused as exc:
+        messages.error(request, str(exc))
+        query = urlencode({"override": activation.pk})
+        return redirect(f"{reverse('mlops:version_list')}?{query}#rollback-{activation.pk}")
     except services.ServiceError as exc:
         messages.error(request, str(exc))
         return redirect("mlops:version_detail", version_id=activation.version_id)
-    messages.success(
-        request, f"Rolled back to {version.version} at threshold {version.active_threshold:.4f}."
-    )
-    return redirect("mlops:version_detail", version_id=version.pk)
+    messages.success(request, f"Rolled back. {rollout.rollout_summary(done)}")
+    return redirect("mlops:version_detail", version_id=done.version.pk)
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
 
 
 @admin_required

@@ -56,6 +56,9 @@ class Activation(models.Model):
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
+    # Why the version was activated although its evidence fell below the activation floors
+    # (mlops.rollout); empty for an activation that met them, or the first install's default.
+    override_reason = models.TextField(blank=True)
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

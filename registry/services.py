@@ -1,5 +1,11 @@
 """Writes of the registry: storing artifacts, the shipped default as the first version,
-activation at an operating point and rollback to an earlier activation."""
+activation at an operating point and rollback to an earlier activation.
+
+The registry records activations; it does not judge them. Whether a version is good enough
+to serve (the activation floors, overrides, re-analysis of the withdrawn version's cases) is
+model operations' policy: `mlops.rollout`, which calls `version_activate` and
+`version_rollback`. Only the first install's bootstrap (`ensure_default_version`) activates
+without it."""
 
 from __future__ import annotations
 
@@ -47,7 +53,11 @@ def version_register(*, path: Path, origin: str) -> ModelVersion:
 
 def ensure_default_version() -> ModelVersion | None:
     """On a fresh install the configured model (CHESTNET_MODEL_PATH, else the shipped
-    default) becomes the first, active version. Idempotent; None if the file is missing."""
+    default) becomes the first, active version. Idempotent; None if the file is missing.
+
+    This bootstrap activates without the activation floors of `mlops.rollout`: with no
+    version at all the workers would serve the same file from CHESTNET_MODEL_PATH anyway,
+    and the shipped default's card carries its validation evidence."""
     if ModelVersion.objects.exists():
         return None
     path = Path(settings.CHESTNET_MODEL_PATH or DEFAULT_ARTIFACT)
@@ -65,26 +75,38 @@ def ensure_default_version() -> ModelVersion | None:
 
 
 def version_activate(
-    *, version: ModelVersion, user, operating_point: str = CARD_DEFAULT
+    *,
+    version: ModelVersion,
+    user,
+    operating_point: str = CARD_DEFAULT,
+    override_reason: str = "",
 ) -> ModelVersion:
-    """Make this the version new analyses use, at the chosen operating point."""
+    """Make this the version new analyses use, at the chosen operating point.
+    `override_reason`: why it was activated below the floors (mlops.rollout decides)."""
     threshold, description = threshold_for(version, operating_point)
-    return _make_active(version=version, threshold=threshold, description=description, user=user)
+    return _make_active(
+        version=version,
+        threshold=threshold,
+        description=description,
+        user=user,
+        override_reason=override_reason,
+    )
 
 
-def version_rollback(*, activation: Activation, user) -> ModelVersion:
+def version_rollback(*, activation: Activation, user, override_reason: str = "") -> ModelVersion:
     """Activate an earlier version again with the threshold it had then."""
     return _make_active(
         version=activation.version,
         threshold=activation.threshold,
         description=activation.operating_point,
         user=user,
+        override_reason=override_reason,
     )
 
 
 @transaction.atomic
 def _make_active(
-    *, version: ModelVersion, threshold: float, description: str, user
+    *, version: ModelVersion, threshold: float, description: str, user, override_reason: str
 ) -> ModelVersion:
     _check_artifact(version)
     ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
@@ -96,7 +118,11 @@ def _make_active(
         activated_at=timezone.now(),
     )
     Activation.objects.create(
-        version=version, threshold=threshold, operating_point=description, actor=user
+        version=version,
+        threshold=threshold,
+        operating_point=description,
+        actor=user,
+        override_reason=override_reason.strip(),
     )
     logger.info("Activated %s at threshold %.4f", version.version, threshold)
     version.refresh_from_db()

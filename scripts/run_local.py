@@ -1,7 +1,17 @@
 #!/usr/bin/env python
-"""`make run`: migrate, create demo users on an empty database, then run the web server, a
-Celery worker (with the requeue beat) and, without REDIS_URL, a private Redis together in
-the foreground. Ctrl-C or SIGTERM stops everything it started."""
+"""`make run`: migrate, create demo users on an empty database, then run the web server, two
+Celery workers (training; inference), beat and, without REDIS_URL, a private Redis together
+in the foreground, until Ctrl-C or SIGTERM.
+
+No queued work is lost and no process is left behind:
+- the private Redis keeps its queue in an append-only file in CHESTNET_HOME/redis;
+- a child that exits is started again (Redis on the same port, so its URL stays valid),
+  after 1 s, doubling while it keeps exiting within seconds of starting; the fifth such
+  exit in a row stops everything (a setup error, say a port in use, not a crash);
+- Ctrl-C or SIGTERM stops the children in order, web first, Redis last. Killed outright, this
+  process takes its children with it: the kernel SIGKILLs them (PR_SET_PDEATHSIG), Celery
+  does the same to its pool processes and gunicorn's workers exit once their master is
+  gone. Beat runs on its own for that reason: a worker's embedded beat (-B) outlives it."""
 
 from __future__ import annotations
 
@@ -9,18 +19,45 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from chestnet_site import local_redis  # noqa: E402
-from chestnet_site.processes import stop_process  # noqa: E402
+from chestnet_site.processes import die_with_parent, stop_process  # noqa: E402
 
 PYTHON = sys.executable
-CELERY_WORKER = [PYTHON, "-m", "celery", "-A", "chestnet_site", "worker", "--loglevel", "INFO"]
+CELERY = [PYTHON, "-m", "celery", "-A", "chestnet_site"]
+CELERY_WORKER = [*CELERY, "worker", "--loglevel", "INFO"]
 DEMO = "clinician, clinician2, radiologist, admin (password: chestnet-demo)"
+RESTART_AFTER_S, RESTART_AFTER_MAX_S = 1.0, 30.0
+QUICK_EXIT_S, QUICK_EXITS_MAX = 10.0, 5
+
+
+class GaveUp(RuntimeError):
+    """A child keeps exiting right after it starts."""
+
+
+@dataclass
+class Child:
+    """A supervised process: how to start it, and its restart bookkeeping."""
+
+    name: str
+    launch: Callable[[], subprocess.Popen]
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restart_at: float | None = None
+    quick_exits: int = 0
+
+    def start(self) -> None:
+        self.started_at, self.restart_at = time.monotonic(), None
+        self.process = self.launch()
 
 
 def main() -> int:
@@ -33,61 +70,126 @@ def main() -> int:
         "DEBUG": os.environ.get("DEBUG", "1"),
         "PYTHONUNBUFFERED": "1",
     }
-    children: list[subprocess.Popen] = []
-    stopping = False
-
-    def stop_all(signum=None, frame=None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop_all)
-    signal.signal(signal.SIGTERM, stop_all)
+    stop_requested = _stop_on_signals()
+    children: list[Child] = []
     try:
         if not env.get("REDIS_URL"):
-            redis, env["REDIS_URL"] = local_redis.start_redis(home / "redis")
-            children.append(redis)
-            print(f"Started Redis at {env['REDIS_URL']}", flush=True)
-            # Management commands run beside us with the same CHESTNET_HOME find the broker here.
-            (home / "redis" / "url").write_text(env["REDIS_URL"])
-        manage = [PYTHON, str(ROOT / "manage.py")]
-        subprocess.run([*manage, "migrate", "--noinput"], env=env, check=True, cwd=ROOT)
-        subprocess.run([*manage, "seed_demo_users"], env=env, check=True, cwd=ROOT)
-        subprocess.run([*manage, "ensure_default_model"], env=env, check=True, cwd=ROOT)
-        # Training gets its own worker (one run at a time, a fresh child per run) so that
-        # inference is never starved.
-        training = ["-Q", "training", "--concurrency", "1", "--max-tasks-per-child", "1"]
-        children.append(_start([*CELERY_WORKER, *training, "-n", "training@%h"], env))
-        inference = [
-            "-B",
-            "-Q",
-            "inference,celery",
-            "--schedule",
-            str(home / "celerybeat-schedule"),
-        ]
-        concurrency = os.environ.get("WORKER_CONCURRENCY", "1")
-        children.append(_start([*CELERY_WORKER, *inference, "--concurrency", concurrency], env))
-        web = ["chestnet_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
-        web += ["--threads", "4", "--access-logfile", "-"]
-        children.append(_start([PYTHON, "-m", "gunicorn", *web], env))
+            children.append(_redis(home, env))
+        _prepare(env)
+        for name, command in _services(home, port):
+            children.append(Child(name, _launcher(command, env)))
+            children[-1].start()
         print(
             f"\nChestNet is running at http://127.0.0.1:{port}/\nDemo logins: {DEMO}\n"
             f"Data in {home}. Press Ctrl-C to stop.\n",
             flush=True,
         )
-        while not stopping and all(child.poll() is None for child in children):
-            time.sleep(0.5)
+        supervise(children, stop_requested)
     except subprocess.CalledProcessError as exc:
-        print(f"Setup step failed: {exc}", file=sys.stderr)
+        print(f"Setup step failed: {exc}", file=sys.stderr, flush=True)
+    except GaveUp as exc:
+        print(f"Stopping everything: {exc}", file=sys.stderr, flush=True)
     finally:
         for child in reversed(children):
-            stop_process(child, timeout=20, group=True)
+            if child.process is not None:
+                stop_process(child.process, timeout=20, group=True)
         (home / "redis" / "url").unlink(missing_ok=True)
-    return 0 if stopping else 1
+    return 0 if stop_requested() else 1
 
 
-def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
-    # Own process group, so Ctrl-C reaches us only and we stop children in order.
-    return subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True)
+def _stop_on_signals() -> Callable[[], bool]:
+    """Ctrl-C and SIGTERM ask us to stop; returns whether one came."""
+    requested = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: requested.set())
+    return requested.is_set
+
+
+def _child_options() -> dict[str, Any]:
+    # Own process group, so Ctrl-C reaches us only and we stop children in order; and
+    # killed by the kernel when we die without stopping them.
+    return {"start_new_session": True, "preexec_fn": die_with_parent()}
+
+
+def _redis(home: Path, env: dict[str, str]) -> Child:
+    """The private Redis: durable, and always on the port it first got."""
+    directory, port = home / "redis", local_redis.free_port()
+
+    def launch() -> subprocess.Popen:
+        options = _child_options()
+        return local_redis.start_redis(directory, port=port, durable=True, **options)[0]
+
+    redis = Child("Redis", launch)
+    redis.start()
+    env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    print(f"Started Redis at {env['REDIS_URL']}", flush=True)
+    # Management commands run beside us with the same CHESTNET_HOME find the broker here.
+    (directory / "url").write_text(env["REDIS_URL"])
+    return redis
+
+
+def _prepare(env: dict[str, str]) -> None:
+    manage = [PYTHON, str(ROOT / "manage.py")]
+    for step in ("migrate --noinput", "seed_demo_users", "ensure_default_model"):
+        command = [*manage, *step.split()]
+        subprocess.run(command, env=env, check=True, cwd=ROOT, preexec_fn=die_with_parent())
+
+
+def _services(home: Path, port: str) -> list[tuple[str, list[str]]]:
+    # Training gets its own worker (one run at a time, a fresh child per run) so that
+    # inference is never starved.
+    training = ["-Q", "training", "--concurrency", "1", "--max-tasks-per-child", "1"]
+    concurrency = os.environ.get("WORKER_CONCURRENCY", "1")
+    inference = ["-Q", "inference,celery", "--concurrency", concurrency]
+    beat = ["beat", "--loglevel", "INFO", "--schedule", str(home / "celerybeat-schedule")]
+    web = ["chestnet_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
+    web += ["--threads", "4", "--access-logfile", "-"]
+    return [
+        ("training worker", [*CELERY_WORKER, *training, "-n", "training@%h"]),
+        ("inference worker", [*CELERY_WORKER, *inference]),
+        ("beat", [*CELERY, *beat]),
+        ("web", [PYTHON, "-m", "gunicorn", *web]),
+    ]
+
+
+def _launcher(command: list[str], env: dict[str, str]) -> Callable[[], subprocess.Popen]:
+    return lambda: subprocess.Popen(command, env=env, cwd=ROOT, **_child_options())
+
+
+def supervise(children: list[Child], stop_requested: Callable[[], bool]) -> None:
+    """Until a stop is requested, start again each child that exited."""
+    while not stop_requested():
+        for child in children:
+            _keep_alive(child)
+        time.sleep(0.5)
+
+
+def _keep_alive(child: Child) -> None:
+    assert child.process is not None
+    if child.restart_at is None:
+        code = child.process.poll()
+        if code is not None:
+            # What is left of its process group (a gunicorn worker holding the port) goes too.
+            stop_process(child.process, timeout=0, group=True)
+            _schedule_restart(child, f"exited with code {code}")
+    elif time.monotonic() >= child.restart_at:
+        try:
+            child.start()
+        # E.g. Redis did not answer on its port (taken meanwhile).
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            _schedule_restart(child, f"did not start ({exc})")
+
+
+def _schedule_restart(child: Child, what: str) -> None:
+    quick = time.monotonic() - child.started_at < QUICK_EXIT_S
+    child.quick_exits = child.quick_exits + 1 if quick else 0
+    if child.quick_exits >= QUICK_EXITS_MAX:
+        raise GaveUp(
+            f"{child.name} {what}, {child.quick_exits} times in a row right after starting."
+        )
+    delay = min(RESTART_AFTER_MAX_S, RESTART_AFTER_S * 2**child.quick_exits)
+    child.restart_at = time.monotonic() + delay
+    print(f"{child.name} {what}; starting it again in {delay:.0f} s.", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

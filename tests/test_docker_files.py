@@ -35,7 +35,9 @@ def services(compose) -> dict:
 @pytest.fixture(scope="module")
 def settings_env_names() -> set[str]:
     source = (ROOT / "chestnet_site" / "settings.py").read_text()
-    return set(re.findall(r'env_(?:str|bool|int|list|choice|path)\(\s*"([A-Z][A-Z0-9_]*)"', source))
+    return set(
+        re.findall(r'env_(?:str|bool|int|float|list|choice|path)\(\s*"([A-Z][A-Z0-9_]*)"', source)
+    )
 
 
 def dockerfile() -> list[tuple[str, str]]:
@@ -109,6 +111,16 @@ def test_web_waits_for_migrations_and_nothing_creates_demo_users(services):
     assert "migrate --noinput" in " ".join(services["migrate"]["command"])
     for name, service in services.items():
         assert "seed_demo_users" not in " ".join(service.get("command") or []), name
+
+
+def test_nothing_starts_when_check_deploy_warns(services):
+    """`migrate` runs first and web, workers and beat wait for it to succeed."""
+    command = services["migrate"]["command"][-1]
+    assert command.startswith("python manage.py check --deploy --fail-level WARNING &&")
+    for name in ("web", "worker", "beat"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == (
+            "service_completed_successfully"
+        )
 
 
 def test_web_and_workers_share_the_media_volume_at_media_root(services):

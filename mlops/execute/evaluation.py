@@ -1,5 +1,5 @@
 """Worker side of evaluations: score a registered version on a dataset's test split at its
-card's threshold, and store the metrics and plots."""
+card's threshold, and store the metrics (with the whole ROC curve) and plots."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import shutil
 import uuid
 from pathlib import Path
 
+import numpy as np
 from django.core.files import File
 from django.core.files.storage import default_storage
 
 from chestnet_site.errors import ServiceError
+from ml import metrics
 from mlops import selectors
 from mlops.execute.workspace import local_file, work_folder
 from mlops.models import Evaluation, Label
@@ -54,7 +56,12 @@ def _evaluate(evaluation: Evaluation, work: Path) -> tuple[dict, dict]:
         )
     items = [(local_file(image, work), Label.values.index(image.label)) for image in images]
     predictor = Predictor.load(local_artifact(evaluation.version))
-    summary, _rows, _refused = evaluate_items(predictor, items, report=work / "report")
+    summary, rows, _refused = evaluate_items(predictor, items, report=work / "report")
+    # The whole ROC curve (one point per distinct score), so the activation floors
+    # (mlops.rollout) can read sensitivity and specificity at any threshold exactly.
+    targets = np.array([row[1] for row in rows], dtype=float)
+    scores = np.array([row[2] for row in rows], dtype=float)
+    summary["operating_points"] = metrics.operating_points(targets, scores, limit=len(rows))
     plots = {}
     folder = f"evaluations/{uuid.uuid4().hex}"
     for name in Evaluation.PLOTS:

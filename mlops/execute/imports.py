@@ -1,5 +1,6 @@
 """Worker side of dataset imports: a browser upload's job (claimed, all or nothing), and a
-server folder or zip imported in this process (the `import_dataset` command)."""
+server folder or zip imported in this process (the `import_dataset` command). Both give
+images without a split folder the default split when the dataset has none yet."""
 
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from ml.preprocessing import ImageError, decode_image, image_format, preview_png
-from mlops.models import Dataset, DatasetImage, ImportJob
-from mlops.services import event_record
+from mlops.models import Dataset, DatasetImage, ImportJob, Split
+from mlops.services import dataset_assign_splits, event_record
 from mlops.sources import ImportRefused, Planned, folder_entries, plan_import, zip_entries
 
 logger = logging.getLogger(__name__)
 
 THUMB_SIDE = 192
 PROGRESS_EVERY = 10
+# The split page's defaults (mlops.forms.SplitForm), given at import to images without a
+# split folder: a plain NORMAL/ + PNEUMONIA/ import can be trained on at once.
+IMPORT_SPLIT: dict[str, Any] = {"validation_fraction": 0.15, "test_fraction": 0.15, "seed": 1337}
 
 
 def thumbnail_png(data: bytes) -> bytes:
@@ -112,15 +116,16 @@ def _import(*, job: ImportJob, entries, source: str) -> dict[str, Any]:
         problems = _store_all(job, plan.items, source, known, pending, skipped)
         if problems:
             raise ImportRefused(problems)
-        created = _create_rows(job, pending, skipped)
+        created, split = _create_rows(job, pending, skipped)
     except BaseException:
         _delete_files(pending)
         raise
-    summary = _summary(created, skipped)
+    summary = {**_summary(job, created, skipped), **split}
+    counts = f"{summary['imported']} imported, {summary['skipped']} skipped"
     event_record(
         actor=job.created_by,
         action="import_done",
-        detail=f"{job.source_name}: {summary['imported']} imported, {summary['skipped']} skipped",
+        detail=f"{job.source_name}: {counts}{split_note(split)}",
         dataset=job.dataset,
     )
     return summary
@@ -169,10 +174,13 @@ def _stored_image(job, item: Planned, source: str, data: bytes, digest: str) -> 
     return image
 
 
-def _create_rows(job, pending: list[DatasetImage], skipped) -> list[DatasetImage]:
+def _create_rows(
+    job, pending: list[DatasetImage], skipped
+) -> tuple[list[DatasetImage], dict[str, Any]]:
+    """Create the rows and, in the same transaction, the split they may need."""
     with transaction.atomic():
         # Lock the dataset: a concurrent import may have added the same content meanwhile.
-        Dataset.objects.select_for_update().get(pk=job.dataset_id)
+        dataset = Dataset.objects.select_for_update().get(pk=job.dataset_id)
         present = set(
             DatasetImage.objects.filter(
                 dataset_id=job.dataset_id, sha256__in=[p.sha256 for p in pending]
@@ -182,8 +190,33 @@ def _create_rows(job, pending: list[DatasetImage], skipped) -> list[DatasetImage
         late = [p for p in pending if p.sha256 in present]
         skipped += [(p.original_name, "already in the dataset (same content)") for p in late]
         DatasetImage.objects.bulk_create(fresh, batch_size=500)
+        split = _split_if_none(dataset, fresh, user=job.created_by)
     _delete_files(late)
-    return fresh
+    return fresh, split
+
+
+def _split_if_none(dataset: Dataset, fresh: list[DatasetImage], *, user) -> dict[str, Any]:
+    """Images without a split folder get the seeded, patient-level, label-stratified split,
+    unless the dataset has a split already (assigned, or from split folders): that one is
+    kept, and the new images stay unassigned (out of training and evaluation) until the
+    admin assigns splits again, which the summary says."""
+    unsplit = sum(1 for image in fresh if image.split == Split.UNASSIGNED)
+    if not unsplit:
+        return {}
+    has_split = dataset.images.exclude(split=Split.UNASSIGNED).exists()
+    if dataset.split_seed is not None or has_split:
+        return {"split_assigned": None, "left_unassigned": unsplit}
+    dataset_assign_splits(dataset=dataset, user=user, **IMPORT_SPLIT)
+    return {"split_assigned": dict(IMPORT_SPLIT)}
+
+
+def split_note(split: dict[str, Any]) -> str:
+    """What the import did about splits, in words (event trail, command output)."""
+    if split.get("split_assigned"):
+        return f"; split assigned (seed {split['split_assigned']['seed']})"
+    if split.get("left_unassigned"):
+        return f"; {split['left_unassigned']} without a split folder left unassigned"
+    return ""
 
 
 def _delete_files(images: list[DatasetImage]) -> None:
@@ -193,9 +226,11 @@ def _delete_files(images: list[DatasetImage]) -> None:
                 field.storage.delete(field.name)
 
 
-def _summary(created: list[DatasetImage], skipped: list[tuple[str, str]]) -> dict[str, Any]:
+def _summary(job, created: list[DatasetImage], skipped: list[tuple[str, str]]) -> dict[str, Any]:
     labels = Counter(i.label for i in created)
-    splits = Counter(i.split or "unassigned" for i in created)
+    # Read back: the split assigned at import is in the rows, not in `created`.
+    stored = DatasetImage.objects.filter(import_job=job).values_list("split", flat=True)
+    splits = Counter(split or "unassigned" for split in stored)
     return {
         "imported": len(created),
         "skipped": len(skipped),

@@ -85,7 +85,12 @@
   }
   function poll() {
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(function (r) {
+        // Signed out (idle timeout): reload, so the login page replaces the patient data.
+        if (r.status === 401 || r.status === 403) { window.location.reload(); throw new Error(r.status); }
+        if (!r.ok) throw new Error(r.status);
+        return r.json();
+      })
       .then(function (c) {
         setStatus(document.getElementById("case-status"), c.status);
         c.images.forEach(renderImage);

@@ -145,6 +145,11 @@ def test_worklist_and_review_are_for_radiologists_only(api_client_for, clinician
     client = api_client_for(radiologist)
     assert [c["id"] for c in client.get("/api/v1/worklist/").json()] == [case.pk]
     response = client.post(f"/api/v1/cases/{case.pk}/review/", payload, format="json")
+    # Signing requires holding the claim; the API claims like the worklist does.
+    assert response.status_code == 409 and "Claim the case" in response.json()["detail"]
+    claimed = client.post(f"/api/v1/cases/{case.pk}/claim/")
+    assert claimed.status_code == 200 and claimed.json()["claimed_by"] == radiologist.username
+    response = client.post(f"/api/v1/cases/{case.pk}/review/", payload, format="json")
     assert response.status_code == 201 and response.json()["status"] == "reported"
     assert response.json()["review"]["finding"] == "pneumonia"
 
@@ -163,7 +168,7 @@ def test_review_with_bad_finding_is_400(api_client_for, radiologist):
 def test_all_refused_case_is_signed_without_an_ai_opinion_and_stores_null(
     api_client_for, radiologist
 ):
-    case = factories.refused_case()
+    case = factories.refused_case(claimed_by=radiologist)
     response = api_client_for(radiologist).post(
         f"/api/v1/cases/{case.pk}/review/",
         {"finding": "normal", "report": "Clear lungs."},

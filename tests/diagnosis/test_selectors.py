@@ -50,7 +50,7 @@ def test_worklist_filters(radiologist, radiologist2):
 
 
 def test_worklist_excludes_reported_cases(radiologist):
-    case = factories.awaiting_review_case()
+    case = factories.awaiting_review_case(claimed_by=radiologist)
     services.review_sign(
         case=case, author=radiologist, agrees_with_ai=True, finding="pneumonia", report="ok"
     )

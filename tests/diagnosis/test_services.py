@@ -248,7 +248,7 @@ def test_case_with_a_refused_and_a_failed_image_is_failed():
 
 
 def test_radiologist_can_sign_a_case_whose_images_were_all_refused(radiologist):
-    case = factories.refused_case()
+    case = factories.refused_case(claimed_by=radiologist)
     review = services.review_sign(
         case=case, author=radiologist, agrees_with_ai=None, finding="normal", report="Clear."
     )
@@ -257,18 +257,23 @@ def test_radiologist_can_sign_a_case_whose_images_were_all_refused(radiologist):
 
 
 def test_ai_opinion_on_an_all_refused_case_is_stored_as_not_applicable(radiologist):
-    case = factories.refused_case()
+    case = factories.refused_case(claimed_by=radiologist)
     first = services.review_sign(
         case=case, author=radiologist, agrees_with_ai=True, finding="normal", report="Clear."
     )
     second = services.review_amend(
-        case=case, author=radiologist, agrees_with_ai=False, finding="other", report="Revised."
+        case=case,
+        author=radiologist,
+        agrees_with_ai=False,
+        finding="other",
+        report="Revised.",
+        reason="Second look.",
     )
     assert (first.agrees_with_ai, second.agrees_with_ai) == (None, None)
 
 
 def test_case_with_an_analysed_image_requires_an_ai_opinion(radiologist):
-    case = factories.awaiting_review_case()
+    case = factories.awaiting_review_case(claimed_by=radiologist)
     factories.ImageFactory(case=case, status=Image.Status.REFUSED, refusal_reason="unsupported")
     assert case.has_ai_result and not factories.refused_case().has_ai_result
     with pytest.raises(services.ServiceError, match="agree with the AI"):
@@ -326,7 +331,7 @@ def test_release_lets_another_radiologist_claim(radiologist, radiologist2):
 
 
 def test_sign_reports_the_case_and_cannot_sign_twice(radiologist):
-    case = factories.awaiting_review_case()
+    case = factories.awaiting_review_case(claimed_by=radiologist)
     review = services.review_sign(
         case=case, author=radiologist, agrees_with_ai=False, finding="other", report="Effusion."
     )
@@ -340,7 +345,7 @@ def test_sign_reports_the_case_and_cannot_sign_twice(radiologist):
 
 
 def test_amendment_creates_a_new_version_and_keeps_the_old(radiologist):
-    case = factories.awaiting_review_case()
+    case = factories.awaiting_review_case(claimed_by=radiologist)
     first = services.review_sign(
         case=case,
         author=radiologist,
@@ -400,7 +405,7 @@ def test_tasks_published_by_name_are_routed_to_their_queues():
 
 def test_submitting_a_report_signs_first_and_amends_once_signed(radiologist):
     """One rule for the HTML view and the API: the case's state decides."""
-    case = factories.awaiting_review_case()
+    case = factories.awaiting_review_case(claimed_by=radiologist)
     first = services.review_submit(
         case=case, author=radiologist, agrees_with_ai=True, finding="pneumonia", report="Signed."
     )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from chestnet_site import env
 from diagnosis import services
 
 ROOT = Path(__file__).resolve().parents[2]
+STRONG_KEY = "x" * 20 + "a-long-random-production-secret-key-123456"
 
 
 def test_env_int_rejects_garbage(monkeypatch):
@@ -30,7 +32,8 @@ def test_env_bool_and_list(monkeypatch):
 
 
 def _manage(*args: str, **extra: str) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
+    unset = ("SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "CHESTNET_ENV")
+    environment = {k: v for k, v in os.environ.items() if k not in unset}
     environment.update(extra)
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -56,9 +59,58 @@ def test_production_settings_pass_check_deploy(tmp_path):
         "--fail-level",
         "WARNING",
         CHESTNET_ENV="production",
-        SECRET_KEY="x" * 20 + "a-long-random-production-secret-key-123456",
+        SECRET_KEY=STRONG_KEY,
         ALLOWED_HOSTS="chestnet.example.org",
         CHESTNET_HOME=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _env_example_secret_key() -> str:
+    text = (ROOT / "docker" / ".env.example").read_text()
+    return re.search(r"^SECRET_KEY=(.*)$", text, flags=re.MULTILINE).group(1)
+
+
+@pytest.mark.slow
+def test_production_refuses_debug():
+    result = _manage("check", CHESTNET_ENV="production", SECRET_KEY=STRONG_KEY, DEBUG="1")
+    assert result.returncode != 0 and "DEBUG must be off" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param(_env_example_secret_key(), id="the-env-example-placeholder"),
+        pytest.param("s3cr3t-but-only-thirty-characters", id="short"),
+        pytest.param("abcd" * 20, id="few-distinct-characters"),
+        pytest.param("django-insecure-" + "k7#p2!x9" * 6, id="django-insecure-prefix"),
+    ],
+)
+def test_production_refuses_a_placeholder_or_weak_secret_key(key):
+    result = _manage("check", CHESTNET_ENV="production", SECRET_KEY=key)
+    assert result.returncode != 0 and "SECRET_KEY is a placeholder or too weak" in result.stderr
+
+
+@pytest.mark.slow
+def test_debug_pages_are_for_local_host_names_only():
+    result = _manage("check", DEBUG="1", ALLOWED_HOSTS="chestnet.example.org")
+    assert result.returncode != 0 and "With DEBUG on, ALLOWED_HOSTS may only name" in result.stderr
+    assert _manage("check", DEBUG="1").returncode == 0  # `make run`: localhost only
+
+
+@pytest.mark.slow
+def test_turning_the_https_redirect_off_on_purpose_passes_check_deploy(tmp_path):
+    result = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        CHESTNET_ENV="production",
+        SECRET_KEY=STRONG_KEY,
+        ALLOWED_HOSTS="chestnet.example.org",
+        CHESTNET_HOME=str(tmp_path),
+        SECURE_SSL_REDIRECT="0",
     )
     assert result.returncode == 0, result.stderr
 

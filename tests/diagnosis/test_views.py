@@ -129,7 +129,7 @@ def test_second_radiologist_sees_the_case_is_claimed(client_for, radiologist, ra
 
 def test_amend_from_review_page_keeps_old_version(client_for, radiologist):
     review = factories.ReviewFactory(author=radiologist, case=factories.awaiting_review_case())
-    Case.objects.filter(pk=review.case_id).update(status="reported")
+    Case.objects.filter(pk=review.case_id).update(status="reported", report_owner=radiologist)
     response = client_for(radiologist).post(
         reverse("case_review", args=[review.case_id]),
         {
@@ -182,7 +182,9 @@ def test_case_page_says_a_refused_image_was_not_analysed_and_why(client_for, cli
 
 
 def test_review_page_of_a_refused_case_offers_signing_without_ai_result(client_for, radiologist):
-    case = factories.refused_case(reason="outside_intended_use", message="Adult patient.")
+    case = factories.refused_case(
+        reason="outside_intended_use", message="Adult patient.", claimed_by=radiologist
+    )
     page = client_for(radiologist).get(reverse("case_review", args=[case.pk])).content.decode()
     assert "Not analysed by the AI." in page and REFUSAL_REASONS["outside_intended_use"] in page
     assert "outside_intended_use" not in page
@@ -191,14 +193,14 @@ def test_review_page_of_a_refused_case_offers_signing_without_ai_result(client_f
 
 
 def test_review_page_of_an_all_refused_case_does_not_ask_about_the_ai(client_for, radiologist):
-    case = factories.refused_case()
+    case = factories.refused_case(claimed_by=radiologist)
     page = client_for(radiologist).get(reverse("case_review", args=[case.pk])).content.decode()
     assert 'id="review-form"' in page and 'id="no-ai-result"' in page
     assert "Do you agree with the AI?" not in page and 'name="agrees_with_ai"' not in page
 
 
 def test_radiologist_signs_an_all_refused_case_without_an_ai_opinion(client_for, radiologist):
-    case = factories.refused_case()
+    case = factories.refused_case(claimed_by=radiologist)
     client = client_for(radiologist)
     response = client.post(
         reverse("case_review", args=[case.pk]), {"finding": "normal", "report": "Clear lungs."}
@@ -212,7 +214,7 @@ def test_radiologist_signs_an_all_refused_case_without_an_ai_opinion(client_for,
 
 
 def test_review_of_an_analysed_case_still_requires_an_ai_opinion(client_for, radiologist):
-    case = factories.awaiting_review_case()
+    case = factories.awaiting_review_case(claimed_by=radiologist)
     client = client_for(radiologist)
     assert (
         b"Do you agree with the AI?" in client.get(reverse("case_review", args=[case.pk])).content

@@ -98,11 +98,24 @@ def test_admin_imports_trains_activates_and_new_uploads_use_the_version(
     page.click("#run-version a")
     page.wait_for_selector(".evaluation img[alt=roc]")
     page.screenshot(path=str(SHOTS / "mlops-04-version-report.png"), full_page=True)
+    # A two-epoch model on a 40-image dataset falls below the activation floors (AUC,
+    # sensitivity, specificity, 200 test images): refused, with the floors it failed.
     page.select_option("select[name=operating_point]", "card")
     page.click("#activate-form button[type=submit]")
+    page.wait_for_selector("#override-field textarea[name=override_reason]")
+    refusal = page.inner_text(".flash.error")
+    assert "was not activated" in refusal and "fewer than 200" in refusal, refusal
+    assert not ModelVersion.objects.filter(training_run=run, is_active=True).exists()
+    page.screenshot(path=str(SHOTS / "mlops-05a-activation-refused.png"), full_page=True)
+    # The admin activates it anyway, with a reason: recorded with the activation.
+    reason = "End-to-end test site: no patients, the journey needs a trained version."
+    page.fill("#override-field textarea[name=override_reason]", reason)
+    page.click("#activate-form button[type=submit]")
     page.wait_for_selector("#active-badge")
+    assert reason in page.inner_text("#activation-history")
     version = ModelVersion.objects.get(is_active=True)
     assert version.training_run == run
+    assert version.activations.get().override_reason == reason
     page.screenshot(path=str(SHOTS / "mlops-05-version-activated.png"), full_page=True)
 
     clinician = login(base, "e2e-clinician")

@@ -1,17 +1,24 @@
-"""`make run`'s runner: starts Redis, migrates, seeds demo users, serves, and stops it all."""
+"""`make run`'s runner: starts Redis, migrates, seeds demo users, serves, and stops it all;
+keeps its children running (a killed one is started again, Redis with its queue) and leaves
+none behind, even killed outright."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import NamedTuple, TypeVar
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,12 +26,19 @@ from chestnet_site.local_redis import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+Process = tuple[int, str, str]  # pid, start time (a reused pid is another process), program
 
 
-@contextmanager
-def _local_stack(home: Path, log: Path) -> Iterator[tuple[int, dict[str, str], dict]]:
-    """`make run`'s runner on embedded defaults; yields (port, its environment, /healthz)
-    once healthy, and asserts it stops cleanly on SIGTERM."""
+class Stack(NamedTuple):
+    port: int
+    env: dict[str, str]
+    health: dict
+    runner: subprocess.Popen
+
+
+def _start_runner(home: Path, log: Path) -> tuple[subprocess.Popen, int, dict[str, str]]:
+    """`make run`'s runner on embedded defaults (SQLite, its own Redis)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(CHESTNET_HOME=str(home), PORT=str(port))
@@ -36,32 +50,45 @@ def _local_stack(home: Path, log: Path) -> Iterator[tuple[int, dict[str, str], d
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    return runner, port, env
+
+
+@contextmanager
+def _local_stack(home: Path, log: Path, *, workers: int = 0) -> Iterator[Stack]:
+    """The runner, once healthy (and `workers` Celery workers answer), and asserts it stops
+    cleanly on SIGTERM."""
+    runner, port, env = _start_runner(home, log)
     try:
-        yield port, env, _wait_for_health(port, runner)
+        yield Stack(port, env, _wait_for_health(port, runner, workers=workers), runner)
     finally:
         runner.send_signal(signal.SIGTERM)
         assert runner.wait(60) == 0
 
 
 def test_run_local_serves_and_stops_everything_on_sigterm(tmp_path):
-    with _local_stack(tmp_path, tmp_path / "run.log") as (port, _env, health):
-        assert health["database"] == "ok" and health["broker"] == "ok"
+    with _local_stack(tmp_path, tmp_path / "run.log") as stack:
+        assert stack.health["database"] == "ok" and stack.health["broker"] == "ok"
         output = (tmp_path / "run.log").read_text()
-        assert f"http://127.0.0.1:{port}/" in output and "chestnet-demo" in output
+        assert f"http://127.0.0.1:{stack.port}/" in output and "chestnet-demo" in output
     assert (tmp_path / "chestnet.sqlite3").exists()
     with pytest.raises(OSError):
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        urllib.request.urlopen(f"http://127.0.0.1:{stack.port}/healthz", timeout=2)
 
 
-def _wait_for_health(port: int, runner: subprocess.Popen, timeout: float = 120) -> dict:
+def _wait_for_health(
+    port: int, runner: subprocess.Popen, *, workers: int = 0, timeout: float = 120
+) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert runner.poll() is None, "runner exited early"
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as response:
-                return json.loads(response.read())
+                health = json.loads(response.read())
+            if health["workers"] >= workers:
+                return health
         except OSError:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)
     raise AssertionError("the local run never became healthy")
 
 
@@ -79,13 +106,13 @@ def test_management_commands_work_beside_a_running_local_stack(tmp_path, shared_
             offset = {"train": 0, "val": 10, "test": 13}[split]
             for path in picks[offset : offset + count]:
                 shutil.copy(path, folder / split / label / path.name)
-    with _local_stack(tmp_path / "home", tmp_path / "run.log") as (_port, env, _health):
+    with _local_stack(tmp_path / "home", tmp_path / "run.log") as stack:
 
         def manage(*args: str) -> subprocess.CompletedProcess:
             return subprocess.run(
                 [sys.executable, "manage.py", *args],
                 cwd=ROOT,
-                env=env,
+                env=stack.env,
                 capture_output=True,
                 text=True,
                 timeout=300,
@@ -97,7 +124,8 @@ def test_management_commands_work_beside_a_running_local_stack(tmp_path, shared_
         trained = manage("train_model", "--dataset", "beside", *tiny, "--timeout", "240")
         assert trained.returncode == 0, trained.stderr
         version = trained.stdout.strip().splitlines()[-1]
-        activated = manage("activate_model", version)
+        reason = "a tiny model, to check the commands beside make run"
+        activated = manage("activate_model", version, "--override-reason", reason)
         assert activated.returncode == 0, activated.stderr
         shown = manage(
             "shell",
@@ -105,3 +133,194 @@ def test_management_commands_work_beside_a_running_local_stack(tmp_path, shared_
             "from registry.selectors import active_model; print(active_model().version)",
         )
         assert shown.stdout.strip().splitlines()[-1] == version
+
+
+def test_killed_children_are_started_again_and_redis_keeps_the_queued_task(tmp_path):
+    """Redis, the web server and a worker SIGKILLed under the runner come back; the task
+    queued before Redis died is still queued, on the same URL, and runs."""
+    home, log = tmp_path / "home", tmp_path / "run.log"
+    with _local_stack(home, log, workers=2) as stack:
+        runner, url = stack.runner.pid, (home / "redis" / "url").read_text().strip()
+        worker = _one(_children(runner), "inference,celery")
+        assert worker, "no inference worker"  # killpg(0) would stop this test's own group
+        os.killpg(worker, signal.SIGSTOP)  # the inference worker and its pool: no consumer
+        try:
+            time.sleep(2)  # its pending BRPOP (1 s) returns empty: nothing takes the task now
+            task_id = _publish(url, "mlops.tasks.feedback_pull_task", queue="celery")
+            assert _queued(url, task_id)
+            _killed_and_started_again(runner, "redis-server")
+            assert _wait(lambda: _queued(url, task_id)), "the restarted Redis lost the task"
+        finally:
+            os.killpg(worker, signal.SIGCONT)
+        succeeded = f"mlops.tasks.feedback_pull_task[{task_id}] succeeded"
+        assert _wait(lambda: succeeded in log.read_text(), timeout=90), _tail(log)
+        _killed_and_started_again(runner, "gunicorn")
+        _killed_and_started_again(runner, "-Q training")
+        assert _wait_for_health(stack.port, stack.runner, workers=2)["broker"] == "ok"
+        output = log.read_text()
+        for name in ("Redis", "web", "training worker"):
+            assert re.search(rf"{name} exited with code -9; starting it again in \d+ s", output)
+
+
+def test_killing_the_runner_outright_leaves_no_process_behind(tmp_path):
+    home, log = tmp_path / "home", tmp_path / "run.log"
+    runner, port, _env = _start_runner(home, log)
+    started: set[Process] = set()
+    try:
+        _wait_for_health(port, runner, workers=2)
+        started = _processes_of(runner.pid, home)
+        programs = sorted(program for _, _, program in started)
+        # Redis, 2 workers with a pool process each, beat, gunicorn with 2 workers.
+        assert programs.count("celery") >= 5 and programs.count("gunicorn") == 3, programs
+        redis_port = urlsplit((home / "redis" / "url").read_text().strip()).port
+        killed_at = time.monotonic()
+        runner.kill()
+        runner.wait(10)
+        left = _wait_for_exit(started, home, timeout=10)
+        assert not left, f"still running after the runner was killed: {left}"
+        assert time.monotonic() - killed_at < 10
+        assert redis_port and _port_is_free(port) and _port_is_free(redis_port)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+        for pid, _, _ in _wait_for_exit(started, home, timeout=0):
+            with suppress(ProcessLookupError):  # leave nothing running for the next tests
+                os.kill(pid, signal.SIGKILL)
+
+
+# --- processes ------------------------------------------------------------------------
+
+
+def _process_table() -> dict[int, tuple[int, str, str]]:
+    """pid -> (parent pid, start time, command line) of every live (not zombie) process."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z":
+            table[int(entry.name)] = (int(fields[1]), fields[19], argv.decode(errors="replace"))
+    return table
+
+
+def _children(pid: int) -> dict[int, str]:
+    return {child: row[2] for child, row in _process_table().items() if row[0] == pid}
+
+
+def _one(children: dict[int, str], marker: str) -> int:
+    """The pid of the one child whose command line has `marker`, 0 when there is none."""
+    found = [pid for pid, command in children.items() if marker in command]
+    assert len(found) <= 1, found
+    return found[0] if found else 0
+
+
+def _killed_and_started_again(runner: int, marker: str) -> int:
+    """SIGKILL the runner's child with `marker` in its command line; returns its successor."""
+    before = _one(_children(runner), marker)
+    assert before, f"no child {marker!r}"
+    os.kill(before, signal.SIGKILL)
+    after = _wait(lambda: _one(_children(runner), marker) not in (before, 0))
+    assert after, f"{marker!r} was not started again"
+    return _one(_children(runner), marker)
+
+
+def _processes_of(root: int, home: Path) -> set[Process]:
+    """The runner's descendants, and any process with its CHESTNET_HOME (one that escaped
+    the tree: Redis replaces its environment with its title, so the tree finds it)."""
+    table, tree, frontier = _process_table(), set(), [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, row in table.items() if row[0] == parent]
+        tree.update(children)
+        frontier += children
+    marked = {pid for pid in table if _has_home(pid, home)}
+    return {(pid, table[pid][1], _program(table[pid][2])) for pid in tree | marked}
+
+
+def _has_home(pid: int, home: Path) -> bool:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"CHESTNET_HOME={home}".encode() + b"\0" in environ
+
+
+def _program(command: str) -> str:
+    for name in ("redis-server", "celery", "gunicorn", "run_local.py"):
+        if name in command:
+            return name
+    return command[:60]
+
+
+def _wait_for_exit(processes: set[Process], home: Path, timeout: float) -> set[Process]:
+    """Those of `processes` (same pid and start time) or with this CHESTNET_HOME still alive."""
+    deadline = time.monotonic() + timeout
+    while True:
+        table = _process_table()
+        left = {p for p in processes if p[0] in table and table[p[0]][1] == p[1]}
+        left |= {(pid, r[1], _program(r[2])) for pid, r in table.items() if _has_home(pid, home)}
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.2)
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+# --- the broker -----------------------------------------------------------------------
+
+
+def _publish(url: str, task: str, *, queue: str) -> str:
+    from celery import Celery
+
+    app, task_id = Celery(broker=url), str(uuid.uuid4())
+    try:
+        app.send_task(task, task_id=task_id, queue=queue)
+    finally:
+        app.close()
+    return task_id
+
+
+def _queued(url: str, task_id: str) -> bool:
+    """Whether a message for this task waits in one of the queues (Redis lists)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        messages = [
+            m
+            for key in client.keys("*")
+            if client.type(key) == b"list"
+            for m in client.lrange(key, 0, -1)
+        ]
+    except redis.ConnectionError:
+        return False
+    finally:
+        client.close()
+    return any(task_id.encode() in message for message in messages)
+
+
+def _wait(condition: Callable[[], T], timeout: float = 30) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result or time.monotonic() >= deadline:
+            return result
+        time.sleep(0.3)
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-4000:]

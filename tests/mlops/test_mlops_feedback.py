@@ -32,7 +32,7 @@ def feedback_dataset(dataset, admin_user):
 
 def _signed(radiologist, finding: str):
     """A case signed by the radiologist, then one feedback pull (the periodic task's work)."""
-    case = factories.awaiting_review_case(patient_id="MRN-998877")
+    case = factories.awaiting_review_case(patient_id="MRN-998877", claimed_by=radiologist)
     image = case.images.get()
     image.original.save("x", ContentFile(_dicom_with_identifiers()))
     diagnosis_services.review_sign(
@@ -69,6 +69,7 @@ def test_other_findings_are_kept_out_and_an_amendment_relabels(feedback_dataset,
         agrees_with_ai=False,
         finding="normal",
         report="Normal after all.",
+        reason="Second look.",
     )
     feedback_pull()
     assert DatasetImage.objects.get().label == "NORMAL"
@@ -78,6 +79,7 @@ def test_other_findings_are_kept_out_and_an_amendment_relabels(feedback_dataset,
         agrees_with_ai=False,
         finding="pneumonia",
         report="Pneumonia.",
+        reason="Third look.",
     )
     feedback_pull()
     row = DatasetImage.objects.get()
@@ -98,7 +100,7 @@ def test_only_one_dataset_receives_feedback(dataset, admin_user):
 
 
 def test_images_the_ai_refused_do_not_feed_the_dataset(feedback_dataset, radiologist):
-    case = factories.refused_case(reason="not_chest_radiograph")
+    case = factories.refused_case(reason="not_chest_radiograph", claimed_by=radiologist)
     diagnosis_services.review_sign(
         case=case, author=radiologist, agrees_with_ai=False, finding="normal", report="Clear."
     )
@@ -109,7 +111,7 @@ def test_images_the_ai_refused_do_not_feed_the_dataset(feedback_dataset, radiolo
 def test_signing_copies_nothing_until_the_pull_and_a_second_pull_copies_nothing_again(
     feedback_dataset, radiologist
 ):
-    case = factories.awaiting_review_case()
+    case = factories.awaiting_review_case(claimed_by=radiologist)
     diagnosis_services.review_sign(
         case=case, author=radiologist, agrees_with_ai=True, finding="pneumonia", report="R."
     )
@@ -122,7 +124,7 @@ def test_signing_copies_nothing_until_the_pull_and_a_second_pull_copies_nothing_
 def test_reports_signed_before_the_dataset_was_chosen_are_not_pulled(
     dataset, admin_user, radiologist
 ):
-    case = factories.awaiting_review_case()
+    case = factories.awaiting_review_case(claimed_by=radiologist)
     diagnosis_services.review_sign(
         case=case, author=radiologist, agrees_with_ai=True, finding="pneumonia", report="R."
     )

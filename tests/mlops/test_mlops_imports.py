@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,85 @@ def test_import_command_refuses_a_symlink_in_a_folder(tmp_path, db):
     with pytest.raises(CommandError, match="symbolic links"):
         call_command("import_dataset", "linked", str(tmp_path / "set"))
     assert not DatasetImage.objects.filter(dataset__name="linked").exists()
+
+
+def _write(folder: Path, entries: dict[str, bytes]) -> Path:
+    for name, data in entries.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def _patients_with_several_images(patients: int, per_patient: int) -> dict[str, bytes]:
+    entries = {}
+    for p in range(patients):
+        for k in range(1, per_patient + 1):
+            seed = p * 10 + k
+            entries[f"NORMAL/IM-{p:04d}-{k:04d}.png"] = png_bytes(seed=seed)
+            entries[f"PNEUMONIA/person{p}_bacteria_{k}.png"] = png_bytes(seed=5000 + seed)
+    return entries
+
+
+def test_a_plain_folder_imported_by_the_command_can_be_trained_at_once(
+    tmp_path, db, queued, django_capture_on_commit_callbacks
+):
+    from mlops.models import TrainingRun
+
+    folder = _write(tmp_path / "plain", labelled_entries(16, 16))
+    out = io.StringIO()
+    call_command("import_dataset", "plain", str(folder), stdout=out)
+    assert "split assigned (seed 1337)" in out.getvalue()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("train_model", "--dataset", "plain", "--no-wait")
+    assert queued["training"] == [TrainingRun.objects.get(dataset__name="plain").pk]
+    job = ImportJob.objects.get(dataset__name="plain")
+    assert job.summary["split_assigned"] == {
+        "validation_fraction": 0.15,
+        "test_fraction": 0.15,
+        "seed": 1337,
+    }
+    assert set(job.summary["by_split"]) == {"train", "validation", "test"}
+    trail = Event.objects.filter(dataset__name="plain").values_list("action", "detail")
+    assert ("split_assigned", "seed 1337, validation 0.15, test 0.15") in trail
+
+
+def test_the_split_given_at_import_keeps_each_patient_in_one_split(import_zip, dataset):
+    job = import_zip(zip_bytes(_patients_with_several_images(patients=12, per_patient=3)))
+    dataset.refresh_from_db()
+    assert job.summary["split_assigned"]["seed"] == dataset.split_seed == 1337
+    rows = list(dataset.images.values_list("patient", "split"))
+    splits_of: dict[str, set[str]] = {}
+    for patient, split in rows:
+        splits_of.setdefault(patient, set()).add(split)
+    assert len(splits_of) == 24 and all(len(s) == 1 for s in splits_of.values())
+    assert {split for _, split in rows} == {"train", "validation", "test"}
+
+
+def test_a_folder_with_split_folders_keeps_its_splits(tmp_path, db):
+    entries = {
+        **labelled_entries(8, 8, prefix="train/"),
+        **labelled_entries(2, 2, prefix="val/", seed=20),
+        **labelled_entries(2, 2, prefix="test/", seed=30),
+    }
+    call_command("import_dataset", "given", str(_write(tmp_path / "given", entries)))
+    job = ImportJob.objects.get(dataset__name="given")
+    assert job.summary["by_split"] == {"train": 16, "validation": 4, "test": 4}
+    assert "split_assigned" not in job.summary
+    assert job.dataset.split_seed is None
+    assert not Event.objects.filter(dataset=job.dataset, action="split_assigned").exists()
+
+
+@pytest.mark.parametrize("first_prefix", ["", "train/"], ids=["assigned", "from-folders"])
+def test_a_second_plain_import_leaves_the_existing_split_and_says_so(
+    import_zip, dataset, first_prefix
+):
+    import_zip(zip_bytes(labelled_entries(10, 10, prefix=first_prefix)))
+    before = dict(dataset.images.values_list("pk", "split"))
+    second = import_zip(zip_bytes(labelled_entries(3, 2, seed=50)))
+    # New images wait, unassigned (out of training), until the admin assigns splits again.
+    assert second.summary["split_assigned"] is None
+    assert second.summary["left_unassigned"] == 5
+    assert second.summary["by_split"] == {"unassigned": 5}
+    assert dict(dataset.images.filter(pk__in=before).values_list("pk", "split")) == before
+    done = Event.objects.filter(action="import_done", dataset=dataset).latest("pk")
+    assert done.detail.endswith("5 without a split folder left unassigned")

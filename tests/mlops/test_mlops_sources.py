@@ -28,6 +28,15 @@ def test_labels_splits_and_patients_come_from_the_folders_and_names():
     assert by_name["val/NORMAL/IM-0005-0001.png"].patient == "IM-0005"
 
 
+def test_files_outside_split_folders_are_planned_without_a_split():
+    """The import gives them one (mlops.execute.imports); a wrapper folder is no split."""
+    plan = _plan({**labelled_entries(1, 0, prefix="kermany/"), **labelled_entries(0, 1)})
+    assert {item.name: item.split for item in plan.items} == {
+        "kermany/NORMAL/IM-0000-0001.png": "",
+        "PNEUMONIA/person0_bacteria_1.png": "",
+    }
+
+
 def test_patient_key_follows_the_manifest_rule():
     assert patient_from_name("x/NORMAL2-IM-1427-0001.jpeg") == "NORMAL2-IM-1427"
     assert patient_from_name("person1000_virus_1681.jpeg") == "person1000"

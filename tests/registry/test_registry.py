@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import call_command
 from django.db import IntegrityError, transaction
 
 from chestnet_site.errors import ServiceError
@@ -97,12 +97,25 @@ def test_exactly_one_version_is_active_and_rollback_restores_the_old_threshold(
         ModelVersion.objects.filter(pk=v2.pk).update(is_active=True)
 
 
-def test_activate_model_command(artifact, db):
-    services.version_register(path=artifact("v7"), origin="trained")
-    call_command("activate_model", "v7", "--sensitivity", "0.97")
-    assert ModelVersion.objects.get(is_active=True).active_threshold == 0.4
-    with pytest.raises(CommandError, match="No model version 'nope'"):
-        call_command("activate_model", "nope")
+# `activate_model` moved to mlops with the activation floors (mlops.rollout); its tests are
+# in tests/mlops/test_mlops_rollout.py. The registry records activations and judges none.
+
+
+def test_an_activation_keeps_the_override_reason_it_was_given(artifact, db, admin_user):
+    version = services.version_register(path=artifact("v8"), origin="trained")
+    services.version_activate(version=version, user=admin_user, override_reason="  pilot  ")
+    services.version_rollback(activation=Activation.objects.get(), user=admin_user)
+    assert [a.override_reason for a in Activation.objects.order_by("pk")] == ["pilot", ""]
+
+
+def test_the_default_version_is_activated_without_floors_on_a_fresh_install(artifact, db, settings):
+    """The bootstrap: a card with no validation evidence at all still becomes active, since
+    the workers would serve that file anyway with no version registered."""
+    settings.CHESTNET_MODEL_PATH = str(artifact("bare-1"))
+    call_command("ensure_default_model")
+    activation = Activation.objects.get()
+    assert activation.version.is_active and activation.actor is None
+    assert activation.override_reason == ""
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from mlops import services
-from mlops.execute.imports import dataset_import_path
+from mlops.execute.imports import dataset_import_path, split_note
 from mlops.models import Dataset
 from mlops.sources import ImportRefused
 
@@ -33,7 +33,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Imported {summary['imported']} image(s) into {dataset.name!r} "
             f"({', '.join(f'{k} {v}' for k, v in summary['by_label'].items()) or 'none'}); "
-            f"skipped {summary['skipped']}."
+            f"skipped {summary['skipped']}{split_note(summary)}."
         )
         for reason, count in summary["skipped_reasons"].items():
             self.stdout.write(f"  skipped {count}: {reason}")
