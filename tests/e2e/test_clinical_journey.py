@@ -118,3 +118,13 @@ def test_upload_live_result_review_and_sign(login, live_server, worker, tmp_path
     page.wait_for_selector("#case-status.reported", timeout=30_000)
     page.wait_for_selector("text=Right perihilar opacity")
     page.screenshot(path=str(SHOTS / "05-clinician-sees-report.png"), full_page=True)
+
+    # The administrator reads the audit trail of the case: who viewed, claimed and signed.
+    factories.UserFactory(username="e2e-admin", role=roles.ADMIN)
+    admin = login(live_server.url, "e2e-admin")
+    admin.goto(f"{live_server.url}/audit/?case={case.pk}")
+    trail = admin.inner_text("#audit-table")
+    for action in ("Claimed", "Signed", "Viewed", "Viewed file", "Listed"):
+        assert action in trail, action
+    assert "E2E-1" not in trail  # no patient identifier in the trail
+    admin.screenshot(path=str(SHOTS / "06-audit-trail.png"), full_page=True)

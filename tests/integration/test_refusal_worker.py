@@ -89,7 +89,9 @@ def test_worker_on_the_shipped_model_refuses_a_ct_slice_and_a_photograph(
     reader = _token_client(radiologist)
     worklist = reader.get("/api/v1/worklist/").json()
     assert set(refused.values()) | {analysed} <= {row["id"] for row in worklist}
-    # Nothing to agree with: the report is signed without an opinion on the AI.
+    # Nothing to agree with: the report is signed without an opinion on the AI (after the
+    # claim signing requires).
+    assert reader.post(f"/api/v1/cases/{refused['photo']}/claim/").status_code == 200
     signed = reader.post(
         f"/api/v1/cases/{refused['photo']}/review/",
         {"finding": "normal", "report": "Not a radiograph; repeat the examination."},
