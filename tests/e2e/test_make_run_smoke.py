@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from chestnet_site.local_redis import free_port
+from tests.support.processes import Process, processes_of, wait_for_exit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ def test_make_run_analyses_an_uploaded_radiograph_and_stops_everything_on_sigter
     try:
         health = _wait_until_healthy(port, make, log)
         assert (health["status"], health["database"], health["broker"]) == ("ok", "ok", "ok")
-        started = _processes_of(make, home)
+        started = processes_of(make.pid, home)
         assert {"redis-server", "celery", "gunicorn"} <= {p[2] for p in started}, started
 
         page = login(f"http://127.0.0.1:{port}", "clinician", "chestnet-demo")
@@ -52,13 +53,13 @@ def test_make_run_analyses_an_uploaded_radiograph_and_stops_everything_on_sigter
         result = page.inner_text("[data-result]")
         assert f"model {model_version}" in result and "P(pneumonia)" in result
     finally:
-        started |= _processes_of(make, home)
+        started |= processes_of(make.pid, home)
         make.send_signal(signal.SIGTERM)  # make passes it on to the runner and waits
         try:
             make.wait(90)
         except subprocess.TimeoutExpired:
             pass
-        survivors = _wait_for_exit(started, home, timeout=15)
+        survivors = wait_for_exit(started, home, timeout=15)
         for pid, _, _ in survivors:  # leave nothing running for the tests after this one
             os.kill(pid, signal.SIGKILL)
     assert make.returncode is not None, "make run did not stop within 90 s of SIGTERM"
@@ -96,71 +97,6 @@ def _wait_until_healthy(port: int, make: subprocess.Popen, log: Path, timeout=30
             return health
         time.sleep(1)
     raise AssertionError(f"make run never became healthy (last: {health}):\n{_tail(log)}")
-
-
-Process = tuple[int, str, str]  # pid, start time (jiffies since boot), program
-
-
-def _processes_of(make: subprocess.Popen, home: Path) -> set[Process]:
-    """Everything `make run` started: its process tree, and anything else whose environment
-    has this CHESTNET_HOME (a process that escaped the tree). Redis overwrites its environment
-    with its process title, so the tree is what finds it."""
-    table = _process_table()
-    tree, parents = {make.pid}, {}
-    for pid, (ppid, _, _) in table.items():
-        parents.setdefault(ppid, []).append(pid)
-    frontier = [make.pid]
-    while frontier:
-        children = parents.get(frontier.pop(), [])
-        tree.update(children)
-        frontier += children
-    marked = {pid for pid in table if _has_home(pid, home)}
-    return {(pid, table[pid][1], table[pid][2]) for pid in tree | marked if pid in table}
-
-
-def _process_table() -> dict[int, tuple[int, str, str]]:
-    """pid -> (parent pid, start time, program) of every live (not zombie) process."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:  # gone meanwhile
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z":
-            table[int(entry.name)] = (int(fields[1]), fields[19], _program(argv))
-    return table
-
-
-def _has_home(pid: int, home: Path) -> bool:
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    return f"CHESTNET_HOME={home}".encode() + b"\0" in environ
-
-
-def _program(argv: list[bytes]) -> str:
-    words = [Path(word.decode(errors="replace")).name for word in argv if word]
-    for name in ("redis-server", "celery", "gunicorn", "run_local.py", "make"):
-        if any(word.startswith(name) for word in words):
-            return name
-    return " ".join(words[:3])
-
-
-def _wait_for_exit(processes: set[Process], home: Path, timeout: float) -> set[Process]:
-    """Those of `processes` (same pid and start time) or with this CHESTNET_HOME still alive."""
-    deadline = time.monotonic() + timeout
-    while True:
-        table = _process_table()
-        left = {p for p in processes if p[0] in table and table[p[0]][1] == p[1]}
-        left |= {(pid, row[1], row[2]) for pid, row in table.items() if _has_home(pid, home)}
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.5)
 
 
 def _tail(log: Path) -> str:

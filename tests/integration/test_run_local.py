@@ -23,11 +23,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from chestnet_site.local_redis import free_port
+from tests.support.processes import Process, children, processes_of, wait_for_exit
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
-Process = tuple[int, str, str]  # pid, start time (a reused pid is another process), program
 
 
 class Stack(NamedTuple):
@@ -141,7 +141,7 @@ def test_killed_children_are_started_again_and_redis_keeps_the_queued_task(tmp_p
     home, log = tmp_path / "home", tmp_path / "run.log"
     with _local_stack(home, log, workers=2) as stack:
         runner, url = stack.runner.pid, (home / "redis" / "url").read_text().strip()
-        worker = _one(_children(runner), "inference,celery")
+        worker = _one(children(runner), "inference,celery")
         assert worker, "no inference worker"  # killpg(0) would stop this test's own group
         os.killpg(worker, signal.SIGSTOP)  # the inference worker and its pool: no consumer
         try:
@@ -168,7 +168,7 @@ def test_killing_the_runner_outright_leaves_no_process_behind(tmp_path):
     started: set[Process] = set()
     try:
         _wait_for_health(port, runner, workers=2)
-        started = _processes_of(runner.pid, home)
+        started = processes_of(runner.pid, home)
         programs = sorted(program for _, _, program in started)
         # Redis, 2 workers with a pool process each, beat, gunicorn with 2 workers.
         assert programs.count("celery") >= 5 and programs.count("gunicorn") == 3, programs
@@ -176,7 +176,7 @@ def test_killing_the_runner_outright_leaves_no_process_behind(tmp_path):
         killed_at = time.monotonic()
         runner.kill()
         runner.wait(10)
-        left = _wait_for_exit(started, home, timeout=10)
+        left = wait_for_exit(started, home, timeout=10)
         assert not left, f"still running after the runner was killed: {left}"
         assert time.monotonic() - killed_at < 10
         assert redis_port and _port_is_free(port) and _port_is_free(redis_port)
@@ -184,90 +184,26 @@ def test_killing_the_runner_outright_leaves_no_process_behind(tmp_path):
         if runner.poll() is None:
             runner.kill()
             runner.wait()
-        for pid, _, _ in _wait_for_exit(started, home, timeout=0):
+        for pid, _, _ in wait_for_exit(started, home, timeout=0):
             with suppress(ProcessLookupError):  # leave nothing running for the next tests
                 os.kill(pid, signal.SIGKILL)
 
 
-# --- processes ------------------------------------------------------------------------
-
-
-def _process_table() -> dict[int, tuple[int, str, str]]:
-    """pid -> (parent pid, start time, command line) of every live (not zombie) process."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:  # gone meanwhile
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z":
-            table[int(entry.name)] = (int(fields[1]), fields[19], argv.decode(errors="replace"))
-    return table
-
-
-def _children(pid: int) -> dict[int, str]:
-    return {child: row[2] for child, row in _process_table().items() if row[0] == pid}
-
-
-def _one(children: dict[int, str], marker: str) -> int:
+def _one(commands: dict[int, str], marker: str) -> int:
     """The pid of the one child whose command line has `marker`, 0 when there is none."""
-    found = [pid for pid, command in children.items() if marker in command]
+    found = [pid for pid, command in commands.items() if marker in command]
     assert len(found) <= 1, found
     return found[0] if found else 0
 
 
 def _killed_and_started_again(runner: int, marker: str) -> int:
     """SIGKILL the runner's child with `marker` in its command line; returns its successor."""
-    before = _one(_children(runner), marker)
+    before = _one(children(runner), marker)
     assert before, f"no child {marker!r}"
     os.kill(before, signal.SIGKILL)
-    after = _wait(lambda: _one(_children(runner), marker) not in (before, 0))
+    after = _wait(lambda: _one(children(runner), marker) not in (before, 0))
     assert after, f"{marker!r} was not started again"
-    return _one(_children(runner), marker)
-
-
-def _processes_of(root: int, home: Path) -> set[Process]:
-    """The runner's descendants, and any process with its CHESTNET_HOME (one that escaped
-    the tree: Redis replaces its environment with its title, so the tree finds it)."""
-    table, tree, frontier = _process_table(), set(), [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, row in table.items() if row[0] == parent]
-        tree.update(children)
-        frontier += children
-    marked = {pid for pid in table if _has_home(pid, home)}
-    return {(pid, table[pid][1], _program(table[pid][2])) for pid in tree | marked}
-
-
-def _has_home(pid: int, home: Path) -> bool:
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    return f"CHESTNET_HOME={home}".encode() + b"\0" in environ
-
-
-def _program(command: str) -> str:
-    for name in ("redis-server", "celery", "gunicorn", "run_local.py"):
-        if name in command:
-            return name
-    return command[:60]
-
-
-def _wait_for_exit(processes: set[Process], home: Path, timeout: float) -> set[Process]:
-    """Those of `processes` (same pid and start time) or with this CHESTNET_HOME still alive."""
-    deadline = time.monotonic() + timeout
-    while True:
-        table = _process_table()
-        left = {p for p in processes if p[0] in table and table[p[0]][1] == p[1]}
-        left |= {(pid, r[1], _program(r[2])) for pid, r in table.items() if _has_home(pid, home)}
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(0.2)
+    return _one(children(runner), marker)
 
 
 def _port_is_free(port: int) -> bool:
