@@ -29,7 +29,7 @@ test-fast: install
 
 LINTED := chestnet_site registry diagnosis mlops ml scripts/run_local.py scripts/benchmark.py \
 	scripts/ood_corpus.py scripts/gate_report.py scripts/recipe_report.py \
-	scripts/validation_stress.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
+	scripts/validation_stress.py scripts/upload_memory.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
 	tests/ml tests/mlops tests/registry tests/support tests/test_architecture.py \
 	tests/test_docker_files.py manage.py
 

@@ -121,9 +121,11 @@ class Image(models.Model):
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="images")
     original = models.FileField(upload_to=original_path)
     original_format = models.CharField(max_length=10)
-    preview = models.FileField(upload_to=preview_path)
-    preview_width = models.PositiveIntegerField()
-    preview_height = models.PositiveIntegerField()
+    # Made by the worker from the decoded pixels (browsers cannot show DICOM); empty, and
+    # its size unknown, until then.
+    preview = models.FileField(upload_to=preview_path, blank=True)
+    preview_width = models.PositiveIntegerField(null=True, blank=True)
+    preview_height = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True)
     refusal_reason = models.CharField(

@@ -86,8 +86,10 @@ class ImageSerializer(serializers.ModelSerializer):
             "refusal",
         ]
 
-    def get_preview_url(self, image: Image) -> str:
-        return reverse("api_image_file", args=[image.pk, "preview"])
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_preview_url(self, image: Image) -> str | None:
+        """Null until the worker has read the file (or when it could not)."""
+        return reverse("api_image_file", args=[image.pk, "preview"]) if image.preview else None
 
     def get_original_url(self, image: Image) -> str:
         return reverse("api_image_file", args=[image.pk, "original"])

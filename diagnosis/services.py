@@ -26,7 +26,7 @@ from chestnet_site.queue import enqueue
 from diagnosis.models import AuditEvent, Case, Image, Prediction, PriorPrediction, Review
 from ml.outcome import Refusal
 from ml.overlay import heatmap_png
-from ml.preprocessing import ImageError, decode_image, image_format, preview_png
+from ml.preprocessing import ImageError, decode_image, inspect, preview_png
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +42,12 @@ class ImageRejected(ValidationError):
 
 @dataclass(frozen=True)
 class ValidatedImage:
+    """An upload whose header was checked: its bytes, format and declared size. Its pixels
+    are decoded by the worker, never by the web process."""
+
     data: bytes
     format: str
-    preview: bytes
-    preview_size: tuple[int, int]  # (width, height)
+    size: tuple[int, int]  # (width, height), as the header declares
 
 
 # --- audit -----------------------------------------------------------------------------
@@ -113,6 +115,8 @@ def image_file_open(*, user, image_id: int, kind: str) -> tuple[Any, str]:
 
 def _image_file(image: Image, kind: str) -> tuple[Any, str]:
     if kind == "preview":
+        if not image.preview:
+            raise Http404("The image is shown once the worker has read it.")
         return image.preview, "image/png"
     if kind == "heatmap":
         prediction = getattr(image, "prediction", None)
@@ -170,17 +174,17 @@ def _too_large(name: str) -> str:
 
 
 def image_validate(*, name: str, data: bytes) -> ValidatedImage:
-    """Decode the bytes as the worker will, so a bad file is refused before anything is saved."""
+    """Check a file from its header (format, size, frames, DICOM tags) before anything is
+    saved. The pixels are not decoded here: a 50-megapixel upload costs the web process
+    its file size, not a gigabyte of pixels. What only decoding finds, the worker reports
+    as an image it could not read."""
     if len(data) > _upload_limit():
         raise ImageRejected(_too_large(name))
     try:
-        decoded = decode_image(data)
+        header = inspect(data)
     except ImageError as exc:
         raise ImageRejected(f"{name}: {exc}") from exc
-    preview = preview_png(decoded)
-    with PILImage.open(io.BytesIO(preview)) as picture:
-        size = picture.size
-    return ValidatedImage(data=data, format=image_format(data), preview=preview, preview_size=size)
+    return ValidatedImage(data=data, format=header.format, size=(header.width, header.height))
 
 
 def case_create(
@@ -224,18 +228,11 @@ def case_create(
 
 
 def _image_create(*, case: Case, validated: ValidatedImage) -> list[Any]:
-    image = Image(
-        case=case,
-        original_format=validated.format,
-        preview_width=validated.preview_size[0],
-        preview_height=validated.preview_size[1],
-        enqueued_at=timezone.now(),
-    )
+    image = Image(case=case, original_format=validated.format, enqueued_at=timezone.now())
     image.original.save("original", ContentFile(validated.data), save=False)
-    image.preview.save("preview", ContentFile(validated.preview), save=False)
     image.save()
     image_enqueue_on_commit(image_id=image.pk)
-    return [image.original, image.preview]
+    return [image.original]
 
 
 def image_enqueue(*, image_id: int) -> bool:
@@ -285,15 +282,50 @@ def inference_run(*, image_id: int, token: str, predictor_loader: Callable[[], A
     with image.original.open("rb") as handle:
         data = handle.read()
     outcome = _predict(predictor_loader, data, age_years=image.case.age)
+    # The browser's preview, from the pixels the model read (decoded once more only for a
+    # refusal, which carries no image); an unreadable file has none.
+    preview = _preview(getattr(outcome, "image", None), data)
     if outcome.refused:
-        stored = image_refuse(image_id=image_id, token=token, refusal=outcome)
+        stored = image_refuse(image_id=image_id, token=token, refusal=outcome, preview=preview)
         return "refused" if stored else "skipped"
-    heatmap = _heatmap_png(outcome.heatmap, (image.preview_width, image.preview_height))
+    size = preview.size if preview else (image.preview_width or 0, image.preview_height or 0)
+    heatmap = _heatmap_png(outcome.heatmap, size)
     timings = {**outcome.timings, "worker_total": (time.perf_counter() - started) * 1000}
     stored = inference_complete(
-        image_id=image_id, token=token, result=outcome, heatmap=heatmap, timings=timings
+        image_id=image_id,
+        token=token,
+        result=outcome,
+        heatmap=heatmap,
+        timings=timings,
+        preview=preview,
     )
     return "done" if stored else "skipped"
+
+
+@dataclass(frozen=True)
+class Preview:
+    png: bytes
+    size: tuple[int, int]  # (width, height)
+
+
+def _preview(image: Any, data: bytes) -> Preview | None:
+    if image is None:
+        try:
+            image = decode_image(data)
+        except ImageError:
+            return None
+    png = preview_png(image)
+    with PILImage.open(io.BytesIO(png)) as picture:
+        return Preview(png=png, size=picture.size)
+
+
+def _preview_store(image: Image, preview: Preview | None) -> None:
+    """Keep the first preview made (a second delivery of the task makes the same one)."""
+    if preview is None or image.preview:
+        return
+    image.preview.save("preview", ContentFile(preview.png), save=False)
+    image.preview_width, image.preview_height = preview.size
+    image.save(update_fields=["preview", "preview_width", "preview_height"])
 
 
 def _predict(predictor_loader: Callable[[], Any], data: bytes, *, age_years: int | None) -> Any:
@@ -313,12 +345,19 @@ def _heatmap_png(heatmap, size: tuple[int, int]) -> bytes | None:
 
 @transaction.atomic
 def inference_complete(
-    *, image_id: int, token: str, result: Any, heatmap: bytes | None, timings: dict[str, float]
+    *,
+    image_id: int,
+    token: str,
+    result: Any,
+    heatmap: bytes | None,
+    timings: dict[str, float],
+    preview: Preview | None = None,
 ) -> bool:
-    """Store the prediction, unless another delivery already did (then a no-op)."""
+    """Store the prediction (and the preview), unless another delivery already did."""
     image = Image.objects.select_for_update().get(pk=image_id)
     if image.status != Image.Status.PROCESSING or image.claim_token != token:
         return False
+    _preview_store(image, preview)
     prediction = Prediction(
         image=image,
         probability=float(result.probability),
@@ -339,10 +378,15 @@ def inference_complete(
 
 
 @transaction.atomic
-def image_refuse(*, image_id: int, token: str, refusal: Refusal) -> bool:
+def image_refuse(
+    *, image_id: int, token: str, refusal: Refusal, preview: Preview | None = None
+) -> bool:
     """Record that the model declined this input: a result, not a failure, so there is no
     prediction and nothing to retry, and the case still goes to a radiologist. A second
     delivery of the same outcome is a no-op."""
+    image = Image.objects.select_for_update().get(pk=image_id)
+    if image.status == Image.Status.PROCESSING and image.claim_token == token:
+        _preview_store(image, preview)
     updated = Image.objects.filter(
         pk=image_id, status=Image.Status.PROCESSING, claim_token=token
     ).update(
@@ -579,7 +623,7 @@ def _stored_files(case: Case) -> list[str]:
     """Every file of the case's images: originals, previews, heatmaps current and prior."""
     names = []
     for image in case.images.select_related("prediction"):
-        names += [image.original.name, image.preview.name]
+        names += [image.original.name, image.preview.name if image.preview else ""]
         prediction = getattr(image, "prediction", None)
         if prediction is not None:
             names.append(prediction.heatmap.name)

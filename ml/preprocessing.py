@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -101,6 +103,44 @@ def image_format(data: bytes) -> str:
     return "png" if data.startswith(b"\x89PNG") else "jpeg"
 
 
+@dataclass(frozen=True)
+class Inspected:
+    """What the header of a file says, read without decoding its pixels."""
+
+    format: str  # "dicom", "png" or "jpeg"
+    width: int
+    height: int
+
+
+def inspect(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Inspected:
+    """Check a file from its header alone: a PNG, JPEG or DICOM image, one frame, a sane
+    size (not a decompression bomb), pixel data present. Raises ImageError as `decode`
+    would for those faults; what only decoding finds (truncated pixel data, a blank image)
+    `decode` reports later, in the worker. Memory stays near the file's own size."""
+    if not data:
+        raise UnreadableImage("The file is empty.")
+    if is_dicom(data) or _legacy_dicom_header(data) is not None:
+        header = _inspect_dicom(data, max_pixels)
+    else:
+        with _opened_raster(data, max_pixels) as image:
+            header = Inspected(image_format(data), image.width, image.height)
+    _check_shape((header.height, header.width))
+    return header
+
+
+def _inspect_dicom(data: bytes, max_pixels: int) -> Inspected:
+    try:
+        ds = _parse_dicom(data) if is_dicom(data) else _legacy_dicom(data)
+        if ds is None:
+            raise UnsupportedImage("The DICOM file has no pixel data (is it an image?).")
+        _check_dicom_geometry(ds, max_pixels)
+        return Inspected("dicom", int(ds.Columns), int(ds.Rows))
+    except ImageError:
+        raise
+    except Exception as exc:  # pydicom parses elements lazily: corrupt headers fail anywhere
+        raise UnreadableImage("The DICOM file is malformed or truncated.") from exc
+
+
 def decode(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Decoded:
     """Decode PNG, JPEG or DICOM bytes (Part 10, or legacy without preamble) to an image."""
     if not data:
@@ -186,6 +226,14 @@ def _decode_any(data: bytes, max_pixels: int) -> _Raw:
 
 
 def _decode_raster(data: bytes, max_pixels: int) -> _Raw:
+    with _opened_raster(data, max_pixels, load=True) as image:
+        return _Raw(_raster_to_gray(image), colourfulness=_colourfulness(image))
+
+
+@contextmanager
+def _opened_raster(data: bytes, max_pixels: int, *, load: bool = False) -> Iterator[Image.Image]:
+    """A PNG or JPEG checked from its header (format, size, frames); its pixels decoded
+    only with `load`. Every fault becomes an ImageError with a sentence for the user."""
     try:
         with warnings.catch_warnings():
             # Pillow warns, then raises, on huge images; our own limit is checked first.
@@ -198,7 +246,8 @@ def _decode_raster(data: bytes, max_pixels: int) -> _Raw:
             _check_pixel_count(image.width, image.height, 1, max_pixels)
             if getattr(image, "n_frames", 1) > 1 and image.format == "PNG":
                 raise UnsupportedImage("Animated PNGs are not accepted.")
-            image.load()
+            if load:
+                image.load()
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -207,7 +256,7 @@ def _decode_raster(data: bytes, max_pixels: int) -> _Raw:
         raise UnreadableImage(
             "The file is not a readable PNG, JPEG or DICOM image (it may be truncated or corrupt)."
         ) from exc
-    return _Raw(_raster_to_gray(image), colourfulness=_colourfulness(image))
+    yield image
 
 
 def _colourfulness(image: Image.Image) -> float:

@@ -12,6 +12,7 @@ from chestnet_site.storage import RandomName
 
 dataset_file_path = RandomName("datasets/{dataset_id}", ".bin")
 dataset_thumb_path = RandomName("datasets/{dataset_id}/thumbs", ".png")
+dataset_view_path = RandomName("datasets/{dataset_id}/views", ".png")
 import_upload_path = RandomName("imports", ".zip")
 
 
@@ -64,6 +65,9 @@ class DatasetImage(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images")
     file = models.FileField(upload_to=dataset_file_path)
     thumbnail = models.FileField(upload_to=dataset_thumb_path)
+    # A browser-viewable copy of a DICOM file, made at import (PNG and JPEG are shown as
+    # they are): the admin pages never decode pixels in the web process.
+    view = models.FileField(upload_to=dataset_view_path, blank=True)
     original_name = models.CharField(max_length=255)
     format = models.CharField(max_length=10)
     sha256 = models.CharField(max_length=64)

@@ -22,7 +22,6 @@ from django.views.decorators.http import require_GET, require_POST
 from diagnosis import roles
 from diagnosis import selectors as clinical
 from diagnosis import services as clinical_services
-from ml.preprocessing import decode_image, preview_png
 from mlops import forms, rollout, selectors, services
 from mlops.models import Dataset, DatasetImage, Evaluation, ImportJob, TrainingRun
 from registry import selectors as registry
@@ -245,9 +244,13 @@ def image_file(request: HttpRequest, image_id: int, kind: str) -> HttpResponseBa
     if kind == "thumb":
         return _private(FileResponse(image.thumbnail.open("rb"), content_type="image/png"))
     if kind == "view":
-        with image.file.open("rb") as handle:
-            png = preview_png(decode_image(handle.read()), max_side=1024)
-        return _private(HttpResponse(png, content_type="image/png"))
+        # Stored, never decoded here: PNG and JPEG as they are, DICOM as its import made it.
+        if image.view:
+            return _private(FileResponse(image.view.open("rb"), content_type="image/png"))
+        if image.format in ("png", "jpeg"):
+            content_type = f"image/{image.format}"
+            return _private(FileResponse(image.file.open("rb"), content_type=content_type))
+        return _private(FileResponse(image.thumbnail.open("rb"), content_type="image/png"))
     raise Http404
 
 

@@ -23,6 +23,7 @@ from mlops.sources import ImportRefused, Planned, folder_entries, plan_import, z
 logger = logging.getLogger(__name__)
 
 THUMB_SIDE = 192
+VIEW_SIDE = 1024
 PROGRESS_EVERY = 10
 # The split page's defaults (mlops.forms.SplitForm), given at import to images without a
 # split folder: a plain NORMAL/ + PNEUMONIA/ import can be trained on at once.
@@ -171,6 +172,8 @@ def _stored_image(job, item: Planned, source: str, data: bytes, digest: str) -> 
     image.thumbnail.save(
         "thumb", ContentFile(preview_png(decoded, max_side=THUMB_SIDE)), save=False
     )
+    if image.format == "dicom":
+        image.view.save("view", ContentFile(preview_png(decoded, max_side=VIEW_SIDE)), save=False)
     return image
 
 
@@ -221,7 +224,7 @@ def split_note(split: dict[str, Any]) -> str:
 
 def _delete_files(images: list[DatasetImage]) -> None:
     for image in images:
-        for field in (image.file, image.thumbnail):
+        for field in (image.file, image.thumbnail, image.view):
             if field.name:
                 field.storage.delete(field.name)
 

@@ -54,6 +54,13 @@
     var card = root.querySelector('[data-image-id="' + image.id + '"]');
     if (!card) return;
     setStatus(card.querySelector("[data-image-status]"), image.status);
+    // The worker makes the preview when it reads the file: show it as soon as it exists.
+    var radiograph = card.querySelector("[data-radiograph]");
+    if (image.preview_url && radiograph && radiograph.hidden) {
+      radiograph.src = image.preview_url; radiograph.hidden = false;
+      var pending = card.querySelector("[data-preview-pending]");
+      if (pending) pending.hidden = true;
+    }
     var result = card.querySelector("[data-result]");
     result.textContent = "";
     if (image.prediction) {

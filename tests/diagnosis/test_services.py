@@ -420,3 +420,18 @@ def test_submitting_a_report_signs_first_and_amends_once_signed(radiologist):
     assert (first.version, second.version, second.amendment_reason) == (1, 2, "Second look.")
     actions = AuditEvent.objects.filter(case=case).values_list("action", flat=True)
     assert {"signed", "amended"} <= set(actions)
+
+
+def test_the_worker_makes_the_preview_from_the_pixels_it_reads(clinician):
+    import io
+
+    from PIL import Image as PILImage
+
+    validated = [services.image_validate(name="big.png", data=png_bytes(1500, 1200))]
+    image = services.case_create(owner=clinician, images=validated).images.get()
+    assert not image.preview and image.preview_width is None  # the web decoded nothing
+    services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda: FakePredictor())
+    image.refresh_from_db()
+    assert (image.status, image.preview_width, image.preview_height) == ("done", 1024, 819)
+    with image.preview.open("rb") as handle, PILImage.open(io.BytesIO(handle.read())) as png:
+        assert png.size == (1024, 819)

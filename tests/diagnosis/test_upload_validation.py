@@ -15,7 +15,9 @@ pytestmark = pytest.mark.django_db
 BAD_FILES = {
     "empty": (b"", "The file is empty"),
     "text": (b"patient notes, not an image" * 10, "not a readable PNG, JPEG or DICOM"),
-    "truncated": (png_bytes()[:200], "not a readable PNG, JPEG or DICOM"),
+    # Cut inside its header: a file cut only inside its pixels passes the web's header
+    # check and is reported by the worker (test_a_file_cut_inside_its_pixels_...).
+    "truncated": (png_bytes()[:20], "not a readable PNG, JPEG or DICOM"),
     "gif": (gif_bytes(), "GIF images are not accepted"),
     "bomb": (bomb_png(), "more than the"),
     "dicom-no-pixels": (dicom_bytes(with_pixels=False), "no pixel data"),
@@ -113,3 +115,57 @@ def test_upload_rules_report_every_bad_file_and_accept_good_ones():
 def test_upload_rules_need_at_least_one_file():
     with pytest.raises(services.ImageRejected, match="at least one image"):
         services.uploads_validate([])
+
+
+# The web process checks headers only; the worker decodes (bounded memory on the web tier).
+
+
+def test_the_web_path_never_decodes_pixels(client_for, api_client_for, clinician, monkeypatch):
+    import ml.preprocessing
+
+    def decoder_called(*args, **kwargs):
+        raise AssertionError("the web process decoded pixels")
+
+    for name in ("decode", "decode_image", "_decode_any", "_decode_raster", "_decode_dicom"):
+        monkeypatch.setattr(ml.preprocessing, name, decoder_called)
+    monkeypatch.setattr("diagnosis.services.decode_image", decoder_called)
+    form = {"urgency": "routine", "images": [SimpleUploadedFile("a.png", png_bytes())]}
+    assert client_for(clinician).post(reverse("case_new"), form).status_code == 302
+    api = api_client_for(clinician).post(
+        "/api/v1/cases/",
+        {
+            "images": [
+                SimpleUploadedFile("b.dcm", dicom_bytes()),
+                SimpleUploadedFile("c.jpg", jpeg_bytes()),
+            ]
+        },
+        format="multipart",
+    )
+    assert api.status_code == 201, api.content
+    assert Image.objects.count() == 3 and not any(image.preview for image in Image.objects.all())
+
+
+def test_a_file_cut_inside_its_pixels_is_accepted_and_reported_by_the_worker(
+    api_client_for, clinician, enqueued
+):
+    from diagnosis import services
+    from tests.support.fakes import FakePredictor, fake_refusal
+
+    cut = png_bytes(256, 256)[:-200]  # header intact, pixel data short
+    response = api_client_for(clinician).post(
+        "/api/v1/cases/", {"images": [SimpleUploadedFile("cut.png", cut)]}, format="multipart"
+    )
+    assert response.status_code == 201
+    image = Image.objects.get()
+    assert response.json()["images"][0]["preview_url"] is None
+    # What the real predictor answers for such a file (tests/ml: unreadable refusal).
+    predictor = FakePredictor(result=fake_refusal("unreadable", "The file is truncated."))
+    services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda: predictor)
+    image.refresh_from_db()
+    assert (image.status, image.refusal_reason, bool(image.preview)) == (
+        "refused",
+        "unreadable",
+        False,
+    )
+    page = api_client_for(clinician).get(f"/api/v1/images/{image.pk}/preview/")
+    assert page.status_code == 404

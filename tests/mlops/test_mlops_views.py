@@ -260,3 +260,18 @@ def test_the_versions_page_takes_the_same_queries_for_many_versions(
         )
     assert queries() == before
     assert "v-many-5" in client.get(reverse("mlops:version_list")).content.decode()
+
+
+def test_the_dataset_image_view_is_served_without_decoding_pixels(
+    world, admin_user, client_for, monkeypatch
+):
+    import ml.preprocessing
+
+    def decoder_called(*args, **kwargs):
+        raise AssertionError("the web process decoded pixels")
+
+    for name in ("decode", "decode_image", "_decode_any"):
+        monkeypatch.setattr(ml.preprocessing, name, decoder_called)
+    image = world["image"]
+    response = client_for(admin_user).get(reverse("mlops:image_file", args=[image.pk, "view"]))
+    assert response.status_code == 200 and response["Content-Type"] == f"image/{image.format}"
