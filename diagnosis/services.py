@@ -22,7 +22,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from chestnet_site.errors import ServiceError
-from chestnet_site.queue import enqueue
+from chestnet_site.queue import enqueue, enqueue_on_commit
 from diagnosis.models import AuditEvent, Case, Image, Prediction, PriorPrediction, Review
 from ml.outcome import Refusal
 from ml.overlay import heatmap_png
@@ -242,7 +242,7 @@ def image_enqueue(*, image_id: int) -> bool:
 
 
 def image_enqueue_on_commit(*, image_id: int) -> None:
-    transaction.on_commit(lambda: image_enqueue(image_id=image_id))
+    enqueue_on_commit(INFERENCE_TASK, image_id)
 
 
 # --- inference (runs in the worker) ----------------------------------------------------
@@ -288,8 +288,8 @@ def inference_run(*, image_id: int, token: str, predictor_loader: Callable[[], A
     if outcome.refused:
         stored = image_refuse(image_id=image_id, token=token, refusal=outcome, preview=preview)
         return "refused" if stored else "skipped"
-    size = preview.size if preview else (image.preview_width or 0, image.preview_height or 0)
-    heatmap = _heatmap_png(outcome.heatmap, size)
+    # A prediction always comes with the pixels it was made from, hence with a preview.
+    heatmap = _heatmap_png(outcome.heatmap, preview.size) if preview else None
     timings = {**outcome.timings, "worker_total": (time.perf_counter() - started) * 1000}
     stored = inference_complete(
         image_id=image_id,
