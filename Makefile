@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint typecheck browser benchmark
+.PHONY: install run test test-fast lint typecheck browser dicom-tools benchmark
 
 install: $(STAMP)
 
@@ -18,19 +18,27 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
 	  echo "chromium not installed: end-to-end tests will be skipped"
 
+# Debian's dcmtk and Orthanc for the DICOM network tests (a real PACS and real SCUs; installed
+# only when root).
+dicom-tools:
+	@{ command -v storescu && command -v Orthanc; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  command -v apt-get >/dev/null && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc; } || \
+	  echo "dcmtk/orthanc not installed: the PACS integration tests will be skipped"
+
 run: install
 	$(PY) scripts/run_local.py
 
-test: install browser
+test: install browser dicom-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install
 	$(PY) -m pytest -m "not integration and not e2e and not slow" $(PYTEST_ARGS)
 
-LINTED := chestnet_site registry diagnosis mlops ml scripts/run_local.py scripts/benchmark.py \
+LINTED := chestnet_site registry diagnosis mlops dicomnet ml scripts/run_local.py scripts/benchmark.py \
 	scripts/ood_corpus.py scripts/gate_report.py scripts/recipe_report.py \
 	scripts/validation_stress.py scripts/upload_memory.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
-	tests/ml tests/mlops tests/registry tests/support tests/test_architecture.py \
+	tests/ml tests/mlops tests/dicomnet tests/registry tests/support tests/test_architecture.py \
 	tests/test_docker_files.py manage.py
 
 lint: install
@@ -38,7 +46,7 @@ lint: install
 	$(VENV)/bin/ruff format --check $(LINTED)
 
 # mypy with django-stubs (pyproject.toml) over every package of the product.
-TYPECHECKED := ml chestnet_site registry diagnosis mlops
+TYPECHECKED := ml chestnet_site registry diagnosis mlops dicomnet
 typecheck: install
 	$(VENV)/bin/mypy --follow-imports=silent --check-untyped-defs $(TYPECHECKED)
 

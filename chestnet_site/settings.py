@@ -6,6 +6,7 @@ SECRET_KEY, and passes `manage.py check --deploy --fail-level WARNING`."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -80,6 +81,7 @@ INSTALLED_APPS = [
     "registry",
     "diagnosis",
     "mlops",
+    "dicomnet",
 ]
 
 MIDDLEWARE = [
@@ -229,6 +231,26 @@ CHESTNET_ACTIVATION_MIN_SPECIFICITY = env_float(
 )
 CHESTNET_ACTIVATION_MIN_TEST_IMAGES = env_int("CHESTNET_ACTIVATION_MIN_TEST_IMAGES", 200, minimum=0)
 
+# The DICOM network (dicomnet). The listener (C-STORE SCP, C-ECHO) started by `make run`:
+# port 0 turns it off; the address it binds (0.0.0.0 to take studies from other hosts) and
+# where /healthz finds it. Calling AE titles allowed to send (empty: any).
+CHESTNET_DICOM_PORT = env_int("CHESTNET_DICOM_PORT", 11112, minimum=0)
+CHESTNET_DICOM_AET = env_str("CHESTNET_DICOM_AET", "CHESTNET") or "CHESTNET"
+CHESTNET_DICOM_BIND = env_str("CHESTNET_DICOM_BIND", "127.0.0.1") or "127.0.0.1"
+CHESTNET_DICOM_HOST = env_str("CHESTNET_DICOM_HOST", "127.0.0.1") or "127.0.0.1"
+CHESTNET_DICOM_ALLOWED_AETS = env_list("CHESTNET_DICOM_ALLOWED_AETS")
+# The account network-received cases belong to (created inactive: it cannot log in).
+CHESTNET_DICOM_OWNER = env_str("CHESTNET_DICOM_OWNER", "dicom-network") or "dicom-network"
+# Where the AI's findings go back to: "AET@host:port" (empty: nothing is sent).
+CHESTNET_PACS = env_str("CHESTNET_PACS", "") or ""
+if CHESTNET_PACS and not re.fullmatch(r"[^@\\]{1,16}@[^@:\s]+:\d{1,5}", CHESTNET_PACS):
+    raise ImproperlyConfigured("CHESTNET_PACS must read AET@host:port, e.g. PACS@10.0.0.5:104.")
+# How often finished results are looked for and due sends retried; the longest wait between
+# two attempts of one send (doubling from 2 s); how far back results are looked for.
+CHESTNET_PACS_SWEEP_S = env_int("CHESTNET_PACS_SWEEP_S", 5, minimum=1)
+CHESTNET_PACS_RETRY_MAX_S = env_int("CHESTNET_PACS_RETRY_MAX_S", 300, minimum=1)
+CHESTNET_PACS_LOOKBACK_H = env_int("CHESTNET_PACS_LOOKBACK_H", 24, minimum=1)
+
 # Celery: ids only, JSON only; late acks so a worker killed mid-task leaves it redelivered.
 # `make run` records its private Redis there, so that management commands given the same
 # CHESTNET_HOME publish to the same broker as the running workers.
@@ -281,6 +303,10 @@ CELERY_BEAT_SCHEDULE = {
     "pull-signed-reports-into-feedback": {
         "task": "mlops.tasks.feedback_pull_task",
         "schedule": float(CHESTNET_FEEDBACK_PULL_S),
+    },
+    "send-findings-to-pacs": {
+        "task": "dicomnet.tasks.outbound_sweep_task",
+        "schedule": float(CHESTNET_PACS_SWEEP_S),
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(CHESTNET_HOME / "celerybeat-schedule")

@@ -13,6 +13,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("api/v1/", include("diagnosis.api_urls")),
     path("mlops/", include("mlops.urls")),
+    path("dicomweb/", include("dicomnet.urls")),
     path("", include("diagnosis.urls")),
 ]
 handler403 = "diagnosis.views.error_403"

@@ -46,6 +46,11 @@ class Case(models.Model):
         ROUTINE = "routine"
         URGENT = "urgent"
 
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Upload"
+        DIMSE = "dimse", "DICOM network (C-STORE)"
+        STOW = "stow", "DICOMweb (STOW-RS)"
+
     class Sex(models.TextChoices):
         FEMALE = "F", "Female"
         MALE = "M", "Male"
@@ -83,11 +88,25 @@ class Case(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
+    # Where the case came from. A study received over the network is one case: its later
+    # instances join it, keyed by the Study Instance UID (empty for browser uploads).
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.UPLOAD)
+    source_ae = models.CharField("calling AE title", max_length=16, blank=True)
+    study_instance_uid = models.CharField(max_length=64, blank=True)
+    accession_number = models.CharField(max_length=16, blank=True)
+    study_description = models.CharField(max_length=64, blank=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["status", "urgency", "max_probability", "ready_at"]),
             models.Index(fields=["owner", "created_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study_instance_uid"],
+                condition=~models.Q(study_instance_uid=""),
+                name="case_one_per_study",
+            )
         ]
 
     def __str__(self) -> str:
@@ -139,10 +158,19 @@ class Image(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     claim_token = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # An instance received over the network, once: a re-sent instance is not stored again.
+    sop_instance_uid = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["pk"]
         indexes = [models.Index(fields=["status", "enqueued_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sop_instance_uid"],
+                condition=~models.Q(sop_instance_uid=""),
+                name="image_one_per_instance",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"Image {self.pk} of case {self.case_id}"
@@ -249,6 +277,7 @@ class AuditEvent(models.Model):
 
     class Action(models.TextChoices):
         CREATED = "created"
+        RECEIVED = "received", "Instance received"
         VIEWED = "viewed"
         LISTED = "listed"  # a list showing patient identifiers; `subjects` names the cases
         CLAIMED = "claimed"

@@ -163,3 +163,47 @@ def audit_events(
     if until is not None:
         events = events.filter(at__date__lte=until)
     return events
+
+
+# --- what the DICOM network sends back (dicomnet) --------------------------------------
+
+NETWORK_SOURCES = (Case.Source.DIMSE, Case.Source.STOW)
+
+
+def network_results_since(*, since) -> list[tuple[int, int, str, int, str, bool]]:
+    """Finished images (analysed or not analysed) of cases received over the network, their
+    last run at or after `since`: (image id, case id, study UID, run, status, has heatmap)."""
+    recent = Q(claimed_at__gte=since) | Q(claimed_at__isnull=True, created_at__gte=since)
+    rows = (
+        Image.objects.filter(recent, case__source__in=NETWORK_SOURCES)
+        .filter(status__in=[Image.Status.DONE, Image.Status.REFUSED])
+        .values_list(
+            "pk", "case_id", "case__study_instance_uid", "attempts", "status", "prediction__heatmap"
+        )
+    )
+    return [
+        (pk, case, study, run, status, bool(heat)) for pk, case, study, run, status, heat in rows
+    ]
+
+
+def network_reviews_since(*, since) -> list[tuple[int, int, str, int]]:
+    """Reports signed (or amended) at or after `since` on cases received over the network:
+    (review id, case id, study UID, version)."""
+    return list(
+        Review.objects.filter(signed_at__gte=since, case__source__in=NETWORK_SOURCES).values_list(
+            "pk", "case_id", "case__study_instance_uid", "version"
+        )
+    )
+
+
+def image_with_result(*, image_id: int) -> Image | None:
+    return Image.objects.select_related("case", "prediction").filter(pk=image_id).first()
+
+
+def review_with_images(*, review_id: int) -> tuple[Review, list[Image]] | None:
+    """A signed report and its case's network-received images, for the report sent back."""
+    review = Review.objects.select_related("case", "author").filter(pk=review_id).first()
+    if review is None:
+        return None
+    images = Image.objects.filter(case_id=review.case_id).exclude(sop_instance_uid="")
+    return review, list(images.order_by("pk"))

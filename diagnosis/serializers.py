@@ -146,6 +146,11 @@ class CaseSerializer(serializers.ModelSerializer):
             "max_probability",
             "ai_flagged",
             "created_at",
+            "source",
+            "source_ae",
+            "study_instance_uid",
+            "accession_number",
+            "study_description",
             "images",
             "review",
         ]
@@ -171,6 +176,10 @@ class WorklistCaseSerializer(serializers.ModelSerializer):
             "owner",
             "claimed_by",
             "ready_at",
+            "source",
+            "source_ae",
+            "study_instance_uid",
+            "accession_number",
         ]
 
 

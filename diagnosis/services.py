@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.http import Http404
 from django.utils import timezone
@@ -24,9 +24,10 @@ from PIL import Image as PILImage
 from chestnet_site.errors import ServiceError
 from chestnet_site.queue import enqueue, enqueue_on_commit
 from diagnosis.models import AuditEvent, Case, Image, Prediction, PriorPrediction, Review
+from ml.header import element_text, read_header
 from ml.outcome import Refusal
 from ml.overlay import heatmap_png
-from ml.preprocessing import ImageError, decode_image, inspect, preview_png
+from ml.preprocessing import ImageError, UnreadableImage, decode_image, inspect, preview_png
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +244,160 @@ def image_enqueue(*, image_id: int) -> bool:
 
 def image_enqueue_on_commit(*, image_id: int) -> None:
     enqueue_on_commit(INFERENCE_TASK, image_id)
+
+
+# --- received over the DICOM network --------------------------------------------------
+
+
+class InstanceRejected(ServiceError):
+    """A DICOM instance that cannot become part of a case (no study or instance UID)."""
+
+
+class StudyMismatch(InstanceRejected):
+    """The instance belongs to another study than the one it was sent to (STOW-RS)."""
+
+
+@dataclass(frozen=True)
+class Received:
+    case_id: int
+    image_id: int
+    created: bool  # False: this instance was received before and is not stored again
+
+
+def instance_receive(
+    *,
+    data: bytes,
+    source: str,
+    source_ae: str = "",
+    owner=None,
+    study_instance_uid: str = "",
+) -> Received:
+    """One DICOM instance sent by a modality or a PACS (C-STORE or STOW-RS): it joins the
+    case of its study (made on the first instance, with the header's patient and study
+    facts) and goes through the same gate and analysis as an upload. An instance the gate
+    refuses is still kept, marked not analysed with the reason, for the radiologist.
+    `owner`: who sent it (STOW-RS); else the network account. `study_instance_uid`: the
+    study it was addressed to, if any."""
+    study = _network_header(data)
+    if study_instance_uid and study.study_instance_uid != study_instance_uid:
+        raise StudyMismatch("The instance belongs to another study.")
+    existing = Image.objects.filter(sop_instance_uid=study.sop_instance_uid).first()
+    if existing is not None:
+        return Received(case_id=existing.case_id, image_id=existing.pk, created=False)
+    refusal = _header_refusal(data)
+    written: list[Any] = []
+    try:
+        with transaction.atomic():
+            case = _study_case(study, source=source, source_ae=source_ae, sender=owner)
+            image = _network_image(case, study, data, refusal)
+            written.append(image.original)
+            case_refresh_status(case_id=case.pk)
+    except IntegrityError:  # the same instance, stored meanwhile by another association
+        for field in written:
+            field.storage.delete(field.name)
+        image = Image.objects.get(sop_instance_uid=study.sop_instance_uid)
+        return Received(case_id=image.case_id, image_id=image.pk, created=False)
+    return Received(case_id=case.pk, image_id=image.pk, created=True)
+
+
+@dataclass(frozen=True)
+class _StudyHeader:
+    study_instance_uid: str
+    sop_instance_uid: str
+    patient_id: str
+    age: int | None
+    sex: str
+    accession_number: str
+    study_description: str
+
+
+def _network_header(data: bytes) -> _StudyHeader:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    except (InvalidDicomError, ValueError, TypeError, EOFError, OSError) as exc:
+        raise InstanceRejected("The data is not a readable DICOM instance.") from exc
+    study, instance = element_text(ds, "StudyInstanceUID"), element_text(ds, "SOPInstanceUID")
+    if not study or not instance or len(study) > 64 or len(instance) > 64:
+        raise InstanceRejected("The instance has no valid Study or SOP Instance UID.")
+    age = read_header(ds).age_years
+    sex = element_text(ds, "PatientSex").upper()
+    return _StudyHeader(
+        study_instance_uid=study,
+        sop_instance_uid=instance,
+        patient_id=element_text(ds, "PatientID")[:64],
+        age=None if age is None else int(age),
+        sex=sex if sex in Case.Sex.values else Case.Sex.UNKNOWN,
+        accession_number=element_text(ds, "AccessionNumber")[:16],
+        study_description=element_text(ds, "StudyDescription")[:64],
+    )
+
+
+def _header_refusal(data: bytes) -> Refusal | None:
+    """The upload gate (size limit, header check); its refusal becomes the image's result."""
+    if len(data) > _upload_limit():
+        message = f"The file is larger than the {settings.CHESTNET_MAX_UPLOAD_MB} MB limit."
+        return Refusal(reason="unsupported", message=message)
+    try:
+        inspect(data)
+    except UnreadableImage as exc:
+        return Refusal(reason="unreadable", message=str(exc))
+    except ImageError as exc:
+        return Refusal(reason="unsupported", message=str(exc))
+    return None
+
+
+def _network_owner():
+    """The account network-received cases belong to: it cannot log in."""
+    from django.contrib.auth import get_user_model
+
+    user, created = get_user_model().objects.get_or_create(
+        username=settings.CHESTNET_DICOM_OWNER, defaults={"is_active": False}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def _study_case(study: _StudyHeader, *, source: str, source_ae: str, sender) -> Case:
+    case, created = Case.objects.get_or_create(
+        study_instance_uid=study.study_instance_uid,
+        defaults={
+            "owner": sender or _network_owner(),
+            "source": source,
+            "source_ae": source_ae[:16],
+            "patient_id": study.patient_id,
+            "age": study.age,
+            "sex": study.sex,
+            "accession_number": study.accession_number,
+            "study_description": study.study_description,
+        },
+    )
+    via = f"{Case.Source(source).label}" + (f" from {source_ae}" if source_ae else "")
+    action = AuditEvent.Action.CREATED if created else AuditEvent.Action.RECEIVED
+    audit_record(actor=sender, action=action, case=case, detail=f"instance received by {via}")
+    return case
+
+
+def _network_image(case: Case, study: _StudyHeader, data: bytes, refusal: Refusal | None):
+    image = Image(
+        case=case,
+        original_format="dicom",
+        sop_instance_uid=study.sop_instance_uid,
+        enqueued_at=timezone.now(),
+    )
+    if refusal is not None:
+        image.status = Image.Status.REFUSED
+        image.refusal_reason, image.refusal_message = refusal.reason, refusal.message[:2000]
+    image.original.save("original", ContentFile(data), save=False)
+    with transaction.atomic():  # a savepoint: a duplicate instance fails alone
+        image.save()
+    if refusal is None:
+        image_enqueue_on_commit(image_id=image.pk)
+    return image
 
 
 # --- inference (runs in the worker) ----------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
+from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
@@ -282,9 +284,11 @@ def _require_admin(request: HttpRequest) -> None:
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Database, broker and worker state for load balancers and operators; no patient data."""
-    state = {"database": _database_ok(), "broker": "unknown", "workers": 0}
+    """Database, broker, worker and DICOM listener state for load balancers and operators;
+    no patient data."""
+    state: dict[str, Any] = {"database": _database_ok(), "broker": "unknown", "workers": 0}
     state["broker"], state["workers"] = _broker_state()
+    state["dicom_listener"] = _dicom_listener_state()
     status = 200 if state["database"] == "ok" else 503
     return JsonResponse({"status": "ok" if status == 200 else "degraded", **state}, status=status)
 
@@ -314,6 +318,32 @@ def _broker_state() -> tuple[str, int]:
     return "ok", len(replies)
 
 
+def _dicom_listener_state() -> str:
+    """'ok' when the listener answers a C-ECHO, 'off' when CHESTNET_DICOM_PORT is 0."""
+    if not settings.CHESTNET_DICOM_PORT:
+        return "off"
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    ae = AE(ae_title=settings.CHESTNET_DICOM_AET)
+    ae.acse_timeout = ae.network_timeout = ae.connection_timeout = 2
+    ae.add_requested_context(Verification)
+    assoc = ae.associate(
+        settings.CHESTNET_DICOM_HOST,
+        settings.CHESTNET_DICOM_PORT,
+        ae_title=settings.CHESTNET_DICOM_AET,
+    )
+    if assoc.is_rejected:  # it answered: the allow-list does not name our own AE title
+        return "ok"
+    if not assoc.is_established:
+        return "unavailable"
+    try:
+        answered = assoc.send_c_echo()
+    finally:
+        assoc.release()
+    return "ok" if getattr(answered, "Status", None) == 0 else "unavailable"
+
+
 def error_403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if _is_api(request):
         return JsonResponse({"detail": str(exception or "Forbidden.")}, status=403)
@@ -335,4 +365,4 @@ def error_500(request: HttpRequest) -> HttpResponse:
 
 
 def _is_api(request: HttpRequest) -> bool:
-    return request.path.startswith("/api/")
+    return request.path.startswith(("/api/", "/dicomweb/"))

@@ -55,3 +55,14 @@ def _png(picture: Image.Image) -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def composite_rgb(preview: bytes, heatmap: bytes) -> np.ndarray:
+    """The stored preview PNG with the stored heatmap PNG (RGBA, same size) laid over it,
+    as an RGB uint8 array: the picture a viewer shows at full opacity."""
+    with Image.open(io.BytesIO(preview)) as base, Image.open(io.BytesIO(heatmap)) as heat:
+        layer = heat.convert("RGBA")
+        if layer.size != base.size:
+            layer = layer.resize(base.size, Image.Resampling.BILINEAR)
+        blended = Image.alpha_composite(base.convert("RGBA"), layer)
+    return np.asarray(blended.convert("RGB"), dtype=np.uint8)

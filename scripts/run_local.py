@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """`make run`: migrate, create demo users on an empty database, then run the web server, two
-Celery workers (training; inference), beat and, without REDIS_URL, a private Redis together
-in the foreground, until Ctrl-C or SIGTERM.
+Celery workers (training; inference), beat, the DICOM listener (unless CHESTNET_DICOM_PORT
+is 0) and, without REDIS_URL, a private Redis together in the foreground, until Ctrl-C or
+SIGTERM.
 
 No queued work is lost and no process is left behind:
 - the private Redis keeps its queue in an append-only file in CHESTNET_HOME/redis;
@@ -81,6 +82,7 @@ def main() -> int:
             children[-1].start()
         print(
             f"\nChestNet is running at http://127.0.0.1:{port}/\nDemo logins: {DEMO}\n"
+            f"{_dicom_line()}"
             f"Data in {home}. Press Ctrl-C to stop.\n",
             flush=True,
         )
@@ -144,12 +146,23 @@ def _services(home: Path, port: str) -> list[tuple[str, list[str]]]:
     beat = ["beat", "--loglevel", "INFO", "--schedule", str(home / "celerybeat-schedule")]
     web = ["chestnet_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
     web += ["--threads", "4", "--access-logfile", "-"]
-    return [
+    services = [
         ("training worker", [*CELERY_WORKER, *training, "-n", "training@%h"]),
         ("inference worker", [*CELERY_WORKER, *inference]),
         ("beat", [*CELERY, *beat]),
         ("web", [PYTHON, "-m", "gunicorn", *web]),
     ]
+    if os.environ.get("CHESTNET_DICOM_PORT", "11112") != "0":
+        services.append(("DICOM listener", [PYTHON, str(ROOT / "manage.py"), "dicom_listener"]))
+    return services
+
+
+def _dicom_line() -> str:
+    port = os.environ.get("CHESTNET_DICOM_PORT", "11112")
+    if port == "0":
+        return ""
+    aet = os.environ.get("CHESTNET_DICOM_AET", "CHESTNET")
+    return f"DICOM listener: AE title {aet}, port {port}\n"
 
 
 def _launcher(command: list[str], env: dict[str, str]) -> Callable[[], subprocess.Popen]:

@@ -31,6 +31,7 @@ def test_make_run_analyses_an_uploaded_radiograph_and_stops_everything_on_sigter
     started: set[Process] = set()
     env = {key: value for key, value in os.environ.items() if key not in UNSET}
     env.update(CHESTNET_HOME=str(home), PORT=str(port), **model_env)
+    env.update(CHESTNET_DICOM_PORT=str(free_port()))
     log = tmp_path / "make-run.log"
     with log.open("wb") as out:
         make = subprocess.Popen(
@@ -39,6 +40,7 @@ def test_make_run_analyses_an_uploaded_radiograph_and_stops_everything_on_sigter
     try:
         health = _wait_until_healthy(port, make, log)
         assert (health["status"], health["database"], health["broker"]) == ("ok", "ok", "ok")
+        assert health["dicom_listener"] == "ok"
         started = processes_of(make.pid, home)
         assert {"redis-server", "celery", "gunicorn"} <= {p[2] for p in started}, started
 
@@ -93,7 +95,7 @@ def _wait_until_healthy(port: int, make: subprocess.Popen, log: Path, timeout=30
                 health = json.loads(reply.read())
         except OSError:
             health = None
-        if health and health.get("workers"):
+        if health and health.get("workers") and health.get("dicom_listener") == "ok":
             return health
         time.sleep(1)
     raise AssertionError(f"make run never became healthy (last: {health}):\n{_tail(log)}")

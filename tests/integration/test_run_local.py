@@ -41,7 +41,7 @@ def _start_runner(home: Path, log: Path) -> tuple[subprocess.Popen, int, dict[st
     """`make run`'s runner on embedded defaults (SQLite, its own Redis)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(CHESTNET_HOME=str(home), PORT=str(port))
+    env.update(CHESTNET_HOME=str(home), PORT=str(port), CHESTNET_DICOM_PORT=str(free_port()))
     with log.open("wb") as out:
         runner = subprocess.Popen(
             [sys.executable, "scripts/run_local.py"],
@@ -68,6 +68,7 @@ def _local_stack(home: Path, log: Path, *, workers: int = 0) -> Iterator[Stack]:
 def test_run_local_serves_and_stops_everything_on_sigterm(tmp_path):
     with _local_stack(tmp_path, tmp_path / "run.log") as stack:
         assert stack.health["database"] == "ok" and stack.health["broker"] == "ok"
+        assert stack.health["dicom_listener"] == "ok"  # it answered a C-ECHO
         output = (tmp_path / "run.log").read_text()
         assert f"http://127.0.0.1:{stack.port}/" in output and "chestnet-demo" in output
     assert (tmp_path / "chestnet.sqlite3").exists()
@@ -84,7 +85,7 @@ def _wait_for_health(
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as response:
                 health = json.loads(response.read())
-            if health["workers"] >= workers:
+            if health["workers"] >= workers and health["dicom_listener"] == "ok":
                 return health
         except OSError:
             pass

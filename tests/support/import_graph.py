@@ -10,10 +10,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-PACKAGES = ("ml", "chestnet_site", "registry", "diagnosis", "mlops")
+PACKAGES = ("ml", "chestnet_site", "registry", "diagnosis", "mlops", "dicomnet")
 
-# Floors, bottom up. A module may import its own floor and those below; `mlops` reads the
-# clinical app only through its services, selectors and roles, never its models.
+# Floors, bottom up. A module may import its own floor and those below; `mlops` and
+# `dicomnet` (the DICOM network), side by side on the top floor, reach the clinical app only
+# through its services, selectors and roles, never its models, and not each other.
 ALLOWED: dict[str, tuple[str, ...]] = {
     "ml": ("ml",),
     "chestnet_site": ("chestnet_site",),
@@ -24,6 +25,15 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "chestnet_site",
         "registry",
         "mlops",
+        "diagnosis.services",
+        "diagnosis.selectors",
+        "diagnosis.roles",
+    ),
+    "dicomnet": (
+        "ml",
+        "chestnet_site",
+        "registry",
+        "dicomnet",
         "diagnosis.services",
         "diagnosis.selectors",
         "diagnosis.roles",

@@ -1,0 +1,84 @@
+"""DICOMweb: STOW-RS at /dicomweb/studies for PACS, routers and scripts, with the API's
+token (or session) authentication. Each instance takes the same path as one received by
+the DICOM listener."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from diagnosis import roles, services
+from dicomnet import stow
+from dicomnet.sop import ACCEPTED_SOP_CLASSES
+
+logger = logging.getLogger(__name__)
+CHUNK = 1 << 20
+
+
+class DicomJsonRenderer(JSONRenderer):
+    media_type = "application/dicom+json"
+    format = "dicomjson"
+
+
+class StowApi(APIView):
+    """Store instances (multipart/related; type="application/dicom")."""
+
+    renderer_classes = [DicomJsonRenderer, JSONRenderer]
+    parser_classes: list[Any] = []  # the body is read here, as bytes
+
+    def post(self, request: Request, study_instance_uid: str = "") -> Response:
+        if not (roles.is_clinician(request.user) or roles.is_admin(request.user)):
+            raise PermissionDenied("Only clinicians and integrations can store studies.")
+        try:
+            parts = stow.parts_read(request.content_type or "", _body(request))
+        except stow.StowError as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
+        outcomes = [_store(part, request.user, study_instance_uid) for part in parts]
+        return Response(stow.response_body(outcomes), status=stow.response_status(outcomes))
+
+
+def _body(request: Request) -> bytes:
+    """The body, refused (413) past the largest study a case may hold."""
+    limit = settings.CHESTNET_MAX_UPLOAD_MB * 1024 * 1024 * settings.CHESTNET_MAX_FILES_PER_CASE
+    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    if declared > limit:
+        raise stow.StowError(413, "The request is larger than this server accepts.")
+    chunks, size = [], 0
+    while chunk := request._request.read(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise stow.StowError(413, "The request is larger than this server accepts.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _store(data: bytes, user: Any, study_instance_uid: str) -> stow.Outcome:
+    part = stow.part_read(data)
+    sop_class, instance = part.sop_class_uid, part.sop_instance_uid
+    if not sop_class or not instance:
+        return stow.Outcome(sop_class, instance, failure=stow.CANNOT_UNDERSTAND)
+    if sop_class not in ACCEPTED_SOP_CLASSES:
+        return stow.Outcome(sop_class, instance, failure=stow.SOP_CLASS_NOT_SUPPORTED)
+    try:
+        services.instance_receive(
+            data=part.data, source="stow", owner=user, study_instance_uid=study_instance_uid
+        )
+    except services.StudyMismatch:
+        return stow.Outcome(sop_class, instance, failure=stow.STUDY_MISMATCH)
+    except services.InstanceRejected:
+        return stow.Outcome(sop_class, instance, failure=stow.CANNOT_UNDERSTAND)
+    except Exception:
+        logger.exception("STOW-RS: storing an instance failed")
+        return stow.Outcome(sop_class, instance, failure=stow.PROCESSING_FAILURE)
+    return stow.Outcome(sop_class, instance)
+
+
+stow_view = login_not_required(StowApi.as_view())
