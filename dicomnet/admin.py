@@ -24,8 +24,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class SendAttemptInline(admin.TabularInline):
     model = SendAttempt
     extra = 0
-    fields = ["started_at", "finished_at", "outcome", "detail"]
-    readonly_fields = fields
+    fields = readonly_fields = ("started_at", "finished_at", "outcome", "detail")
     can_delete = False
 
     def has_add_permission(self, request: Any, obj: Any = None) -> bool:

@@ -62,7 +62,7 @@ def _connection_closed(event: Any) -> None:
     connections.close_all()
 
 
-HANDLERS = [(evt.EVT_C_STORE, instance_store), (evt.EVT_CONN_CLOSE, _connection_closed)]
+HANDLERS: list[Any] = [(evt.EVT_C_STORE, instance_store), (evt.EVT_CONN_CLOSE, _connection_closed)]
 
 
 def serve(*, host: str, port: int, block: bool = True) -> Any:

@@ -19,7 +19,7 @@ from dicomnet.models import OutboundObject, SendAttempt
 SENDING_LEASE = timedelta(minutes=5)
 FIRST_RETRY_S = 2
 # One series per kind of object in each study: the PACS shows ChestNet's output together.
-SERIES_NUMBERS = {
+SERIES_NUMBERS: dict[str, int] = {
     OutboundObject.Kind.FINDINGS: 9001,
     OutboundObject.Kind.OVERLAY: 9002,
     OutboundObject.Kind.REPORT: 9003,

@@ -157,7 +157,11 @@ def test_orthanc_sends_a_study_and_gets_the_sr_and_the_overlay_back_in_it(
     radiologist = factories.UserFactory(username="pacs-radiologist", role=roles.RADIOLOGIST)
     services.case_claim(case=case, user=radiologist)
     services.review_submit(
-        case=case, author=radiologist, agrees_with_ai=True, finding="pneumonia", report="RLL consolidation."
+        case=case,
+        author=radiologist,
+        agrees_with_ai=True,
+        finding="pneumonia",
+        report="RLL consolidation.",
     )
     report = wait_for(lambda: _sent(pacs, ds.StudyInstanceUID, "report"), timeout=60)
     dump = _dcmdump(pacs.get_bytes(f"/instances/{report[0]}/file"), tmp_path)
@@ -197,9 +201,7 @@ def test_storescu_sends_jpeg_2000_and_jpeg_ls_instances_and_each_is_analysed(
     assert Image.objects.filter(sop_instance_uid=sent["j2k"].SOPInstanceUID).count() == 1
 
 
-def test_dicomweb_client_stores_an_instance_by_stow_rs(
-    live_server, network_worker, shared_data
-):
+def test_dicomweb_client_stores_an_instance_by_stow_rs(live_server, network_worker, shared_data):
     from dicomweb_client.api import DICOMwebClient
     from rest_framework.authtoken.models import Token
 
@@ -233,8 +235,10 @@ def test_a_pacs_that_was_down_gets_the_result_once_when_it_is_back(
     finally:
         pacs.start()
     wait_for(
-        lambda: _sent(pacs, ds.StudyInstanceUID, "AI findings")
-        and _sent(pacs, ds.StudyInstanceUID, "heatmap"),
+        lambda: (
+            _sent(pacs, ds.StudyInstanceUID, "AI findings")
+            and _sent(pacs, ds.StudyInstanceUID, "heatmap")
+        ),
         timeout=60,
     )
     outbound = OutboundObject.objects.filter(study_instance_uid=ds.StudyInstanceUID)
@@ -252,7 +256,9 @@ def test_a_ct_instance_and_an_unknown_calling_ae_are_refused(listener, listener_
     assert refused.returncode != 0
     assert "presentation context" in (refused.stdout + refused.stderr).lower()
     dx = dicom_files.radiograph(pixels=dicom_files.chest_pixels(side=64))
-    stranger = _storescu(listener_port, dicom_files.write(dx, tmp_path / "dx.dcm"), calling="STRANGER")
+    stranger = _storescu(
+        listener_port, dicom_files.write(dx, tmp_path / "dx.dcm"), calling="STRANGER"
+    )
     assert stranger.returncode != 0
     assert not _echo(listener_port, calling="STRANGER") and _echo(listener_port)
     assert not Case.objects.filter(

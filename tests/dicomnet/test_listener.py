@@ -1,0 +1,79 @@
+"""The DICOM listener in this process, spoken to by a pynetdicom SCU: C-ECHO, C-STORE of a
+chest DX, a CT refused at negotiation, the calling AE allow-list, a re-sent instance."""
+
+from __future__ import annotations
+
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    Verification,
+)
+
+from chestnet_site.local_redis import free_port
+from diagnosis.models import Case, Image
+from dicomnet.listener import CANNOT_UNDERSTAND, serve
+from tests.support import dicom_files
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def listener(settings):
+    settings.CHESTNET_DICOM_ALLOWED_AETS = ["MODALITY"]
+    port = free_port()
+    server = serve(host="127.0.0.1", port=port, block=False)
+    yield port
+    server.shutdown()
+
+
+def _associate(port: int, *contexts, calling: str = "MODALITY", called: str = "CHESTNET"):
+    ae = AE(ae_title=calling)
+    for context in contexts:
+        ae.add_requested_context(context, ExplicitVRLittleEndian)
+    return ae.associate("127.0.0.1", port, ae_title=called)
+
+
+def test_echo_and_store_a_chest_radiograph(listener):
+    assoc = _associate(listener, Verification, DigitalXRayImageStorageForPresentation)
+    assert assoc.is_established
+    ds = dicom_files.radiograph(pixels=dicom_files.chest_pixels(side=48))
+    try:
+        assert assoc.send_c_echo().Status == 0
+        assert assoc.send_c_store(ds).Status == 0
+        assert assoc.send_c_store(ds).Status == 0  # sent again: success, stored once
+    finally:
+        assoc.release()
+    image = Image.objects.get(sop_instance_uid=ds.SOPInstanceUID)
+    assert (image.case.source, image.case.source_ae) == ("dimse", "MODALITY")
+    assert Image.objects.count() == 1
+
+
+def test_a_ct_has_no_presentation_context_and_an_unlisted_caller_is_rejected(listener):
+    assoc = _associate(listener, CTImageStorage)
+    assert not assoc.is_established  # no context accepted: nothing to send on
+    assert _associate(listener, Verification, calling="STRANGER").is_rejected
+    assert _associate(listener, Verification, called="SOMEONE").is_rejected
+    assert not Case.objects.exists()
+
+
+def test_an_instance_without_uids_is_answered_cannot_understand(listener):
+    ds = dicom_files.radiograph(pixels=dicom_files.chest_pixels(side=32))
+    del ds.StudyInstanceUID
+    assoc = _associate(listener, DigitalXRayImageStorageForPresentation)
+    try:
+        assert assoc.send_c_store(ds).Status == CANNOT_UNDERSTAND
+    finally:
+        assoc.release()
+    assert not Case.objects.exists()
+
+
+def test_healthz_reports_the_listener_by_a_c_echo(listener, client, settings):
+    settings.CHESTNET_DICOM_PORT = listener
+    assert client.get("/healthz").json()["dicom_listener"] == "ok"
+    settings.CHESTNET_DICOM_PORT = free_port()  # nothing listens there
+    assert client.get("/healthz").json()["dicom_listener"] == "unavailable"
+    settings.CHESTNET_DICOM_PORT = 0
+    assert client.get("/healthz").json()["dicom_listener"] == "off"
