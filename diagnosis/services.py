@@ -289,12 +289,14 @@ def instance_receive(
     try:
         with transaction.atomic():
             case = _study_case(study, source=source, source_ae=source_ae, sender=owner)
-            image = _network_image(case, study, data, refusal)
-            written.append(image.original)
+            image = _network_image(case, study, data, refusal, written)
             case_refresh_status(case_id=case.pk)
-    except IntegrityError:  # the same instance, stored meanwhile by another association
-        for field in written:
+    except Exception as exc:
+        for field in written:  # no file without its row
             field.storage.delete(field.name)
+        if not isinstance(exc, IntegrityError):
+            raise
+        # The same instance, stored meanwhile by another association.
         image = Image.objects.get(sop_instance_uid=study.sop_instance_uid)
         return Received(case_id=image.case_id, image_id=image.pk, created=False)
     return Received(case_id=case.pk, image_id=image.pk, created=True)
@@ -382,7 +384,9 @@ def _study_case(study: _StudyHeader, *, source: str, source_ae: str, sender) -> 
     return case
 
 
-def _network_image(case: Case, study: _StudyHeader, data: bytes, refusal: Refusal | None):
+def _network_image(
+    case: Case, study: _StudyHeader, data: bytes, refusal: Refusal | None, written: list[Any]
+) -> Image:
     image = Image(
         case=case,
         original_format="dicom",
@@ -393,6 +397,7 @@ def _network_image(case: Case, study: _StudyHeader, data: bytes, refusal: Refusa
         image.status = Image.Status.REFUSED
         image.refusal_reason, image.refusal_message = refusal.reason, refusal.message[:2000]
     image.original.save("original", ContentFile(data), save=False)
+    written.append(image.original)
     with transaction.atomic():  # a savepoint: a duplicate instance fails alone
         image.save()
     if refusal is None:

@@ -62,12 +62,7 @@ def outbound_deliver(*, outbound_id: int) -> str:
 
 
 def outbound_dataset(outbound: OutboundObject) -> Dataset:
-    identity = objects.ObjectIdentity(
-        series_instance_uid=outbound.series_instance_uid,
-        sop_instance_uid=outbound.sop_instance_uid,
-        series_number=outbound.series_number,
-        instance_number=max(outbound.run, 1),
-    )
+    identity = _identity(outbound)
     if outbound.kind == OutboundObject.Kind.REPORT:
         return _report(outbound, identity)
     image = selectors.image_with_result(image_id=outbound.image_id or 0)
@@ -143,6 +138,16 @@ def _report(outbound: OutboundObject, identity: objects.ObjectIdentity) -> Datas
         report=report,
         identity=identity,
         content_datetime=timezone.localtime(review.signed_at),
+        supersedes=[_identity(earlier) for earlier in services.reports_before(outbound)],
+    )
+
+
+def _identity(outbound: OutboundObject) -> objects.ObjectIdentity:
+    return objects.ObjectIdentity(
+        series_instance_uid=outbound.series_instance_uid,
+        sop_instance_uid=outbound.sop_instance_uid,
+        series_number=outbound.series_number,
+        instance_number=max(outbound.run, 1),
     )
 
 

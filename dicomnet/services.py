@@ -140,3 +140,12 @@ def outbound_failed(*, outbound: OutboundObject, started_at: datetime, error: st
 def outbound_supersede(*, outbound: OutboundObject) -> None:
     """The result it carried was replaced before it went out; the new one has its own."""
     OutboundObject.objects.filter(pk=outbound.pk).update(status=OutboundObject.Status.SUPERSEDED)
+
+
+def reports_before(outbound: OutboundObject) -> list[OutboundObject]:
+    """The earlier versions of a report SR (an amendment names what it replaces)."""
+    return list(
+        OutboundObject.objects.filter(
+            kind=OutboundObject.Kind.REPORT, case_id=outbound.case_id, run__lt=outbound.run
+        ).order_by("run")
+    )

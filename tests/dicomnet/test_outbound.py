@@ -200,3 +200,31 @@ def test_admins_see_the_outbox_and_its_attempts(client, chest_dicom, settings):
     assert listing.status_code == 200 and b"image-" in listing.content
     attempts = client.get("/admin/dicomnet/sendattempt/")
     assert attempts.status_code == 200 and b"no association" in attempts.content
+
+
+def test_an_amendment_goes_out_as_a_new_sr_naming_the_version_it_replaces(
+    pacs, chest_dicom, radiologist
+):
+    image = _analyse(_received_image(chest_dicom))
+    services.case_claim(case=image.case, user=radiologist)
+    services.review_submit(
+        case=image.case, author=radiologist, agrees_with_ai=True, finding="pneumonia", report="RLL."
+    )
+    services.review_submit(
+        case=image.case,
+        author=radiologist,
+        agrees_with_ai=True,
+        finding="pneumonia",
+        report="RLL and LLL.",
+        reason="second look",
+    )
+    outbox.outbox_fill()
+    first, second = OutboundObject.objects.filter(kind="report").order_by("run")
+    assert first.series_instance_uid != second.series_instance_uid
+    for outbound in (first, second):
+        assert sending.outbound_deliver(outbound_id=outbound.pk) == "sent"
+    amended = pacs.received[1]
+    assert "RLL and LLL." in str(amended.ContentSequence)
+    predecessor = amended.PredecessorDocumentsSequence[0]
+    referenced = predecessor.ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert referenced.ReferencedSOPInstanceUID == first.sop_instance_uid

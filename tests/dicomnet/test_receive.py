@@ -116,3 +116,15 @@ def test_the_api_and_the_worklist_say_where_a_case_came_from(client, radiologist
     )
     page = client.get("/worklist/").content.decode()
     assert "from ORTHANC" in page and "acc. A-9" in page
+
+
+def test_a_failure_while_saving_leaves_no_row_and_no_file(chest_dicom, monkeypatch, settings):
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(services, "case_refresh_status", broken)
+    with pytest.raises(RuntimeError):
+        _receive(chest_dicom())
+    assert not Case.objects.exists() and not Image.objects.exists()
+    originals = settings.MEDIA_ROOT / "originals"
+    assert not originals.exists() or not any(originals.rglob("*.bin"))
