@@ -77,3 +77,29 @@ def test_healthz_reports_the_listener_by_a_c_echo(listener, client, settings):
     assert client.get("/healthz").json()["dicom_listener"] == "unavailable"
     settings.CHESTNET_DICOM_PORT = 0
     assert client.get("/healthz").json()["dicom_listener"] == "off"
+
+
+def test_every_projection_radiography_class_is_accepted_in_the_common_transfer_syntaxes(listener):
+    from pydicom import uid
+
+    from dicomnet.sop import ACCEPTED_SOP_CLASSES
+
+    syntaxes = [
+        uid.JPEGBaseline8Bit,
+        uid.JPEGLosslessSV1,
+        uid.JPEGLSLossless,
+        uid.JPEG2000Lossless,
+        uid.JPEG2000,
+        uid.RLELossless,
+        uid.ImplicitVRLittleEndian,
+    ]
+    ae = AE(ae_title="MODALITY")
+    for sop_class in ACCEPTED_SOP_CLASSES:
+        for syntax in syntaxes:
+            ae.add_requested_context(sop_class, syntax)  # one context per pair
+    assoc = ae.associate("127.0.0.1", listener, ae_title="CHESTNET")
+    try:
+        accepted = {(c.abstract_syntax, c.transfer_syntax[0]) for c in assoc.accepted_contexts}
+    finally:
+        assoc.release()
+    assert len(ACCEPTED_SOP_CLASSES) * len(syntaxes) == len(accepted)
