@@ -6,6 +6,8 @@ SECRET_KEY, and passes `manage.py check --deploy --fail-level WARNING`."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -211,6 +213,16 @@ CHESTNET_IMPORT_MAX_FILES = env_int("CHESTNET_IMPORT_MAX_FILES", 20_000, minimum
 CHESTNET_IMPORT_MAX_MB = env_int("CHESTNET_IMPORT_MAX_MB", 4_096, minimum=1)  # uncompressed
 CHESTNET_IMPORT_MAX_RATIO = env_int("CHESTNET_IMPORT_MAX_RATIO", 100, minimum=2)  # zip bombs
 CHESTNET_TRAINING_TIME_LIMIT_S = env_int("CHESTNET_TRAINING_TIME_LIMIT_S", 12 * 3600, minimum=60)
+# Keys the new UIDs of DICOM copies leaving the clinical record (dataset imports, feedback,
+# exports; ml.deidentify): one source UID always gets the same new UID, so a study stays one
+# study and a file imported twice is recognised. Derived from SECRET_KEY unless set: set it
+# before rotating SECRET_KEY, or later copies of the same files get other UIDs and bytes.
+CHESTNET_DEID_SALT = (
+    env_str("CHESTNET_DEID_SALT")
+    or hmac.new(
+        str(SECRET_KEY).encode(), b"chestnet-deidentification-salt", hashlib.sha256
+    ).hexdigest()
+)
 # Local copies of model artifacts when the storage is not a local file system.
 CHESTNET_MODEL_CACHE = env_path("CHESTNET_MODEL_CACHE", CHESTNET_HOME / "model-cache")
 CHESTNET_TRAINING_WORK_DIR = env_path("CHESTNET_TRAINING_WORK_DIR", CHESTNET_HOME / "training")
@@ -239,6 +251,9 @@ CHESTNET_DICOM_AET = env_str("CHESTNET_DICOM_AET", "CHESTNET") or "CHESTNET"
 CHESTNET_DICOM_BIND = env_str("CHESTNET_DICOM_BIND", "127.0.0.1") or "127.0.0.1"
 CHESTNET_DICOM_HOST = env_str("CHESTNET_DICOM_HOST", "127.0.0.1") or "127.0.0.1"
 CHESTNET_DICOM_ALLOWED_AETS = env_list("CHESTNET_DICOM_ALLOWED_AETS")
+for _aet in [CHESTNET_DICOM_AET, *CHESTNET_DICOM_ALLOWED_AETS]:
+    if not re.fullmatch(r"[^\\\x00-\x1f]{1,16}", _aet) or not _aet.strip():
+        raise ImproperlyConfigured(f"{_aet!r} is not an AE title (1 to 16 characters, no '\\').")
 # The account network-received cases belong to (created inactive: it cannot log in).
 CHESTNET_DICOM_OWNER = env_str("CHESTNET_DICOM_OWNER", "dicom-network") or "dicom-network"
 # Where the AI's findings go back to: "AET@host:port" (empty: nothing is sent).
@@ -377,5 +392,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "WARNING"}},
+    # pynetdicom logs every association at INFO (the health check's C-ECHO among them).
+    "loggers": {"django.request": {"level": "WARNING"}, "pynetdicom": {"level": "WARNING"}},
 }

@@ -67,7 +67,6 @@ class CaseAdmin(admin.ModelAdmin):
         "claimed_by",
         "created_at",
     ]
-    list_filter = ["status", "urgency", "ai_flagged"]
     search_fields = ["id", "owner__username"]
     readonly_fields = [
         "status",
@@ -76,7 +75,14 @@ class CaseAdmin(admin.ModelAdmin):
         "ready_at",
         "created_at",
         "report_owner",
+        # Where it came from: what the network said, never edited by hand.
+        "source",
+        "source_ae",
+        "study_instance_uid",
+        "accession_number",
+        "study_description",
     ]
+    list_filter = ["status", "urgency", "ai_flagged", "source"]
     inlines = [ImageInline, ReviewInline]
     actions = None  # no bulk delete: a case is deleted one by one, through the service
 

@@ -13,6 +13,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from diagnosis import services
+from dicomnet import services as outbox
 from dicomnet.sop import ACCEPTED_SOP_CLASSES, TRANSFER_SYNTAXES
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ def listener_ae() -> AE:
 def instance_store(event: Any) -> int:
     """EVT_C_STORE: keep the instance as sent (file meta and dataset, not re-encoded)."""
     calling_ae = str(event.assoc.requestor.ae_title).strip()
+    if outbox.is_own_object(str(event.request.AffectedSOPInstanceUID or "")):
+        return SUCCESS  # our own SR or overlay, forwarded back with its study
     try:
         received = services.instance_receive(
             data=event.encoded_dataset(), source="dimse", source_ae=calling_ae

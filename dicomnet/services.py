@@ -87,6 +87,8 @@ def _outbound(key: str, kind: str, study: str, fields: dict) -> OutboundObject:
 
 def outbound_due(*, now: datetime | None = None) -> list[int]:
     """Objects waiting for their next attempt, and those a dead worker left 'sending'."""
+    if not settings.CHESTNET_PACS:
+        return []  # nowhere to send: they wait, and are not queued for nothing
     now = now or timezone.now()
     due = Q(status=OutboundObject.Status.PENDING, next_attempt_at__lte=now) | Q(
         status=OutboundObject.Status.SENDING, claimed_at__lt=now - SENDING_LEASE
@@ -101,7 +103,10 @@ def outbound_claim(*, outbound_id: int, now: datetime | None = None) -> Outbound
         status=OutboundObject.Status.SENDING, claimed_at__lt=now - SENDING_LEASE
     )
     taken = OutboundObject.objects.filter(claimable, pk=outbound_id).update(
-        status=OutboundObject.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
+        status=OutboundObject.Status.SENDING,
+        claimed_at=now,
+        attempts=F("attempts") + 1,
+        destination=settings.CHESTNET_PACS,  # where this attempt goes (it may have changed)
     )
     return OutboundObject.objects.get(pk=outbound_id) if taken else None
 
@@ -148,4 +153,12 @@ def reports_before(outbound: OutboundObject) -> list[OutboundObject]:
         OutboundObject.objects.filter(
             kind=OutboundObject.Kind.REPORT, case_id=outbound.case_id, run__lt=outbound.run
         ).order_by("run")
+    )
+
+
+def is_own_object(sop_instance_uid: str) -> bool:
+    """Whether an instance is one ChestNet sent (a PACS forwarding a whole study back):
+    it is acknowledged and not analysed as a radiograph."""
+    return bool(sop_instance_uid) and (
+        OutboundObject.objects.filter(sop_instance_uid=sop_instance_uid).exists()
     )

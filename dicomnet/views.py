@@ -9,6 +9,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -16,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from diagnosis import roles, services
+from dicomnet import services as outbox
 from dicomnet import stow
 from dicomnet.sop import ACCEPTED_SOP_CLASSES
 
@@ -28,12 +31,22 @@ class DicomJsonRenderer(JSONRenderer):
     format = "dicomjson"
 
 
+STOW_SCHEMA = {
+    "request": {"multipart/related": OpenApiTypes.BINARY},
+    "responses": {200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+    "description": 'STOW-RS: multipart/related; type="application/dicom". Answers the Store '
+    "Instances Response (DICOM JSON): stored instances in 00081199, failed ones in "
+    "00081198 with their FailureReason; 200 all stored, 202 some, 409 none.",
+}
+
+
 class StowApi(APIView):
     """Store instances (multipart/related; type="application/dicom")."""
 
     renderer_classes = [DicomJsonRenderer, JSONRenderer]
     parser_classes: list[Any] = []  # the body is read here, as bytes
 
+    @extend_schema(operation_id="dicomweb_store_instances", **STOW_SCHEMA)
     def post(self, request: Request, study_instance_uid: str = "") -> Response:
         if not (roles.is_clinician(request.user) or roles.is_admin(request.user)):
             raise PermissionDenied("Only clinicians and integrations can store studies.")
@@ -67,6 +80,8 @@ def _store(data: bytes, user: Any, study_instance_uid: str) -> stow.Outcome:
         return stow.Outcome(sop_class, instance, failure=stow.CANNOT_UNDERSTAND)
     if sop_class not in ACCEPTED_SOP_CLASSES:
         return stow.Outcome(sop_class, instance, failure=stow.SOP_CLASS_NOT_SUPPORTED)
+    if outbox.is_own_object(instance):  # our own overlay, sent back with its study
+        return stow.Outcome(sop_class, instance)
     try:
         services.instance_receive(
             data=part.data, source="stow", owner=user, study_instance_uid=study_instance_uid
@@ -81,4 +96,13 @@ def _store(data: bytes, user: Any, study_instance_uid: str) -> stow.Outcome:
     return stow.Outcome(sop_class, instance)
 
 
+class StowStudyApi(StowApi):
+    """Store instances of one study: an instance of another study fails (0xA900)."""
+
+    @extend_schema(operation_id="dicomweb_store_study_instances", **STOW_SCHEMA)
+    def post(self, request: Request, study_instance_uid: str = "") -> Response:
+        return super().post(request, study_instance_uid)
+
+
 stow_view = login_not_required(StowApi.as_view())
+stow_study_view = login_not_required(StowStudyApi.as_view())

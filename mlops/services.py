@@ -5,6 +5,7 @@ evaluations. The work itself runs in a worker (mlops.execute)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import tempfile
@@ -22,6 +23,8 @@ from chestnet_site.queue import enqueue_on_commit
 from diagnosis import selectors as clinical
 from ml.config import ARCHS, MIN_WIDTH, ModelConfig, TrainConfig
 from ml.data import MIN_TRAIN_PER_CLASS, MIN_VALIDATION_PER_CLASS, Record, patient_split
+from ml.deidentify import deidentify_dicom
+from ml.preprocessing import ImageError, image_format
 from mlops import selectors
 from mlops.models import (
     Dataset,
@@ -183,36 +186,55 @@ def dataset_assign_splits(
     return selectors.dataset_balance(dataset=dataset)
 
 
+# --- copies leaving the clinical record ------------------------------------------------
+
+
+def deidentified_copy(data: bytes) -> bytes:
+    """What a dataset holds of a file, and what an export writes: DICOM with the PS3.15
+    Basic Profile applied (ml.deidentify; keyed by CHESTNET_DEID_SALT, so the same file
+    always gives the same bytes and a copy of a copy is unchanged), PNG and JPEG as they
+    are. Raises ImageError for a DICOM file that cannot be de-identified."""
+    if image_format(data) != "dicom":
+        return data
+    return deidentify_dicom(data, salt=settings.CHESTNET_DEID_SALT)
+
+
 def dataset_export(*, dataset: Dataset, user) -> Path:
-    """A zip (re-importable: split/LABEL/file) with MANIFEST.csv; the caller deletes it."""
+    """A zip (re-importable: split/LABEL/file) with MANIFEST.csv; the caller deletes it.
+    Every DICOM file is de-identified again on the way out (files stored before imports
+    de-identified them included); one that cannot be is left out, which the event says."""
     handle = tempfile.NamedTemporaryFile(prefix="dataset-", suffix=".zip", delete=False)
     manifest = io.StringIO()
     writer = csv.writer(manifest)
     writer.writerow(["path", "label", "patient", "sha256", "split", "source", "excluded"])
+    left_out = 0
     with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
         for image in dataset.images.order_by("pk").iterator():
-            folder = f"{image.split}/" if image.split else ""
-            suffix = {"dicom": "dcm", "png": "png"}.get(image.format, "jpeg")
-            path = f"{folder}{image.label}/{image.pk:06d}-{image.patient}.{suffix}"
-            if image.excluded:
-                path = f"excluded/{path}"
-            with image.file.open("rb") as source:
-                archive.writestr(path, source.read())
-            writer.writerow(
-                [
-                    path,
-                    image.label,
-                    image.patient,
-                    image.sha256,
-                    image.split,
-                    image.source,
-                    int(image.excluded),
-                ]
-            )
+            left_out += not _export_image(archive, writer, image)
         archive.writestr("MANIFEST.csv", manifest.getvalue())
     handle.close()
-    event_record(actor=user, action="exported", detail=dataset.name, dataset=dataset)
+    note = f" ({left_out} DICOM file(s) left out: not de-identifiable)" if left_out else ""
+    event_record(actor=user, action="exported", detail=dataset.name + note, dataset=dataset)
     return Path(handle.name)
+
+
+def _export_image(archive: zipfile.ZipFile, writer, image: DatasetImage) -> bool:
+    folder = f"{image.split}/" if image.split else ""
+    suffix = {"dicom": "dcm", "png": "png"}.get(image.format, "jpeg")
+    path = f"{folder}{image.label}/{image.pk:06d}-{image.patient}.{suffix}"
+    if image.excluded:
+        path = f"excluded/{path}"
+    with image.file.open("rb") as source:
+        try:
+            payload = deidentified_copy(source.read())
+        except ImageError:
+            logger.warning("Dataset image %s left out of the export: not de-identifiable", image.pk)
+            return False
+    archive.writestr(path, payload)
+    digest = hashlib.sha256(payload).hexdigest()  # of the file in the zip, as re-imported
+    row = [image.label, image.patient, digest, image.split, image.source, int(image.excluded)]
+    writer.writerow([path, *row])
+    return True
 
 
 # --- training runs ---------------------------------------------------------------------

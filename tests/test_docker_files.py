@@ -16,7 +16,7 @@ from django.http.request import validate_host
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
-SAME_IMAGE = ("migrate", "web", "worker", "beat")
+SAME_IMAGE = ("migrate", "web", "worker", "beat", "dicom-listener")
 WORKERS = ("worker", "gpu-worker")
 # Not Django settings: read by gunicorn, TensorFlow, Python or pip inside the image.
 TOOL_ENV = {"WEB_CONCURRENCY", "TF_FORCE_GPU_ALLOW_GROWTH", "TF_CPP_MIN_LOG_LEVEL"}
@@ -57,13 +57,20 @@ def env_example_names() -> set[str]:
     return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE))
 
 
+def project_apps() -> set[str]:
+    """The apps of INSTALLED_APPS that are packages of this repository (registry, dicomnet…)."""
+    names = {app.split(".")[0] for app in settings.INSTALLED_APPS}
+    return {name for name in names if (ROOT / name / "__init__.py").is_file()}
+
+
 def worker_queues(command: list[str]) -> list[str]:
     assert command[:4] == ["celery", "-A", "chestnet_site", "worker"], command
     return command[command.index("-Q") + 1].split(",")
 
 
 def test_compose_has_every_role(services):
-    assert {"postgres", "redis", "migrate", "web", "worker", "beat", "gpu-worker"} <= set(services)
+    roles = {"postgres", "redis", "migrate", "web", "worker", "beat", "dicom-listener"}
+    assert roles | {"gpu-worker"} <= set(services)
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
     assert all("healthcheck" in services[name] for name in ("postgres", "redis"))
@@ -117,7 +124,7 @@ def test_nothing_starts_when_check_deploy_warns(services):
     """`migrate` runs first and web, workers and beat wait for it to succeed."""
     command = services["migrate"]["command"][-1]
     assert command.startswith("python manage.py check --deploy --fail-level WARNING &&")
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "beat", "dicom-listener"):
         assert services[name]["depends_on"]["migrate"]["condition"] == (
             "service_completed_successfully"
         )
@@ -125,8 +132,30 @@ def test_nothing_starts_when_check_deploy_warns(services):
 
 def test_web_and_workers_share_the_media_volume_at_media_root(services):
     media_root = f"{dockerfile_env()['CHESTNET_HOME']}/media"  # MEDIA_ROOT's default
-    for name in ("web", *WORKERS):
+    for name in ("web", "dicom-listener", *WORKERS):
         assert f"media:{media_root}" in services[name]["volumes"], name
+
+
+def test_dicom_listener_takes_studies_from_other_hosts_on_its_published_port(services):
+    listener = services["dicom-listener"]
+    assert listener["command"] == ["python", "manage.py", "dicom_listener"]
+    assert (ROOT / "dicomnet" / "management" / "commands" / "dicom_listener.py").is_file()
+    environment = listener["environment"]
+    assert environment["CHESTNET_DICOM_BIND"] == "0.0.0.0", "loopback takes no modality's study"
+    port = int(environment["CHESTNET_DICOM_PORT"])
+    assert port == settings.CHESTNET_DICOM_PORT == 11112
+    published = [str(mapping).rsplit(":", 2)[-2:] for mapping in listener["ports"]]
+    assert [str(port), str(port)] in published
+    assert f"('127.0.0.1', {port})" in " ".join(listener["healthcheck"]["test"])
+
+
+def test_web_health_probes_the_listener_by_its_service_name(services):
+    """/healthz on web sends its C-ECHO to the listener container, not to its own loopback."""
+    listener = services["dicom-listener"]["environment"]
+    web = services["web"]["environment"]
+    assert web["CHESTNET_DICOM_HOST"] == "dicom-listener"
+    assert web["CHESTNET_DICOM_PORT"] == listener["CHESTNET_DICOM_PORT"]
+    assert "CHESTNET_DICOM_BIND" not in web
 
 
 def test_env_names_are_ones_the_settings_read(services, settings_env_names):
@@ -166,6 +195,12 @@ def test_image_ships_code_and_model_and_runs_gunicorn_as_non_root():
     command = json.loads(dict(instructions)["CMD"])
     assert command[:2] == ["gunicorn", settings.WSGI_APPLICATION.rsplit(".", 1)[0]]
     assert "healthcheck.py" in dict(instructions)["HEALTHCHECK"]
+
+
+def test_image_ships_every_app_the_settings_install():
+    """registry, mlops and dicomnet too: without one, Django does not start in any role."""
+    copied = {shlex.split(args)[0].rstrip("/") for op, args in dockerfile() if op == "COPY"}
+    assert project_apps() - copied == set()
 
 
 def test_build_context_lets_in_what_the_dockerfile_copies_and_the_model():

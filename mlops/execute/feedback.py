@@ -1,7 +1,9 @@
 """The radiologist feedback loop: a periodic task pulls signed reports (first reports and
-amendments) from the clinical record and copies their images, de-identified to pixels,
-into the feedback dataset, labelled with the radiologist's finding. The clinical app knows
-nothing of it: signing never waits for, or fails because of, this copy."""
+amendments) from the clinical record and copies their images, de-identified, into the
+feedback dataset, labelled with the radiologist's finding: a DICOM image as DICOM with the
+PS3.15 Basic Profile applied (full bit depth for training), a PNG or JPEG as a fresh PNG of
+its pixels. The clinical app knows nothing of it: signing never waits for, or fails
+because of, this copy."""
 
 from __future__ import annotations
 
@@ -14,10 +16,10 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from diagnosis import selectors as clinical
-from ml.preprocessing import ImageError, decode_image, preview_png
-from mlops.execute.imports import thumbnail_png
+from ml.preprocessing import ImageError, decode_image, image_format, preview_png
+from mlops.execute.imports import THUMB_SIDE, VIEW_SIDE
 from mlops.models import Dataset, DatasetImage, Label
-from mlops.services import event_record, image_relabel
+from mlops.services import deidentified_copy, event_record, image_relabel
 
 logger = logging.getLogger(__name__)
 
@@ -78,32 +80,28 @@ def anonymised_png(data: bytes) -> bytes:
     return preview_png(image, max_side=max(image.shape))
 
 
+def feedback_copy(data: bytes) -> tuple[bytes, str]:
+    """The bytes the feedback dataset stores of a clinical image, and their format."""
+    if image_format(data) == "dicom":
+        return deidentified_copy(data), "dicom"
+    return anonymised_png(data), "png"
+
+
 def _feedback_image(*, target: Dataset, review, image, label: str) -> int:
     with image.original.open("rb") as handle:
         try:
-            png = anonymised_png(handle.read())
+            copy, fmt = feedback_copy(handle.read())
+            decoded = decode_image(copy)
         except ImageError:
             return 0
-    digest = hashlib.sha256(png).hexdigest()
+    digest = hashlib.sha256(copy).hexdigest()
     current = DatasetImage.objects.filter(dataset=target, sha256=digest).first()
     if current is not None:
         if current.label == label:
             return 0
         image_relabel(image=current, label=label, user=review.author)
         return 1
-    row = DatasetImage(
-        dataset=target,
-        original_name=f"feedback/case-{review.case_id}-image-{image.pk}.png",
-        format="png",
-        sha256=digest,
-        label=label,
-        source=DatasetImage.Source.FEEDBACK,
-        patient=feedback_patient_key(review.case),
-        feedback_case=review.case,
-    )
-    row.file.save("image", ContentFile(png), save=False)
-    row.thumbnail.save("thumb", ContentFile(thumbnail_png(png)), save=False)
-    row.save()
+    _feedback_row(target, review, image, label, copy=copy, fmt=fmt, digest=digest, decoded=decoded)
     event_record(
         actor=review.author,
         action="feedback_added",
@@ -111,3 +109,23 @@ def _feedback_image(*, target: Dataset, review, image, label: str) -> int:
         dataset=target,
     )
     return 1
+
+
+def _feedback_row(target, review, image, label, *, copy, fmt, digest, decoded) -> DatasetImage:
+    suffix = "dcm" if fmt == "dicom" else "png"
+    row = DatasetImage(
+        dataset=target,
+        original_name=f"feedback/case-{review.case_id}-image-{image.pk}.{suffix}",
+        format=fmt,
+        sha256=digest,
+        label=label,
+        source=DatasetImage.Source.FEEDBACK,
+        patient=feedback_patient_key(review.case),
+        feedback_case=review.case,
+    )
+    row.file.save("image", ContentFile(copy), save=False)
+    row.thumbnail.save("thumb", ContentFile(preview_png(decoded, max_side=THUMB_SIDE)), save=False)
+    if fmt == "dicom":  # the admin pages show a PNG of it (DatasetImage.view)
+        row.view.save("view", ContentFile(preview_png(decoded, max_side=VIEW_SIDE)), save=False)
+    row.save()
+    return row

@@ -1,6 +1,8 @@
 """Worker side of dataset imports: a browser upload's job (claimed, all or nothing), and a
 server folder or zip imported in this process (the `import_dataset` command). Both give
-images without a split folder the default split when the dataset has none yet."""
+images without a split folder the default split when the dataset has none yet. A DICOM
+file is stored de-identified (mlops.services.deidentified_copy): its file, checksum and
+duplicate check are those of the de-identified bytes, which the same source always gives."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from django.utils import timezone
 
 from ml.preprocessing import ImageError, decode_image, image_format, preview_png
 from mlops.models import Dataset, DatasetImage, ImportJob, Split
-from mlops.services import dataset_assign_splits, event_record
+from mlops.services import dataset_assign_splits, deidentified_copy, event_record
 from mlops.sources import ImportRefused, Planned, folder_entries, plan_import, zip_entries
 
 logger = logging.getLogger(__name__)
@@ -28,11 +30,6 @@ PROGRESS_EVERY = 10
 # The split page's defaults (mlops.forms.SplitForm), given at import to images without a
 # split folder: a plain NORMAL/ + PNEUMONIA/ import can be trained on at once.
 IMPORT_SPLIT: dict[str, Any] = {"validation_fraction": 0.15, "test_fraction": 0.15, "seed": 1337}
-
-
-def thumbnail_png(data: bytes) -> bytes:
-    """The small PNG the dataset pages show."""
-    return preview_png(decode_image(data), max_side=THUMB_SIDE)
 
 
 def import_job_run(*, job_id: int) -> str:
@@ -136,23 +133,27 @@ def _store_all(job, items: list[Planned], source, known: set[str], pending, skip
     problems: list[str] = []
     seen: dict[str, str] = {}
     for index, item in enumerate(items, start=1):
-        data = item.read()
-        digest = hashlib.sha256(data).hexdigest()
-        if digest in known:
-            skipped.append((item.name, "already in the dataset (same content)"))
-        elif digest in seen:
-            skipped.append((item.name, f"same content as {seen[digest]}"))
-        else:
-            seen[digest] = item.name
-            try:
-                pending.append(_stored_image(job, item, source, data, digest))
-            except ImageError as exc:
-                problems.append(f"{item.name}: {exc}")
+        try:
+            _store_item(job, item, source, known, seen, pending, skipped)
+        except ImageError as exc:
+            problems.append(f"{item.name}: {exc}")
         if index % PROGRESS_EVERY == 0 or index == len(items):
             ImportJob.objects.filter(pk=job.pk).update(processed=index)
         if len(problems) >= 50:
             break
     return problems
+
+
+def _store_item(job, item: Planned, source, known: set[str], seen, pending, skipped) -> None:
+    data = deidentified_copy(item.read())
+    digest = hashlib.sha256(data).hexdigest()
+    if digest in known:
+        skipped.append((item.name, "already in the dataset (same content)"))
+    elif digest in seen:
+        skipped.append((item.name, f"same content as {seen[digest]}"))
+    else:
+        seen[digest] = item.name
+        pending.append(_stored_image(job, item, source, data, digest))
 
 
 def _stored_image(job, item: Planned, source: str, data: bytes, digest: str) -> DatasetImage:

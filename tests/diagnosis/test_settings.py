@@ -138,3 +138,17 @@ def test_publishing_gives_up_quickly_when_the_broker_is_down_or_hung():
     options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
     assert options["socket_timeout"] <= 10 and settings.CELERY_BROKER_CONNECTION_TIMEOUT <= 5
     assert settings.CELERY_TASK_PUBLISH_RETRY_POLICY["max_retries"] <= 1
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"CHESTNET_DICOM_AET": "A-TITLE-OF-SEVENTEEN"},
+        {"CHESTNET_DICOM_ALLOWED_AETS": "ORTHANC,BAD\\AE"},
+        {"CHESTNET_PACS": "PACS-at-10.0.0.5"},
+        {"CHESTNET_PACS": "PACS@10.0.0.5"},
+    ],
+)
+def test_dicom_network_settings_refuse_what_is_not_an_ae_title_or_address(variables):
+    done = _manage("check", **variables)
+    assert done.returncode != 0 and "ImproperlyConfigured" in done.stderr

@@ -155,8 +155,9 @@ def test_admin_sees_audit_trail(client_for, admin_user, clinician):
     assert client_for(clinician).get(reverse("admin:index")).status_code == 302
 
 
-def test_healthz_reports_database_and_broker_without_login(client, db, monkeypatch):
+def test_healthz_reports_database_and_broker_without_login(client, db, monkeypatch, settings):
     monkeypatch.setattr("diagnosis.views._broker_state", lambda: ("unavailable", 0))
+    settings.CHESTNET_DICOM_PORT = 0
     response = client.get(reverse("healthz"))
     assert response.status_code == 200
     assert response.json() == {
@@ -164,6 +165,7 @@ def test_healthz_reports_database_and_broker_without_login(client, db, monkeypat
         "database": "ok",
         "broker": "unavailable",
         "workers": 0,
+        "dicom_listener": "off",
     }
 
 

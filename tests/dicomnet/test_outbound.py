@@ -228,3 +228,42 @@ def test_an_amendment_goes_out_as_a_new_sr_naming_the_version_it_replaces(
     predecessor = amended.PredecessorDocumentsSequence[0]
     referenced = predecessor.ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
     assert referenced.ReferencedSOPInstanceUID == first.sop_instance_uid
+
+
+def test_with_no_destination_nothing_is_queued_and_objects_wait(settings, chest_dicom, pacs):
+    _analyse(_received_image(chest_dicom))
+    outbox.outbox_fill()
+    settings.CHESTNET_PACS = ""
+    assert outbox.outbound_due() == []
+    settings.CHESTNET_PACS = pacs_destination(pacs)
+    assert len(outbox.outbound_due()) == 2
+
+
+@pytest.mark.django_db(transaction=True)  # the listener's threads read the outbox
+def test_our_own_overlay_forwarded_back_by_the_pacs_is_acknowledged_not_analysed(
+    pacs, chest_dicom, client, clinician
+):
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom.sop_class import SecondaryCaptureImageStorage
+
+    from dicomnet.listener import serve
+
+    _analyse(_received_image(chest_dicom))
+    outbox.outbox_fill()
+    overlay = OutboundObject.objects.get(kind="overlay")
+    sending.outbound_deliver(outbound_id=overlay.pk)
+    ours = pacs.received[0]
+    ours.file_meta = FileMetaDataset()
+    ours.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    port = free_port()
+    server = serve(host="127.0.0.1", port=port, block=False)
+    try:
+        ae = AE(ae_title="ORTHANC")
+        ae.add_requested_context(SecondaryCaptureImageStorage)
+        assoc = ae.associate("127.0.0.1", port, ae_title="CHESTNET")
+        assert assoc.send_c_store(ours).Status == 0
+        assoc.release()
+    finally:
+        server.shutdown()
+    assert Image.objects.count() == 1  # only the radiograph it was made from

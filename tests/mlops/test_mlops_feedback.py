@@ -50,12 +50,12 @@ def test_signed_pneumonia_reports_feed_the_chosen_dataset_without_identifiers(
     assert (row.label, row.source, row.format, row.feedback_case) == (
         "PNEUMONIA",
         "feedback",
-        "png",
+        "dicom",  # de-identified DICOM: full bit depth (tests/mlops/test_mlops_deidentification)
         case,
     )
     stored = row.file.read()
-    assert stored.startswith(b"\x89PNG")
-    for identifier in (b"Doe", b"Jane", b"MRN-998877", b"20190101", b"DICM"):
+    assert stored[128:132] == b"DICM"
+    for identifier in (b"Doe", b"Jane", b"MRN-998877", b"20190101"):
         assert identifier not in stored
     assert "MRN" not in row.patient and "MRN" not in row.original_name
 
