@@ -380,7 +380,10 @@ def _study_case(study: _StudyHeader, *, source: str, source_ae: str, sender) -> 
     )
     via = f"{Case.Source(source).label}" + (f" from {source_ae}" if source_ae else "")
     action = AuditEvent.Action.CREATED if created else AuditEvent.Action.RECEIVED
-    audit_record(actor=sender, action=action, case=case, detail=f"instance received by {via}")
+    detail = f"instance received by {via}"
+    if case.status == Case.Status.REPORTED:  # the report stands; its owner may amend it
+        detail += " after the report was signed"
+    audit_record(actor=sender, action=action, case=case, detail=detail)
     return case
 
 
