@@ -149,11 +149,12 @@ def outbound_supersede(*, outbound: OutboundObject) -> None:
 
 def reports_before(outbound: OutboundObject) -> list[OutboundObject]:
     """The earlier versions of a report SR (an amendment names what it replaces)."""
-    return list(
-        OutboundObject.objects.filter(
-            kind=OutboundObject.Kind.REPORT, case_id=outbound.case_id, run__lt=outbound.run
-        ).order_by("run")
+    if outbound.case_id is None:
+        return []
+    earlier = OutboundObject.objects.filter(
+        kind=OutboundObject.Kind.REPORT, case_id=outbound.case_id, run__lt=outbound.run
     )
+    return list(earlier.order_by("run"))
 
 
 def is_own_object(sop_instance_uid: str) -> bool:

@@ -31,7 +31,7 @@ class DicomJsonRenderer(JSONRenderer):
     format = "dicomjson"
 
 
-STOW_SCHEMA = {
+STOW_SCHEMA: dict[str, Any] = {
     "request": {"multipart/related": OpenApiTypes.BINARY},
     "responses": {200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
     "description": 'STOW-RS: multipart/related; type="application/dicom". Answers the Store '
