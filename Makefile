@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint typecheck browser dicom-tools benchmark
+.PHONY: install run test test-fast lint typecheck browser dicom-tools benchmark frontend
 
 install: $(STAMP)
 
@@ -37,7 +37,7 @@ test-fast: install
 
 LINTED := chestnet_site registry diagnosis mlops dicomnet ml scripts/run_local.py scripts/benchmark.py \
 	scripts/ood_corpus.py scripts/gate_report.py scripts/recipe_report.py \
-	scripts/validation_stress.py scripts/upload_memory.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
+	scripts/validation_stress.py scripts/upload_memory.py scripts/worklist_benchmark.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
 	tests/ml tests/mlops tests/dicomnet tests/registry tests/support tests/test_architecture.py \
 	tests/test_docker_files.py manage.py
 
@@ -52,3 +52,10 @@ typecheck: install
 
 benchmark: install
 	$(PY) scripts/benchmark.py
+	$(PY) scripts/worklist_benchmark.py
+
+# The review page's viewer (Cornerstone3D from npm), built from frontend/ into static/viewer/.
+# The bundle is committed, so `make run` needs no Node.js: run this (Node.js 20.19+ and npm)
+# only after changing frontend/src, frontend/vite.config.js or frontend/package-lock.json.
+frontend:
+	cd frontend && npm ci --no-audit --no-fund && npm run build

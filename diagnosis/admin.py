@@ -81,6 +81,7 @@ class CaseAdmin(admin.ModelAdmin):
         "study_instance_uid",
         "accession_number",
         "study_description",
+        "study_at",
     ]
     list_filter = ["status", "urgency", "ai_flagged", "source"]
     inlines = [ImageInline, ReviewInline]

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFilesSent
 from django.http import FileResponse
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -25,6 +25,7 @@ from diagnosis.serializers import (
     CaseSerializer,
     ReviewCreateSerializer,
     WorklistCaseSerializer,
+    WorklistQuerySerializer,
 )
 
 
@@ -112,13 +113,62 @@ class CaseDetailApi(APIView):
 
 
 class WorklistApi(APIView):
-    @extend_schema(responses=WorklistCaseSerializer(many=True))
+    """Cases awaiting review, a page at a time, in the order and with the filters asked for.
+    Keyset pages: the `Link: <...>; rel="next"` header carries the next page's URL (no
+    header on the last page). Poll cheaply with the `ETag` of the last answer in
+    `If-None-Match`: 304, without a body (and not audited), while the page is unchanged."""
+
+    @extend_schema(
+        parameters=[WorklistQuerySerializer],
+        responses={200: WorklistCaseSerializer(many=True), 304: None},
+    )
     def get(self, request: Request) -> Response:
         if not roles.is_radiologist(request.user):
             raise PermissionDenied("Only radiologists have a worklist.")
-        cases = list(selectors.worklist_for(user=request.user)[:500])
-        services.cases_listed_audit(user=request.user, cases=cases, listing="api worklist")
-        return Response(WorklistCaseSerializer(cases, many=True).data)
+        query = WorklistQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        try:
+            page = selectors.worklist_page(user=request.user, **query.validated_data)
+        except selectors.InvalidCursor as exc:
+            raise ValidationError({"after": [str(exc)]}) from exc
+        headers = {"ETag": f'"{page.version}"'}
+        if page.next_cursor is not None:
+            params = request.query_params.copy()
+            params["after"] = page.next_cursor
+            next_url = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
+            headers["Link"] = f'<{next_url}>; rel="next"'
+        if headers["ETag"] in request.headers.get("If-None-Match", ""):
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
+        services.cases_listed_audit(user=request.user, cases=page.cases, listing="api worklist")
+        return Response(WorklistCaseSerializer(page.cases, many=True).data, headers=headers)
+
+
+class WorklistClaimNextApi(APIView):
+    """Claim the top unclaimed case of the worklist in this order and with these filters
+    (query parameters as for the worklist; `claim`, `after` and `limit` do not apply).
+    Two clients asking at once get two different cases; 404 when none matches."""
+
+    @extend_schema(
+        request=None, parameters=[WorklistQuerySerializer], responses={200: CaseSerializer}
+    )
+    def post(self, request: Request) -> Response:
+        if not roles.is_radiologist(request.user):
+            raise PermissionDenied("Only radiologists can claim cases.")
+        query = WorklistQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        case = services.case_claim_next(
+            user=request.user,
+            urgency=data["urgency"],
+            flagged=data["flagged"],
+            source=data["source"],
+            sort=data["sort"],
+        )
+        if case is None:
+            detail = "No unclaimed case on the worklist matches these filters."
+            return Response({"detail": detail}, status=status.HTTP_404_NOT_FOUND)
+        case = selectors.case_get_for_user(user=request.user, case_id=case.pk)
+        return Response(CaseSerializer(case).data)
 
 
 class CaseReviewApi(APIView):
@@ -135,6 +185,7 @@ class CaseReviewApi(APIView):
                 case=case,
                 author=request.user,
                 agrees_with_ai=data["agrees_with_ai"],
+                image_agreement=data["image_agreement"],
                 finding=data["finding"],
                 report=data["report"],
                 reason=data["amendment_reason"],
@@ -183,6 +234,45 @@ class ImageFileApi(APIView):
             user=request.user, image_id=image_id, kind=kind
         )
         response = FileResponse(handle, content_type=content_type)
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+
+_HEADER_ELEMENT_FIELDS = {
+    "tag": serializers.CharField(help_text="(gggg,eeee)"),
+    "keyword": serializers.CharField(help_text="DICOM keyword; empty for private tags"),
+    "name": serializers.CharField(),
+    "vr": serializers.CharField(),
+    "value": serializers.CharField(help_text="As text; long values cut, binary as a size"),
+    "depth": serializers.IntegerField(help_text="Sequence nesting: 0 at the top level"),
+}
+
+
+class ImageHeaderApi(APIView):
+    """The DICOM header of an image's original (no pixel data), for the viewer's header
+    panel. Same access rule as the case, audited; 404 for a PNG or JPEG original. Patient
+    identifiers are omitted for a user without a clinical role (see
+    services.image_header_for_user)."""
+
+    @extend_schema(
+        responses=inline_serializer(
+            "DicomHeader",
+            {
+                "image": serializers.IntegerField(),
+                "identifiers_shown": serializers.BooleanField(),
+                "omitted": serializers.IntegerField(help_text="Identifying elements left out"),
+                "elements": inline_serializer(
+                    "DicomHeaderElement", _HEADER_ELEMENT_FIELDS, many=True
+                ),
+            },
+        )
+    )
+    def get(self, request: Request, image_id: int) -> Response:
+        try:
+            header = services.image_header_for_user(user=request.user, image_id=image_id)
+        except services.ServiceError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        response = Response(header)
         response["Cache-Control"] = "private, no-store"
         return response
 

@@ -24,12 +24,23 @@ urlpatterns = [
         api.public(api.CaseReleaseApi.as_view()),
         name="api_case_release",
     ),
+    # Before the file route below, whose <str:kind> would take "header" too.
+    path(
+        "images/<int:image_id>/header/",
+        api.public(api.ImageHeaderApi.as_view()),
+        name="api_image_header",
+    ),
     path(
         "images/<int:image_id>/<str:kind>/",
         api.public(api.ImageFileApi.as_view()),
         name="api_image_file",
     ),
     path("worklist/", api.public(api.WorklistApi.as_view()), name="api_worklist"),
+    path(
+        "worklist/claim-next/",
+        api.public(api.WorklistClaimNextApi.as_view()),
+        name="api_worklist_claim_next",
+    ),
     # Both need a signed-in user (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]): the schema
     # answers 401 without a session or token; the page, for browsers, sends an anonymous
     # visitor to the login form (DRF views opt out of LoginRequiredMiddleware).

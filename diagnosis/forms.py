@@ -41,12 +41,16 @@ class CaseForm(forms.Form):
     images = MultipleImageField(label="Images")
 
 
+AGREEMENT = [("yes", "Agree"), ("no", "Disagree")]
+
+
 class ReviewForm(forms.Form):
+    """The report, with one agree/disagree per image the AI analysed (`agrees_<image id>`).
+    For an amendment it starts from the current version (finding, text, agreement)."""
+
+    # One answer for every analysed image (not shown: scripts and older clients post it).
     agrees_with_ai = forms.TypedChoiceField(
-        label="Do you agree with the AI?",
-        choices=[("yes", "Agree"), ("no", "Disagree")],
-        coerce=lambda value: value == "yes",
-        widget=forms.RadioSelect,
+        choices=AGREEMENT, coerce=lambda value: value == "yes", required=False, empty_value=None
     )
     finding = forms.ChoiceField(
         label="Final finding", choices=Review.Finding.choices, widget=forms.RadioSelect
@@ -56,12 +60,53 @@ class ReviewForm(forms.Form):
         required=False, max_length=1000, widget=forms.Textarea(attrs={"rows": 2})
     )
 
-    def __init__(self, *args: Any, case: Case, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, case: Case, current: Review | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         # Nothing to agree with when the AI analysed no image of the case.
-        self.asks_ai_opinion = case.has_ai_result
-        if not self.asks_ai_opinion:
-            del self.fields["agrees_with_ai"]
+        self.analysed = [image for image in case.images.all() if image.status == "done"]
+        self.asks_ai_opinion = bool(self.analysed)
+        for number, image in enumerate(case.images.all(), start=1):
+            if image.status == "done":
+                self.fields[f"agrees_{image.pk}"] = forms.TypedChoiceField(
+                    label=f"Do you agree with the AI on image {number}?",
+                    choices=AGREEMENT,
+                    coerce=lambda value: value == "yes",
+                    empty_value=None,
+                    required=False,
+                    widget=forms.RadioSelect(attrs={"form": "review-form"}),
+                )
+        if current is not None and not self.is_bound:
+            self.initial.update(_current_answers(current))
+
+    def agreement_field(self, image) -> forms.BoundField | None:
+        """The image's agree/disagree question, placed beside the image on the page."""
+        name = f"agrees_{image.pk}"
+        return self[name] if name in self.fields else None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for image in self.analysed:
+            name = f"agrees_{image.pk}"
+            if data.get(name) is None:
+                if data.get("agrees_with_ai") is None:
+                    self.add_error(name, "Say whether you agree with the AI on this image.")
+                else:
+                    data[name] = data["agrees_with_ai"]
+        return data
+
+    def image_agreement(self) -> dict[int, bool]:
+        return {image.pk: self.cleaned_data[f"agrees_{image.pk}"] for image in self.analysed}
+
+
+def _current_answers(review: Review) -> dict[str, Any]:
+    answers: dict[str, Any] = {"finding": review.finding, "report": review.report}
+    for entry in review.ai_results:
+        agrees = entry.get("agrees", review.agrees_with_ai)
+        if entry.get("status") == "done" and agrees is not None:
+            answers[f"agrees_{entry['image']}"] = "yes" if agrees else "no"
+    return answers
 
 
 class AuditFilterForm(forms.Form):

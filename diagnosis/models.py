@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Coalesce
 
 from chestnet_site.storage import RandomName
 from ml.outcome import REFUSAL_REASONS
@@ -45,6 +46,7 @@ class Case(models.Model):
     class Urgency(models.TextChoices):
         ROUTINE = "routine"
         URGENT = "urgent"
+        STAT = "stat", "STAT"  # immediately: read before every urgent case
 
     class Source(models.TextChoices):
         UPLOAD = "upload", "Upload"
@@ -95,11 +97,47 @@ class Case(models.Model):
     study_instance_uid = models.CharField(max_length=64, blank=True)
     accession_number = models.CharField(max_length=16, blank=True)
     study_description = models.CharField(max_length=64, blank=True)
+    # When the study was acquired, from the header's StudyDate and StudyTime (network cases;
+    # None for uploads and for headers without a date).
+    study_at = models.DateTimeField(null=True, blank=True)
+
+    # The worklist's sort keys, computed by the database from the fields above and never
+    # written by the application, so that every ordering is one ascending index and a page
+    # is found by a keyset seek (diagnosis.selectors.worklist_page), at any depth.
+    priority_rank = models.GeneratedField(  # STAT 0, urgent 1, routine 2
+        expression=models.Case(
+            models.When(urgency="stat", then=models.Value(0)),
+            models.When(urgency="urgent", then=models.Value(1)),
+            default=models.Value(2),
+        ),
+        output_field=models.SmallIntegerField(),
+        db_persist=True,
+    )
+    ai_rank = models.GeneratedField(  # highest probability first; no AI result (1.0) last
+        expression=models.Value(0.0) - Coalesce(models.F("max_probability"), models.Value(-1.0)),
+        output_field=models.FloatField(),
+        db_persist=True,
+    )
+    waiting_since = models.GeneratedField(  # ready for review (created, on older rows)
+        expression=Coalesce(models.F("ready_at"), models.F("created_at")),
+        output_field=models.DateTimeField(),
+        db_persist=True,
+    )
+    study_time = models.GeneratedField(  # the study's time, or the upload's
+        expression=Coalesce(models.F("study_at"), models.F("created_at")),
+        output_field=models.DateTimeField(),
+        db_persist=True,
+    )
 
     class Meta:
         indexes = [
-            models.Index(fields=["status", "urgency", "max_probability", "ready_at"]),
             models.Index(fields=["owner", "created_at"]),
+            models.Index(
+                fields=["status", "priority_rank", "ai_rank", "waiting_since", "id"],
+                name="case_worklist_priority",
+            ),
+            models.Index(fields=["status", "waiting_since", "id"], name="case_worklist_waiting"),
+            models.Index(fields=["status", "study_time", "id"], name="case_worklist_study"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -118,7 +156,8 @@ class Case(models.Model):
 
     @property
     def is_urgent(self) -> bool:
-        return self.urgency == self.Urgency.URGENT
+        """Urgent or STAT."""
+        return self.urgency in (self.Urgency.URGENT, self.Urgency.STAT)
 
     @property
     def has_ai_result(self) -> bool:
@@ -160,6 +199,8 @@ class Image(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # An instance received over the network, once: a re-sent instance is not stored again.
     sop_instance_uid = models.CharField(max_length=64, blank=True)
+    # What the reader calls it: the uploaded file's name, or the DICOM view ("PA chest").
+    name = models.CharField(max_length=120, blank=True)
 
     class Meta:
         ordering = ["pk"]

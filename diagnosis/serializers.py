@@ -76,6 +76,7 @@ class ImageSerializer(serializers.ModelSerializer):
         model = Image
         fields = [
             "id",
+            "name",
             "status",
             "error",
             "preview_url",
@@ -110,6 +111,9 @@ class ImageSerializer(serializers.ModelSerializer):
 
 class ReviewSerializer(serializers.ModelSerializer):
     author = serializers.CharField(source="author.username")
+    finding_display = serializers.CharField(
+        source="get_finding_display", read_only=True, help_text="The finding in words."
+    )
 
     class Meta:
         model = Review
@@ -118,6 +122,7 @@ class ReviewSerializer(serializers.ModelSerializer):
             "author",
             "agrees_with_ai",
             "finding",
+            "finding_display",
             "report",
             "amendment_reason",
             "ai_results",
@@ -161,8 +166,33 @@ class CaseSerializer(serializers.ModelSerializer):
 
 
 class WorklistCaseSerializer(serializers.ModelSerializer):
+    """A worklist row: the columns the worklist page shows. Needs the annotations of
+    `selectors.worklist_for`."""
+
     owner = serializers.CharField(source="owner.username")
     claimed_by = serializers.CharField(source="claimed_by.username", default=None)
+    study_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="From the header's StudyDate and StudyTime; null for uploads.",
+    )
+    study_time = serializers.DateTimeField(
+        read_only=True, help_text="The study's time, or, for an upload, when it was uploaded."
+    )
+    waiting_since = serializers.DateTimeField(
+        read_only=True, help_text="Since when the case awaits review."
+    )
+    image_count = serializers.IntegerField(read_only=True)
+    refused_images = serializers.IntegerField(
+        read_only=True, help_text="How many of its images the AI did not analyse."
+    )
+    refusal_reason = serializers.CharField(
+        read_only=True, allow_null=True, help_text="Why (a reason code), when it refused one."
+    )
+    refusal_explanation = serializers.CharField(
+        read_only=True, help_text="The reason in plain words; empty when none was refused."
+    )
+    preview_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Case
@@ -170,17 +200,79 @@ class WorklistCaseSerializer(serializers.ModelSerializer):
             "id",
             "status",
             "patient_id",
+            "age",
+            "sex",
             "urgency",
+            "accession_number",
+            "study_at",
+            "study_time",
+            "image_count",
             "max_probability",
             "ai_flagged",
+            "refused_images",
+            "refusal_reason",
+            "refusal_explanation",
+            "waiting_since",
+            "ready_at",
             "owner",
             "claimed_by",
-            "ready_at",
             "source",
             "source_ae",
             "study_instance_uid",
-            "accession_number",
+            "preview_url",
         ]
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_preview_url(self, case: Case) -> str | None:
+        """The case's first image with a preview, to look at before claiming it."""
+        image_id = getattr(case, "preview_image", None)
+        return reverse("api_image_file", args=[image_id, "preview"]) if image_id else None
+
+
+class WorklistQuerySerializer(serializers.Serializer):
+    """The worklist's filters, order and page (query parameters)."""
+
+    urgency = serializers.ChoiceField(
+        choices=Case.Urgency.choices, required=False, allow_blank=True, default=None
+    )
+    flagged = serializers.ChoiceField(
+        choices=[("yes", "flagged by the AI"), ("no", "not flagged")],
+        required=False,
+        allow_blank=True,
+        default=None,
+    )
+    claim = serializers.ChoiceField(
+        choices=[("mine", "claimed by me"), ("unclaimed", "unclaimed")],
+        required=False,
+        allow_blank=True,
+        default=None,
+    )
+    source = serializers.ChoiceField(
+        choices=Case.Source.choices, required=False, allow_blank=True, default=None
+    )
+    sort = serializers.ChoiceField(
+        choices=[(key, order.label) for key, order in selectors.WORKLIST_SORTS.items()],
+        required=False,
+        allow_blank=True,
+        default=selectors.WORKLIST_DEFAULT_SORT,
+    )
+    after = serializers.CharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="The cursor of the page before (from the `Link` header); none: the first.",
+    )
+    limit = serializers.IntegerField(
+        source="size", min_value=1, max_value=500, required=False, default=100
+    )
+
+    def validate_flagged(self, value: str | None) -> bool | None:
+        return {"yes": True, "no": False}.get(value or "")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        blank = ("urgency", "claim", "source")
+        attrs = {**attrs, **{name: attrs.get(name) or None for name in blank}}
+        return {**attrs, "sort": attrs.get("sort") or selectors.WORKLIST_DEFAULT_SORT}
 
 
 class CaseCreateSerializer(serializers.Serializer):
@@ -215,9 +307,18 @@ class ReviewCreateSerializer(serializers.Serializer):
         required=False,
         allow_null=True,
         default=None,
-        help_text="Required when the AI analysed at least one image of the case. When it "
+        help_text="One answer for every analysed image; or give `image_agreement`. Required "
+        "(one or the other) when the AI analysed at least one image of the case. When it "
         "analysed none (every image refused) there is nothing to agree with: omit it, and "
         "it is stored as null whatever is sent.",
+    )
+    image_agreement = serializers.DictField(
+        child=serializers.BooleanField(),
+        required=False,
+        default=dict,
+        help_text='Agree (true) or disagree (false) per analysed image: {"<image id>": '
+        "true, ...}, one entry for each image with an AI result. The case agrees only when "
+        "every image does.",
     )
     finding = serializers.ChoiceField(choices=Review.Finding.choices)
     report = serializers.CharField(max_length=10000)
@@ -225,9 +326,15 @@ class ReviewCreateSerializer(serializers.Serializer):
         max_length=1000, required=False, allow_blank=True, default=""
     )
 
+    def validate_image_agreement(self, value: dict[str, bool]) -> dict[int, bool]:
+        try:
+            return {int(key): answer for key, answer in value.items()}
+        except ValueError as exc:
+            raise serializers.ValidationError("Keys are image ids.") from exc
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not self.context["case"].has_ai_result:
-            return {**attrs, "agrees_with_ai": None}
-        if attrs.get("agrees_with_ai") is None:
+            return {**attrs, "agrees_with_ai": None, "image_agreement": {}}
+        if attrs.get("agrees_with_ai") is None and not attrs.get("image_agreement"):
             raise serializers.ValidationError({"agrees_with_ai": "This field is required."})
         return attrs

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.conf import settings
@@ -49,6 +51,7 @@ class ValidatedImage:
     data: bytes
     format: str
     size: tuple[int, int]  # (width, height), as the header declares
+    name: str = ""  # the file's name, as the reader will see it
 
 
 # --- audit -----------------------------------------------------------------------------
@@ -185,7 +188,15 @@ def image_validate(*, name: str, data: bytes) -> ValidatedImage:
         header = inspect(data)
     except ImageError as exc:
         raise ImageRejected(f"{name}: {exc}") from exc
-    return ValidatedImage(data=data, format=header.format, size=(header.width, header.height))
+    return ValidatedImage(
+        data=data, format=header.format, size=(header.width, header.height), name=_shown_name(name)
+    )
+
+
+def _shown_name(name: str) -> str:
+    """The base name of an uploaded file, without control characters, for display."""
+    base = str(name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    return "".join(ch for ch in base if ch.isprintable())[:120]
 
 
 def case_create(
@@ -229,7 +240,12 @@ def case_create(
 
 
 def _image_create(*, case: Case, validated: ValidatedImage) -> list[Any]:
-    image = Image(case=case, original_format=validated.format, enqueued_at=timezone.now())
+    image = Image(
+        case=case,
+        original_format=validated.format,
+        name=validated.name,
+        enqueued_at=timezone.now(),
+    )
     image.original.save("original", ContentFile(validated.data), save=False)
     image.save()
     image_enqueue_on_commit(image_id=image.pk)
@@ -311,6 +327,8 @@ class _StudyHeader:
     sex: str
     accession_number: str
     study_description: str
+    view: str = ""  # "PA chest", or the series description
+    study_at: datetime | None = None
 
 
 def _network_header(data: bytes) -> _StudyHeader:
@@ -334,7 +352,15 @@ def _network_header(data: bytes) -> _StudyHeader:
         sex=sex if sex in Case.Sex.values else Case.Sex.UNKNOWN,
         accession_number=element_text(ds, "AccessionNumber")[:16],
         study_description=element_text(ds, "StudyDescription")[:64],
+        view=_view_name(ds),
+        study_at=_dicom_study_at(ds),
     )
+
+
+def _view_name(ds) -> str:
+    facts = read_header(ds)
+    view = " ".join(part for part in (facts.view_position, facts.body_part.lower()) if part)
+    return (view or facts.series_description or facts.view_code)[:120]
 
 
 def _header_refusal(data: bytes) -> Refusal | None:
@@ -376,6 +402,7 @@ def _study_case(study: _StudyHeader, *, source: str, source_ae: str, sender) -> 
             "sex": study.sex,
             "accession_number": study.accession_number,
             "study_description": study.study_description,
+            "study_at": study.study_at,
         },
     )
     via = f"{Case.Source(source).label}" + (f" from {source_ae}" if source_ae else "")
@@ -393,6 +420,7 @@ def _network_image(
     image = Image(
         case=case,
         original_format="dicom",
+        name=study.view,
         sop_instance_uid=study.sop_instance_uid,
         enqueued_at=timezone.now(),
     )
@@ -728,11 +756,19 @@ def review_submit(
     finding: str,
     report: str,
     reason: str = "",
+    image_agreement: Mapping[int, bool] | None = None,
 ) -> Review:
     """The one rule for a report sent from any screen or the API: the first signed report
-    of a case, or, once the case is reported, an amendment (a new version)."""
+    of a case, or, once the case is reported, an amendment (a new version).
+    `image_agreement`: agree or disagree per analysed image (image id -> bool); without
+    it, `agrees_with_ai` stands for every analysed image."""
     reported = Case.objects.filter(pk=case.pk, status=Case.Status.REPORTED).exists()
-    fields = {"case": case, "author": author, "agrees_with_ai": agrees_with_ai}
+    fields = {
+        "case": case,
+        "author": author,
+        "agrees_with_ai": agrees_with_ai,
+        "image_agreement": image_agreement,
+    }
     if reported:
         return review_amend(**fields, finding=finding, report=report, reason=reason)
     return review_sign(**fields, finding=finding, report=report)
@@ -839,7 +875,13 @@ def case_release(*, case: Case, user) -> Case:
 
 @transaction.atomic
 def review_sign(
-    *, case: Case, author, agrees_with_ai: bool | None, finding: str, report: str
+    *,
+    case: Case,
+    author,
+    agrees_with_ai: bool | None,
+    finding: str,
+    report: str,
+    image_agreement: Mapping[int, bool] | None = None,
 ) -> Review:
     """Sign the first report. The case must await review and its claim be the author's.
     `agrees_with_ai` is required when the case has an AI result, and stored as None when
@@ -856,6 +898,7 @@ def review_sign(
         author=author,
         version=1,
         agrees_with_ai=agrees_with_ai,
+        image_agreement=image_agreement,
         finding=finding,
         report=report,
     )
@@ -875,6 +918,7 @@ def review_amend(
     finding: str,
     report: str,
     reason: str = "",
+    image_agreement: Mapping[int, bool] | None = None,
 ) -> Review:
     """A new signed version by the report's owner (its signer, or whom an admin reassigned
     it to), always with a reason; earlier versions stay untouched."""
@@ -894,6 +938,7 @@ def review_amend(
         author=author,
         version=version,
         agrees_with_ai=agrees_with_ai,
+        image_agreement=image_agreement,
         finding=finding,
         report=report,
         reason=reason,
@@ -904,14 +949,30 @@ def review_amend(
     return review
 
 
-def _ai_opinion(case: Case, agrees_with_ai: bool | None) -> bool | None:
-    """Whether the reviewer agrees with the AI: required when there is an AI result, and
-    not applicable (None, whatever was sent) when the AI analysed no image."""
-    if not case.has_ai_result:
-        return None
+def _ai_opinion(
+    case: Case, agrees_with_ai: bool | None, image_agreement: Mapping[int, bool] | None
+) -> tuple[bool | None, dict[int, bool]]:
+    """Whether the reviewer agrees with the AI, for the case and per analysed image:
+    required when there is an AI result (per image, or one answer for all), and not
+    applicable (None, whatever was sent) when the AI analysed no image. The case agrees
+    only when every image does."""
+    analysed = list(
+        Image.objects.filter(case=case, status=Image.Status.DONE).values_list("pk", flat=True)
+    )
+    if not analysed:
+        return None, {}
+    if image_agreement:
+        unknown = set(image_agreement) - set(analysed)
+        if unknown:
+            raise ServiceError(f"No AI result to agree with on image {min(unknown)}.")
+        missing = [pk for pk in analysed if pk not in image_agreement]
+        if missing:
+            raise ServiceError(f"Say whether you agree with the AI on image {missing[0]}.")
+        per_image = {pk: bool(image_agreement[pk]) for pk in analysed}
+        return all(per_image.values()), per_image
     if agrees_with_ai is None:
         raise ServiceError("Say whether you agree with the AI.")
-    return agrees_with_ai
+    return agrees_with_ai, {pk: agrees_with_ai for pk in analysed}
 
 
 def _review_create(
@@ -923,26 +984,29 @@ def _review_create(
     finding: str,
     report: str,
     reason: str = "",
+    image_agreement: Mapping[int, bool] | None = None,
 ) -> Review:
     if finding not in Review.Finding.values:
         raise ServiceError(f"Unknown finding {finding!r}.")
     if not report.strip():
         raise ServiceError("The report text is empty.")
+    agrees, per_image = _ai_opinion(case, agrees_with_ai, image_agreement)
     return Review.objects.create(
         case=case,
         version=version,
         author=author,
-        agrees_with_ai=_ai_opinion(case, agrees_with_ai),
+        agrees_with_ai=agrees,
         finding=finding,
         report=report.strip(),
         amendment_reason=reason.strip(),
-        ai_results=_ai_results(case),
+        ai_results=_ai_results(case, per_image),
         signed_at=timezone.now(),
     )
 
 
-def _ai_results(case: Case) -> list[dict[str, Any]]:
-    """What the AI said about each image at the moment of signing."""
+def _ai_results(case: Case, agreement: Mapping[int, bool]) -> list[dict[str, Any]]:
+    """What the AI said about each image at the moment of signing, and whether the
+    reviewer agreed with it (`agrees`, on analysed images)."""
     results = []
     for image in Image.objects.filter(case=case).select_related("prediction").order_by("pk"):
         entry: dict[str, Any] = {"image": image.pk, "status": image.status}
@@ -955,6 +1019,7 @@ def _ai_results(case: Case) -> list[dict[str, Any]]:
                 uncertainty=prediction.uncertainty,
                 model_version=prediction.model_version,
                 prediction_id=prediction.pk,
+                agrees=agreement.get(image.pk),
             )
         elif image.status == Image.Status.REFUSED:
             entry.update(
@@ -963,3 +1028,210 @@ def _ai_results(case: Case) -> list[dict[str, Any]]:
             )
         results.append(entry)
     return results
+
+
+# --- DICOM header (the viewer's header panel) ------------------------------------------
+
+HEADER_VALUE_CHARS = 256  # longer values are cut, the full length said
+HEADER_MAX_ELEMENTS = 3000  # a fuzzed or vendor-bloated header still answers quickly
+_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+
+
+def image_header_for_user(*, user, image_id: int) -> dict[str, Any]:
+    """The DICOM header of an image's original, element by element, for a user who may see
+    its case (else 404; 404 too for a PNG or JPEG original), without pixel data; audited
+    (coalesced, like previews).
+
+    Identifiers: radiologists and administrators see every case's patient ID anyway, and a
+    clinician sees their own case's; they get the whole header. Anyone else who may open the
+    case (its owner without a clinical role, e.g. a clinician whose role was withdrawn) gets
+    it as the PS3.15 Basic Profile would leave it: every attribute the profile removes,
+    empties or replaces (names, IDs, dates, addresses, UIDs, ...) and private attributes
+    are omitted, and counted."""
+    from diagnosis import roles, selectors
+
+    image = selectors.image_get_for_user(user=user, image_id=image_id)
+    if image.original_format != "dicom":
+        raise Http404("The original is not a DICOM file: it has no header.")
+    shows = roles.sees_all_cases(user) or (
+        roles.is_clinician(user) and image.case.owner_id == user.pk
+    )
+    elements, omitted = _header_elements(_header_dataset(image), identifiers=shows)
+    audit_record(
+        actor=user,
+        action=AuditEvent.Action.VIEWED_FILE,
+        case=image.case,
+        detail=f"header of image {image.pk}",
+        coalesce=True,
+    )
+    return {"image": image.pk, "identifiers_shown": shows, "omitted": omitted, "elements": elements}
+
+
+def _header_dataset(image: Image) -> Any:
+    import pydicom
+
+    try:
+        with image.original.open("rb") as handle:
+            # force: legacy files without preamble or file meta are DICOM too.
+            return pydicom.dcmread(handle, stop_before_pixels=True, force=True)
+    except Exception as exc:  # pydicom raises many kinds on a corrupt header
+        raise ServiceError("The DICOM header could not be read.") from exc
+
+
+def _header_elements(ds: Any, *, identifiers: bool) -> tuple[list[dict[str, Any]], int]:
+    hidden: frozenset[int] = frozenset() if identifiers else _identifying_tags()
+    rows: list[dict[str, Any]] = []
+    omitted = 0
+    for source in (getattr(ds, "file_meta", None) or [], ds):
+        omitted += _header_rows(source, rows, hidden=hidden, depth=0)
+    return rows, omitted
+
+
+def _header_rows(ds: Any, rows: list[dict[str, Any]], *, hidden: frozenset[int], depth: int) -> int:
+    """Appends ds's elements (and their sequences' items, one level deeper) to `rows`;
+    returns how many were left out as identifying."""
+    omitted = 0
+    for element in ds:
+        if element.tag in (0x7FE00010, 0x7FE00008, 0x7FE00009):  # pixel data of any kind
+            continue
+        if hidden and (element.tag.is_private or int(element.tag) in hidden):
+            omitted += 1
+            continue
+        if len(rows) >= HEADER_MAX_ELEMENTS:
+            break
+        rows.append(_header_row(element, depth))
+        if element.VR == "SQ":
+            for item in element.value:
+                omitted += _header_rows(item, rows, hidden=hidden, depth=depth + 1)
+    return omitted
+
+
+def _header_row(element: Any, depth: int) -> dict[str, Any]:
+    tag = element.tag
+    return {
+        "tag": f"({tag.group:04X},{tag.element:04X})",
+        "keyword": element.keyword or "",
+        "name": element.name,
+        "vr": element.VR,
+        "value": _header_value(element),
+        "depth": depth,
+    }
+
+
+def _header_value(element: Any) -> str:
+    from pydicom.multival import MultiValue
+
+    try:
+        value = element.value
+    except Exception:  # a raw value pydicom cannot convert
+        return "(unreadable)"
+    if element.VR == "SQ":
+        return f"{len(value)} item{'' if len(value) == 1 else 's'}"
+    if element.VR in _BINARY_VRS or isinstance(value, bytes):
+        return f"(binary, {len(value or b'')} bytes)"
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple | MultiValue):
+        text = "\\".join(str(item) for item in value)
+    else:
+        text = str(value)
+    text = text.replace("\x00", " ").strip()
+    if len(text) > HEADER_VALUE_CHARS:
+        return f"{text[:HEADER_VALUE_CHARS]}… ({len(text)} characters)"
+    return text
+
+
+_IDENTIFYING_TAGS: list[frozenset[int]] = []  # read once per process
+
+
+def _identifying_tags() -> frozenset[int]:
+    """Every attribute the PS3.15 Basic Profile acts on (the table ml.deidentify applies),
+    and the file meta's copy of the SOP Instance UID."""
+    if not _IDENTIFYING_TAGS:
+        from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
+
+        from ml.deidentify import PROFILE_TABLE
+
+        table = dicom_anonymization_database_selector(PROFILE_TABLE)
+        rows = (row for code in table.values() for row in code if len(row) == 2)
+        _IDENTIFYING_TAGS.append(frozenset({(r[0] << 16) | r[1] for r in rows} | {0x00020003}))
+    return _IDENTIFYING_TAGS[0]
+
+
+# --- the live worklist ------------------------------------------------------------------
+
+_DICOM_DATE = re.compile(r"(\d{4})[.\-/]?(\d{2})[.\-/]?(\d{2})$")
+_DICOM_TIME = re.compile(r"(\d{2}):?(\d{2})?:?(\d{2})?(?:\.(\d{1,6}))?$")
+_DICOM_OFFSET = re.compile(r"([+-])(\d{2})(\d{2})$")
+
+
+def _dicom_study_at(ds: Any) -> datetime | None:
+    """StudyDate and StudyTime (DA "YYYYMMDD", TM "HHMMSS.FFFFFF" or a prefix of it; the
+    older "YYYY.MM.DD" and "HH:MM:SS" too) as an aware time: in TimezoneOffsetFromUTC when
+    the header gives it, else in the site's zone (a modality stamps its local time). None
+    without a valid date; midnight without a time."""
+    date = _DICOM_DATE.match(element_text(ds, "StudyDate"))
+    if date is None:
+        return None
+    clock = _DICOM_TIME.match(element_text(ds, "StudyTime"))
+    hour, minute, second, fraction = clock.groups() if clock else ("0", None, None, None)
+    year, month, day = (int(part) for part in date.groups())
+    try:
+        naive = datetime(
+            year,
+            month,
+            day,
+            int(hour),
+            int(minute or 0),
+            int(second or 0),
+            int((fraction or "0").ljust(6, "0")),
+        )
+    except ValueError:  # month 13, hour 25: not a time
+        return None
+    return timezone.make_aware(naive, _dicom_zone(ds))
+
+
+def _dicom_zone(ds: Any) -> Any:
+    offset = _DICOM_OFFSET.match(element_text(ds, "TimezoneOffsetFromUTC"))
+    if offset is None:
+        return timezone.get_default_timezone()
+    sign, hours, minutes = offset.groups()
+    delta = timedelta(hours=int(hours), minutes=int(minutes))
+    return dt_timezone(-delta if sign == "-" else delta)
+
+
+CLAIM_NEXT_TRIES = 5
+
+
+def case_claim_next(
+    *,
+    user,
+    urgency: str | None = None,
+    flagged: bool | None = None,
+    source: str | None = None,
+    sort: str = "priority",
+) -> Case | None:
+    """Claim the top unclaimed case of the worklist in this ordering and these filters
+    ("claim next"). Atomic: the candidate is locked (PostgreSQL, skipping rows another
+    claim holds) and taken by a conditional update, so two radiologists at once get two
+    different cases; if another took it first anyway, the next one is tried. None when no
+    unclaimed case matches."""
+    from diagnosis import selectors
+
+    for _ in range(CLAIM_NEXT_TRIES):
+        with transaction.atomic():
+            case_id = selectors.worklist_next_unclaimed(
+                user=user, urgency=urgency, flagged=flagged, source=source, sort=sort
+            )
+            if case_id is None:
+                return None
+            taken = Case.objects.filter(
+                pk=case_id, claimed_by__isnull=True, status=Case.Status.AWAITING_REVIEW
+            ).update(claimed_by=user, claimed_at=timezone.now())
+            if taken:
+                case = Case.objects.get(pk=case_id)
+                audit_record(
+                    actor=user, action=AuditEvent.Action.CLAIMED, case=case, detail="claim next"
+                )
+                return case
+    return None

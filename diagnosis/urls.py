@@ -16,6 +16,8 @@ urlpatterns = [
     path("images/<int:image_id>/retry/", views.image_retry, name="image_retry"),
     path("images/<int:image_id>/<str:kind>/", views.image_file, name="image_file"),
     path("worklist/", views.worklist, name="worklist"),
+    path("worklist/rows/", views.worklist_rows, name="worklist_rows"),
+    path("worklist/claim-next/", views.worklist_claim_next, name="worklist_claim_next"),
     path("audit/", views.audit_list, name="audit_list"),
     path("audit/export.csv", views.audit_export, name="audit_export"),
 ]

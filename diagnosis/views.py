@@ -6,6 +6,7 @@ import csv
 import itertools
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -21,6 +22,9 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -138,24 +142,122 @@ def image_file(request: HttpRequest, image_id: int, kind: str) -> FileResponse:
     return response
 
 
+@never_cache  # a live list: never a stale copy from a cache or the back button
 @require_GET
 def worklist(request: HttpRequest) -> HttpResponse:
+    """The worklist page: its first rows are rendered here (it works without scripts);
+    static/js/worklist.js then follows them through `worklist_rows`."""
     _require_radiologist(request)
-    filters = _worklist_filters(request)
-    cases = list(selectors.worklist_for(user=request.user, **filters)[:500])
-    services.cases_listed_audit(user=request.user, cases=cases, listing="worklist")
-    return render(request, "diagnosis/worklist.html", {"cases": cases, "filters": request.GET})
+    filters = _worklist_filters(request.GET)
+    page = _worklist_page(request, filters)
+    services.cases_listed_audit(user=request.user, cases=page.cases, listing="worklist")
+    params = _worklist_params(filters)
+    context = {
+        "page": page,
+        "cases": page.cases,
+        "filters": params,
+        "query": urlencode(params),
+        "next_url": _worklist_next_url(params, page),
+        "deeper": bool(request.GET.get("after")),
+        "sort_label": selectors.WORKLIST_SORTS[filters["sort"]].label,
+        "sorts": [(key, sort.label) for key, sort in selectors.WORKLIST_SORTS.items()],
+        "urgencies": WORKLIST_URGENCIES,
+        "sources": Case.Source.choices,
+        "now": timezone.now(),
+    }
+    return render(request, "diagnosis/worklist.html", context)
 
 
-def _worklist_filters(request: HttpRequest) -> dict:
-    flagged = {"yes": True, "no": False}.get(request.GET.get("flagged", ""))
-    urgency = request.GET.get("urgency") or None
-    claim = request.GET.get("claim") or None
+# Most pressing first, in the filter as on the worklist.
+WORKLIST_URGENCIES = [
+    (Case.Urgency.STAT, "STAT"),
+    (Case.Urgency.URGENT, "Urgent"),
+    (Case.Urgency.ROUTINE, "Routine"),
+]
+
+
+@never_cache
+@require_GET
+def worklist_rows(request: HttpRequest) -> JsonResponse:
+    """The open worklist page's poll: the same filters, sort and cursor as the page, and
+    `since`, the version the page shows. Unchanged, the answer is the version alone: no
+    patient data, so nothing to audit. Changed, it carries the rows (rendered as on the
+    page) and is audited like the page (identical lists coalesce)."""
+    _require_radiologist(request)
+    filters = _worklist_filters(request.GET)
+    page = _worklist_page(request, filters)
+    answer: dict[str, Any] = {
+        "version": page.version,
+        "changed": request.GET.get("since") != page.version,
+        "now": timezone.now().isoformat(),
+    }
+    if answer["changed"]:
+        services.cases_listed_audit(user=request.user, cases=page.cases, listing="worklist")
+        rows = render_to_string(
+            "diagnosis/_worklist_rows.html", {"cases": page.cases}, request=request
+        )
+        params = _worklist_params(filters)
+        answer.update(html=rows, count=len(page.cases), next=_worklist_next_url(params, page))
+    return JsonResponse(answer)
+
+
+@require_POST
+def worklist_claim_next(request: HttpRequest) -> HttpResponse:
+    """Claim the top unclaimed case of the worklist as filtered and sorted, and open it."""
+    _require_radiologist(request)
+    filters = _worklist_filters(request.POST)
+    case = services.case_claim_next(
+        user=request.user,
+        urgency=filters["urgency"],
+        flagged=filters["flagged"],
+        source=filters["source"],
+        sort=filters["sort"],
+    )
+    if case is None:
+        messages.info(request, "No unclaimed case matches these filters.")
+        query = urlencode(_worklist_params(filters))
+        return redirect(reverse("worklist") + (f"?{query}" if query else ""))
+    return redirect("case_review", case_id=case.pk)
+
+
+def _worklist_filters(params: Any) -> dict[str, Any]:
+    """Filters and sort from a query string or form; unknown values mean "all"."""
+    flagged = {"yes": True, "no": False}.get(params.get("flagged", ""))
+    urgency = params.get("urgency") or None
+    claim = params.get("claim") or None
+    source = params.get("source") or None
+    sort = params.get("sort") or selectors.WORKLIST_DEFAULT_SORT
     return {
         "urgency": urgency if urgency in Case.Urgency.values else None,
         "flagged": flagged,
         "claim": claim if claim in ("mine", "unclaimed") else None,
+        "source": source if source in Case.Source.values else None,
+        "sort": sort if sort in selectors.WORKLIST_SORTS else selectors.WORKLIST_DEFAULT_SORT,
     }
+
+
+def _worklist_params(filters: dict[str, Any]) -> dict[str, str]:
+    """The filters as the URL carries them: only those that differ from the default."""
+    flagged = {True: "yes", False: "no"}.get(filters["flagged"], "")
+    params = {**filters, "flagged": flagged}
+    if params["sort"] == selectors.WORKLIST_DEFAULT_SORT:
+        params["sort"] = ""
+    return {name: value for name, value in params.items() if value}
+
+
+def _worklist_page(request: HttpRequest, filters: dict[str, Any]) -> selectors.WorklistPage:
+    try:
+        return selectors.worklist_page(
+            user=request.user, after=request.GET.get("after", ""), **filters
+        )
+    except selectors.InvalidCursor:  # an edited or outdated link: the first page
+        return selectors.worklist_page(user=request.user, **filters)
+
+
+def _worklist_next_url(params: dict[str, str], page: selectors.WorklistPage) -> str | None:
+    if page.next_cursor is None:
+        return None
+    return reverse("worklist") + "?" + urlencode({**params, "after": page.next_cursor})
 
 
 @require_POST
@@ -185,15 +287,16 @@ def case_review(request: HttpRequest, case_id: int) -> HttpResponse:
     _require_radiologist(request)
     case = selectors.case_get_for_user(user=request.user, case_id=case_id)
     current = selectors.review_current(case=case)
-    form = ReviewForm(request.POST or None, case=case)
+    form = ReviewForm(request.POST or None, case=case, current=current)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
             services.review_submit(
                 case=case,
                 author=request.user,
-                # Absent when the case has no AI result: the form did not ask.
-                agrees_with_ai=data.get("agrees_with_ai"),
+                # One answer per analysed image; none when the AI analysed no image.
+                agrees_with_ai=None,
+                image_agreement=form.image_agreement(),
                 finding=data["finding"],
                 report=data["report"],
                 reason=data["amendment_reason"],
@@ -213,7 +316,9 @@ def case_review(request: HttpRequest, case_id: int) -> HttpResponse:
         {
             "case": case,
             "review": current,
-            "rows": selectors.image_rows(case=case),
+            "rows": [
+                (row, form.agreement_field(row.image)) for row in selectors.image_rows(case=case)
+            ],
             "form": form,
             "intended_use": INTENDED_USE,
             "claimed_by_other": case.claimed_by_id not in (None, request.user.pk),

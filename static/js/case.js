@@ -84,11 +84,17 @@
     var p = document.createElement("p");
     var opinion = review.agrees_with_ai === null ? "no AI result to agree with" :
       (review.agrees_with_ai ? "agrees" : "disagrees") + " with the AI";
-    p.textContent = "Finding: " + review.finding + " · " + opinion +
-      " · signed by " + review.author + " (version " + review.version + ")";
+    p.textContent = "Finding: " + (review.finding_display || review.finding) + " · " + opinion +
+      " · signed by " + review.author + " on " + signedAt(review.signed_at) +
+      " (version " + review.version + ")";
     section.appendChild(p);
     var pre = document.createElement("pre"); pre.className = "report-text"; pre.textContent = review.report;
     section.appendChild(pre);
+  }
+  // "2026-11-30 14:05": the site's wall-clock time, as the API gives it and the page's
+  // first render writes it (not the browser's zone).
+  function signedAt(iso) {
+    return /^\d{4}-\d\d-\d\dT\d\d:\d\d/.test(iso || "") ? iso.slice(0, 10) + " " + iso.slice(11, 16) : (iso || "");
   }
   function poll() {
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })

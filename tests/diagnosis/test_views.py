@@ -218,13 +218,13 @@ def test_radiologist_signs_an_all_refused_case_without_an_ai_opinion(client_for,
 def test_review_of_an_analysed_case_still_requires_an_ai_opinion(client_for, radiologist):
     case = factories.awaiting_review_case(claimed_by=radiologist)
     client = client_for(radiologist)
-    assert (
-        b"Do you agree with the AI?" in client.get(reverse("case_review", args=[case.pk])).content
-    )
+    page = client.get(reverse("case_review", args=[case.pk])).content
+    assert b"Do you agree with the AI on image 1?" in page
     response = client.post(
         reverse("case_review", args=[case.pk]), {"finding": "normal", "report": "Clear lungs."}
     )
-    assert response.status_code == 400 and b"This field is required." in response.content
+    assert response.status_code == 400
+    assert b"Say whether you agree with the AI on this image." in response.content
     assert not Review.objects.exists()
 
 

@@ -104,11 +104,13 @@ def test_upload_live_result_review_and_sign(login, live_server, worker, tmp_path
     rad.screenshot(path=str(SHOTS / "03-worklist.png"), full_page=True)
     rad.click(f"tr[data-case-id='{case.pk}'] button:has-text('Claim')")
     rad.wait_for_url(f"**/cases/{case.pk}/review/")
+    rad.wait_for_selector(".cn-viewer.cn-ready >> nth=0")
     rad.click("[data-zoom-in] >> nth=0")
     rad.check("[data-invert] >> nth=0")
     rad.fill("[data-overlay-opacity] >> nth=0", "80")
     rad.screenshot(path=str(SHOTS / "04-review.png"), full_page=True)
-    rad.check("input[name=agrees_with_ai][value=no]")
+    for image in case.images.filter(status="done"):  # one answer beside each image
+        rad.check(f"input[name=agrees_{image.pk}][value=no]")
     rad.check("input[name=finding][value=other]")
     rad.fill("textarea[name=report]", "Right perihilar opacity; clinical correlation advised.")
     rad.click("#review-form button[type=submit]")
@@ -117,6 +119,8 @@ def test_upload_live_result_review_and_sign(login, live_server, worker, tmp_path
 
     page.wait_for_selector("#case-status.reported", timeout=30_000)
     page.wait_for_selector("text=Right perihilar opacity")
+    assert "Finding: Other" in page.inner_text("#report")  # in words, with the signing time
+    assert " on 20" in page.inner_text("#report")
     page.screenshot(path=str(SHOTS / "05-clinician-sees-report.png"), full_page=True)
 
     # The administrator reads the audit trail of the case: who viewed, claimed and signed.
