@@ -40,11 +40,19 @@ def browser(monkeypatch) -> Iterator:
 
 
 @pytest.fixture
-def login(browser) -> Callable:
-    """`login(base_url, username, password)` -> a page signed in through the login form."""
+def login(browser) -> Iterator[Callable]:
+    """`login(base_url, username, password)` -> a page signed in through the login form.
+    Every journey is also a check that nothing is fetched from elsewhere (hospitals run
+    air-gapped): a request of any of these pages off the app's origin fails the test."""
+    offsite: list[str] = []
 
     def sign_in(base: str, username: str, password: str = "pw-for-tests"):
         page = browser.new_page(viewport={"width": 1400, "height": 950})
+        local = (base, "blob:", "data:")
+        page.on(
+            "request",
+            lambda request: None if request.url.startswith(local) else offsite.append(request.url),
+        )
         page.goto(f"{base}/accounts/login/")
         page.fill("input[name=username]", username)
         page.fill("input[name=password]", password)
@@ -52,4 +60,5 @@ def login(browser) -> Callable:
             page.click("button[type=submit]")
         return page
 
-    return sign_in
+    yield sign_in
+    assert offsite == [], f"requests left the site: {offsite}"

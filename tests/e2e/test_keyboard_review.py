@@ -38,6 +38,15 @@ def test_claim_review_and_sign_with_the_keyboard_only(login, live_server):
     services.case_refresh_status(case_id=case.pk)
 
     page = login(live_server.url, "kb-radiologist")
+    offsite: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            None
+            if request.url.startswith((live_server.url, "blob:", "data:"))
+            else offsite.append(request.url)
+        ),
+    )
     page.goto(f"{live_server.url}/worklist/")
     _tab_to(page, "#claim-next button")
     with page.expect_navigation(url=f"**/cases/{case.pk}/review/"):
@@ -66,3 +75,4 @@ def test_claim_review_and_sign_with_the_keyboard_only(login, live_server):
     answers = {entry["image"]: entry.get("agrees") for entry in review.ai_results}
     assert answers == {first.pk: True, second.pk: False}
     assert review.finding == "pneumonia" and review.agrees_with_ai is False
+    assert offsite == []  # nothing left the site
