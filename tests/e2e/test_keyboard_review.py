@@ -76,3 +76,19 @@ def test_claim_review_and_sign_with_the_keyboard_only(login, live_server):
     assert answers == {first.pk: True, second.pk: False}
     assert review.finding == "pneumonia" and review.agrees_with_ai is False
     assert offsite == []  # nothing left the site
+
+
+def test_the_review_page_is_one_column_at_800_px_and_two_at_1400(login, live_server):
+    factories.UserFactory(username="narrow-radiologist", role=roles.RADIOLOGIST)
+    case = factories.awaiting_review_case()
+    page = login(live_server.url, "narrow-radiologist")
+    columns = "getComputedStyle(document.querySelector('.review-layout')).gridTemplateColumns"
+    for width, count in ((800, 1), (1400, 2)):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(f"{live_server.url}/cases/{case.pk}/review/")
+        assert len(page.evaluate(columns).split()) == count, width
+        overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
+        assert overflow <= 0, f"{overflow} px wider than the window at {width} px"
+    page.set_viewport_size({"width": 800, "height": 900})
+    page.goto(f"{live_server.url}/cases/{case.pk}/review/")
+    page.screenshot(path=str(SHOTS / "18-review-800px.png"), full_page=False)
