@@ -14,13 +14,15 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from diagnosis import services
 from dicomnet import services as outbox
-from dicomnet.sop import ACCEPTED_SOP_CLASSES, TRANSFER_SYNTAXES
+from dicomnet.sop import (
+    ACCEPTED_SOP_CLASSES,
+    CANNOT_UNDERSTAND,
+    OUT_OF_RESOURCES,
+    SUCCESS,
+    TRANSFER_SYNTAXES,
+)
 
 logger = logging.getLogger(__name__)
-
-SUCCESS: int = 0x0000
-CANNOT_UNDERSTAND: int = 0xC000
-OUT_OF_RESOURCES: int = 0xA700
 
 
 def listener_ae() -> AE:

@@ -14,6 +14,7 @@ from pydicom.uid import generate_uid
 
 from diagnosis import selectors
 from dicomnet.models import OutboundObject, SendAttempt
+from dicomnet.objects import new_uid
 
 # A 'sending' object untouched this long was left by a worker that died mid-send.
 SENDING_LEASE = timedelta(minutes=5)
@@ -79,7 +80,7 @@ def _outbound(key: str, kind: str, study: str, fields: dict) -> OutboundObject:
         destination=settings.CHESTNET_PACS,
         study_instance_uid=study,
         series_instance_uid=generate_uid(entropy_srcs=["chestnet-series", *series]),
-        sop_instance_uid=generate_uid(),
+        sop_instance_uid=new_uid(),
         series_number=SERIES_NUMBERS[kind],
         **fields,
     )

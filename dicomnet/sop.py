@@ -34,6 +34,15 @@ TRANSFER_SYNTAXES: Final = [
 ]
 
 
+# Statuses a store answers with (PS3.4 Annex B; STOW-RS's FailureReason uses the same).
+SUCCESS: Final = 0x0000
+PROCESSING_FAILURE: Final = 0x0110
+SOP_CLASS_NOT_SUPPORTED: Final = 0x0122
+OUT_OF_RESOURCES: Final = 0xA700
+STUDY_MISMATCH: Final = 0xA900  # STOW-RS: the instance is of another study than the URL's
+CANNOT_UNDERSTAND: Final = 0xC000
+
+
 @dataclass(frozen=True)
 class Destination:
     ae_title: str

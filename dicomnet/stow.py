@@ -7,14 +7,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
-from typing import Any, Final
-
-# Failure reasons (PS3.18 Table 10.5.3-1; the PS3.4 C-STORE statuses).
-PROCESSING_FAILURE: Final = 0x0110
-SOP_CLASS_NOT_SUPPORTED: Final = 0x0122
-OUT_OF_RESOURCES: Final = 0xA700
-STUDY_MISMATCH: Final = 0xA900
-CANNOT_UNDERSTAND: Final = 0xC000
+from typing import Any
 
 
 class StowError(Exception):

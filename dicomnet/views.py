@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from diagnosis import roles, services
 from dicomnet import services as outbox
-from dicomnet import stow
+from dicomnet import sop, stow
 from dicomnet.sop import ACCEPTED_SOP_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -77,9 +77,9 @@ def _store(data: bytes, user: Any, study_instance_uid: str) -> stow.Outcome:
     part = stow.part_read(data)
     sop_class, instance = part.sop_class_uid, part.sop_instance_uid
     if not sop_class or not instance:
-        return stow.Outcome(sop_class, instance, failure=stow.CANNOT_UNDERSTAND)
+        return stow.Outcome(sop_class, instance, failure=sop.CANNOT_UNDERSTAND)
     if sop_class not in ACCEPTED_SOP_CLASSES:
-        return stow.Outcome(sop_class, instance, failure=stow.SOP_CLASS_NOT_SUPPORTED)
+        return stow.Outcome(sop_class, instance, failure=sop.SOP_CLASS_NOT_SUPPORTED)
     if outbox.is_own_object(instance):  # our own overlay, sent back with its study
         return stow.Outcome(sop_class, instance)
     try:
@@ -87,12 +87,12 @@ def _store(data: bytes, user: Any, study_instance_uid: str) -> stow.Outcome:
             data=part.data, source="stow", owner=user, study_instance_uid=study_instance_uid
         )
     except services.StudyMismatch:
-        return stow.Outcome(sop_class, instance, failure=stow.STUDY_MISMATCH)
+        return stow.Outcome(sop_class, instance, failure=sop.STUDY_MISMATCH)
     except services.InstanceRejected:
-        return stow.Outcome(sop_class, instance, failure=stow.CANNOT_UNDERSTAND)
+        return stow.Outcome(sop_class, instance, failure=sop.CANNOT_UNDERSTAND)
     except Exception:
         logger.exception("STOW-RS: storing an instance failed")
-        return stow.Outcome(sop_class, instance, failure=stow.PROCESSING_FAILURE)
+        return stow.Outcome(sop_class, instance, failure=sop.PROCESSING_FAILURE)
     return stow.Outcome(sop_class, instance)
 
 

@@ -7,7 +7,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 
 from diagnosis.models import Case, Image
-from dicomnet import stow
+from dicomnet import sop, stow
 from tests.support import dicom_files
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +60,7 @@ def test_a_ct_part_fails_with_sop_class_not_supported_beside_a_stored_one(
     response = _post(client, clinician, _body(chest_dicom(), ct))
     assert response.status_code == 202
     failed = response.json()["00081198"]["Value"]
-    assert [item["00081197"]["Value"][0] for item in failed] == [stow.SOP_CLASS_NOT_SUPPORTED]
+    assert [item["00081197"]["Value"][0] for item in failed] == [sop.SOP_CLASS_NOT_SUPPORTED]
     assert failed[0]["00081150"]["Value"] == [str(dicom_files.CT)]
     assert Image.objects.count() == 1
 
@@ -68,7 +68,7 @@ def test_a_ct_part_fails_with_sop_class_not_supported_beside_a_stored_one(
 def test_only_unreadable_parts_answer_409(client, clinician):
     response = _post(client, clinician, _body(b"\x00" * 300))
     assert response.status_code == 409
-    assert response.json()["00081198"]["Value"][0]["00081197"]["Value"] == [stow.CANNOT_UNDERSTAND]
+    assert response.json()["00081198"]["Value"][0]["00081197"]["Value"] == [sop.CANNOT_UNDERSTAND]
     assert not Case.objects.exists()
 
 
@@ -102,7 +102,7 @@ def test_an_instance_sent_to_another_study_path_fails_with_its_reason(
     response = _post(client, clinician, _body(chest_dicom()), path="/dicomweb/studies/1.2.3.4")
     assert response.status_code == 409
     reason = response.json()["00081198"]["Value"][0]["00081197"]["Value"]
-    assert reason == [stow.STUDY_MISMATCH]
+    assert reason == [sop.STUDY_MISMATCH]
 
 
 def test_anonymous_is_401_and_a_radiologist_403(client, radiologist, chest_dicom):
