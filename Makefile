@@ -37,9 +37,10 @@ test-fast: install
 
 LINTED := chestnet_site registry diagnosis mlops dicomnet ml scripts/run_local.py scripts/benchmark.py \
 	scripts/ood_corpus.py scripts/gate_report.py scripts/recipe_report.py \
-	scripts/validation_stress.py scripts/upload_memory.py scripts/worklist_benchmark.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
+	scripts/validation_stress.py scripts/upload_memory.py scripts/worklist_benchmark.py scripts/pipeline_benchmark.py \
+	scripts/remote_workers_benchmark.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
 	tests/ml tests/mlops tests/dicomnet tests/registry tests/support tests/test_architecture.py \
-	tests/test_docker_files.py manage.py
+	tests/test_docker_files.py tests/test_storage_settings.py manage.py
 
 lint: install
 	$(VENV)/bin/ruff check $(LINTED)
@@ -50,9 +51,14 @@ TYPECHECKED := ml chestnet_site registry diagnosis mlops dicomnet
 typecheck: install
 	$(VENV)/bin/mypy --follow-imports=silent --check-untyped-defs $(TYPECHECKED)
 
+# BASELINE=<git ref> also measures that commit side by side in the pipeline benchmark. The
+# remote-workers benchmark needs root (network namespaces) and PostgreSQL at 127.0.0.1:5432.
 benchmark: install
 	$(PY) scripts/benchmark.py
+	$(PY) scripts/pipeline_benchmark.py $(if $(BASELINE),--baseline $(BASELINE))
 	$(PY) scripts/worklist_benchmark.py
+	@if [ "$$(id -u)" = 0 ]; then $(PY) scripts/remote_workers_benchmark.py; \
+	  else echo "remote-workers benchmark skipped: needs root for ip netns"; fi
 
 # The review page's viewer (Cornerstone3D from npm), built from frontend/ into static/viewer/.
 # The bundle is committed, so `make run` needs no Node.js: run this (Node.js 20.19+ and npm)

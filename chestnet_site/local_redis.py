@@ -37,11 +37,14 @@ def start_redis(
     directory: Path,
     *,
     port: int | None = None,
+    bind: str = "127.0.0.1",
     durable: bool = False,
     preexec_fn: Callable[[], None] | None = None,
     start_new_session: bool = False,
 ) -> tuple[subprocess.Popen, str]:
-    """Start redis-server on 127.0.0.1; returns the process and its URL once it answers.
+    """Start redis-server on `bind` (an address of this machine; by default loopback only);
+    returns the process and its URL once it answers. Another address is served without a
+    password (Redis's protected mode off): for a test's private network, never a real one.
 
     `durable` keeps an append-only file in `directory` (written before the server replies,
     fsynced every second), so a server killed and started again there, on the same port,
@@ -55,7 +58,9 @@ def start_redis(
             "--port",
             str(port),
             "--bind",
-            "127.0.0.1",
+            bind,
+            "--protected-mode",
+            "yes" if bind == "127.0.0.1" else "no",
             "--save",
             "",
             "--appendonly",
@@ -71,17 +76,17 @@ def start_redis(
         preexec_fn=preexec_fn,
         start_new_session=start_new_session,
     )
-    _wait_for_port(port, process)
-    return process, f"redis://127.0.0.1:{port}/0"
+    _wait_for_port(bind, port, process)
+    return process, f"redis://{bind}:{port}/0"
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10.0) -> None:
+def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"redis-server exited with {process.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+            with socket.create_connection((host, port), timeout=0.2) as conn:
                 conn.sendall(b"PING\r\n")
                 if conn.recv(16).startswith(b"+PONG"):
                     return

@@ -11,6 +11,7 @@ import hmac
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -95,6 +96,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "diagnosis.access.SessionActivityMiddleware",
+    "diagnosis.access.UnavailableMiddleware",  # a database or image store that is down: 503
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: turns a refused login into the lockout answer.
@@ -186,8 +188,78 @@ STATIC_ROOT = env_path("STATIC_ROOT", CHESTNET_HOME / "static")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Radiographs are never served from MEDIA_URL: only through views that check the user.
 MEDIA_ROOT = env_path("MEDIA_ROOT", CHESTNET_HOME / "media")
+# Where every stored file lives (originals, previews, heatmaps, dataset images, imports,
+# model artifacts, evaluation plots): MEDIA_ROOT on a local (or mounted) file system, or a
+# private bucket of an S3-compatible object store (docs/operations.md, "Object storage").
+CHESTNET_STORAGE = env_choice("CHESTNET_STORAGE", ("local", "s3"), "local")
+_S3_REQUIRED = (
+    "AWS_S3_ENDPOINT_URL",
+    "AWS_STORAGE_BUCKET_NAME",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+)
+# Uploads larger than this spill to disk; so do files read back from the object store
+# (django-storages' default would keep a whole 4 GB import zip in memory).
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+
+def storage_from_env(kind: str) -> dict[str, Any]:
+    """STORAGES["default"] for CHESTNET_STORAGE `kind`, the rest from the environment."""
+    if kind == "local":
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    missing = [name for name in _S3_REQUIRED if not env_str(name)]
+    if missing:
+        raise ImproperlyConfigured(
+            f"CHESTNET_STORAGE=s3 needs {', '.join(missing)} (the object store's URL, the "
+            "bucket, and the access key and secret ChestNet signs its requests with)."
+        )
+    endpoint = env_str("AWS_S3_ENDPOINT_URL") or ""
+    if not re.fullmatch(r"https?://[^/\s]+/?", endpoint):
+        raise ImproperlyConfigured(
+            f"AWS_S3_ENDPOINT_URL must read http(s)://host[:port], got {endpoint!r}."
+        )
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "endpoint_url": endpoint,
+            "bucket_name": env_str("AWS_STORAGE_BUCKET_NAME"),
+            "access_key": env_str("AWS_ACCESS_KEY_ID"),
+            "secret_key": env_str("AWS_SECRET_ACCESS_KEY"),
+            "region_name": env_str("AWS_S3_REGION_NAME"),
+            # Private objects: no ACL (the bucket's own, private, applies), and url() gives
+            # an unsigned URL the bucket refuses (the admin renders links to FileFields):
+            # files reach people only through the views that check access and audit.
+            "default_acl": None,
+            "querystring_auth": False,
+            "file_overwrite": False,
+            "max_memory_size": FILE_UPLOAD_MAX_MEMORY_SIZE,
+            "client_config": _s3_client_config(),
+        },
+    }
+
+
+def _s3_client_config() -> Any:
+    """Bounded waits (5 s to connect, 30 s per read, 4 attempts with botocore's standard
+    retries): a store that is down or hangs fails the request with a connection or timeout
+    error instead of hanging a web or worker process. Checksums only where S3 requires them:
+    not every S3-compatible store accepts botocore's default CRC32 trailers. Path-style
+    addressing by default, as SeaweedFS and MinIO want."""
+    from botocore.config import Config
+
+    style = env_choice("AWS_S3_ADDRESSING_STYLE", ("path", "virtual", "auto"), "path")
+    return Config(
+        s3={"addressing_style": style},
+        signature_version="s3v4",
+        connect_timeout=5,
+        read_timeout=30,
+        retries={"max_attempts": 4, "mode": "standard"},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+
+
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": storage_from_env(CHESTNET_STORAGE),
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if PRODUCTION
@@ -198,15 +270,18 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
 
-# Uploads: one limit per file, checked before decoding; larger files spill to disk.
+# Uploads: one limit per file, checked before decoding; larger files spill to disk
+# (FILE_UPLOAD_MAX_MEMORY_SIZE, above).
 CHESTNET_MAX_UPLOAD_MB = env_int("CHESTNET_MAX_UPLOAD_MB", 50, minimum=1)
 CHESTNET_MAX_FILES_PER_CASE = env_int("CHESTNET_MAX_FILES_PER_CASE", 20, minimum=1)
 DATA_UPLOAD_MAX_NUMBER_FILES = CHESTNET_MAX_FILES_PER_CASE
-FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # Empty: the shipped default artifact (ml/artifacts/chestnet-default.keras).
 CHESTNET_MODEL_PATH = env_str("CHESTNET_MODEL_PATH", "") or ""
 # A queued image with no progress for this long is enqueued again (lost publish, broker down).
 CHESTNET_REQUEUE_AFTER_S = env_int("CHESTNET_REQUEUE_AFTER_S", 60, minimum=1)
+# When images queue up, one inference task takes up to this many and runs them through the
+# model as one batch (each keeps its own claim, attempts and result); 1 turns batching off.
+CHESTNET_INFERENCE_BATCH = env_int("CHESTNET_INFERENCE_BATCH", 8, minimum=1)
 
 # Model operations (mlops): dataset imports and training runs.
 CHESTNET_IMPORT_MAX_FILES = env_int("CHESTNET_IMPORT_MAX_FILES", 20_000, minimum=1)

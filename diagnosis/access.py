@@ -5,6 +5,7 @@ logouts, the lifetime of API tokens and the idle timeout of web sessions."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 from collections.abc import Callable
 from datetime import timedelta
@@ -26,6 +27,7 @@ from diagnosis.authentication import token_expired
 from diagnosis.models import AuditEvent
 
 # chestnet_site.urls mounts the API here; its refusals are JSON, the site's are pages.
+logger = logging.getLogger(__name__)
 API_PREFIX = "/api/"
 
 
@@ -178,3 +180,40 @@ def _is_activity(request: HttpRequest) -> bool:
         return False
     # Browsers mark what a script fetches; requests without the header count as activity.
     return request.headers.get("Sec-Fetch-Mode", "navigate") == "navigate"
+
+
+# --- services that are down -----------------------------------------------------------------
+
+
+class UnavailableMiddleware:
+    """A database or object store that is down is a 503 with a sentence, not a 500: the
+    request's transaction was rolled back, so nothing was half saved; the log names the
+    fault, never the request's data."""
+
+    MESSAGE = (
+        "ChestNet cannot reach its database or image store just now; nothing was saved. "
+        "Try again in a minute; if it persists, contact support."
+    )
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        from django.db import OperationalError
+
+        from chestnet_site.faults import OBJECT_STORE_FAULTS
+
+        if not isinstance(exception, (OperationalError, *OBJECT_STORE_FAULTS)):
+            return None
+        logger.error("Service unavailable: %s", type(exception).__name__)
+        if request.path.startswith(API_PREFIX) or request.path.startswith("/dicomweb/"):
+            response: HttpResponse = JsonResponse({"detail": self.MESSAGE}, status=503)
+        else:
+            response = HttpResponse(
+                f"<h1>Service unavailable</h1><p>{self.MESSAGE}</p>", status=503
+            )
+        response["Retry-After"] = "60"
+        return response

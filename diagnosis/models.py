@@ -31,7 +31,8 @@ class AppendOnlyQuerySet(models.QuerySet):
 
 
 original_path = RandomName("originals", ".bin")
-preview_path = RandomName("previews", ".png")
+# Previews are JPEG since issue 12 (those stored before stay PNG: served by their suffix).
+preview_path = RandomName("previews", ".jpg")
 heatmap_path = RandomName("heatmaps", ".png")
 
 

@@ -21,15 +21,14 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.http import Http404
 from django.utils import timezone
-from PIL import Image as PILImage
 
 from chestnet_site.errors import ServiceError
 from chestnet_site.queue import enqueue, enqueue_on_commit
 from diagnosis.models import AuditEvent, Case, Image, Prediction, PriorPrediction, Review
 from ml.header import element_text, read_header
 from ml.outcome import Refusal
-from ml.overlay import heatmap_png
-from ml.preprocessing import ImageError, UnreadableImage, decode_image, inspect, preview_png
+from ml.overlay import heatmap_png, heatmap_size
+from ml.preprocessing import ImageError, UnreadableImage, inspect, preview_jpeg
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +120,8 @@ def _image_file(image: Image, kind: str) -> tuple[Any, str]:
     if kind == "preview":
         if not image.preview:
             raise Http404("The image is shown once the worker has read it.")
-        return image.preview, "image/png"
+        png = (image.preview.name or "").endswith(".png")
+        return image.preview, "image/png" if png else "image/jpeg"
     if kind == "heatmap":
         prediction = getattr(image, "prediction", None)
         if prediction is None or not prediction.heatmap:
@@ -440,101 +440,254 @@ def _network_image(
 
 
 def image_claim(*, image_id: int, token: str) -> bool:
-    """Atomically take an image for analysis. A second delivery of the same task (same
-    token) may take it again; any other task only once the lease of a dead worker expired."""
+    """Atomically take one image for analysis (see `images_claim`)."""
+    return image_id in images_claim(image_id=image_id, token=token, extra=0)
+
+
+def images_claim(*, image_id: int, token: str, extra: int) -> list[int]:
+    """Take an image for analysis, and up to `extra` more queued images for the same batch
+    when the queue is deep; returns the ids this task now holds. Each image is claimed on
+    its own (its attempts counted, its lease started) under the task's token: a second
+    delivery of the same task takes the same images again, any other task only once the
+    lease of a dead worker expired. The queued images' own tasks later find them taken."""
+    return [image.pk for image in _images_claim(image_id, token, extra)]
+
+
+def _images_claim(image_id: int, token: str, extra: int) -> list[Image]:
     now = timezone.now()
     claimable = (
         Q(status=Image.Status.QUEUED)
         | Q(status=Image.Status.PROCESSING, claim_token=token)
         | Q(status=Image.Status.PROCESSING, claimed_at__lt=now - PROCESSING_LEASE)
     )
+    redelivered = Q(status=Image.Status.PROCESSING, claim_token=token)  # its batch, again
     with transaction.atomic():
-        claimed = Image.objects.filter(claimable, pk=image_id).update(
+        ids = list(
+            Image.objects.filter((claimable & Q(pk=image_id)) | redelivered).values_list(
+                "pk", flat=True
+            )
+        )
+        more = extra - len(set(ids) - {image_id})
+        if more > 0:
+            waiting = (
+                Image.objects.select_for_update(skip_locked=True)
+                .filter(status=Image.Status.QUEUED)
+                .exclude(pk__in=[*ids, image_id])
+                .order_by("enqueued_at", "pk")
+                .values_list("pk", flat=True)
+            )
+            ids += waiting[:more]
+        if not ids:
+            return []
+        Image.objects.filter(claimable, pk__in=ids).update(
             status=Image.Status.PROCESSING,
             claimed_at=now,
             claim_token=token,
+            attempts=F("attempts") + 1,
             error="",
             refusal_reason="",
             refusal_message="",
             refusal_model_version="",
         )
-        if claimed:
-            Image.objects.filter(pk=image_id).update(attempts=F("attempts") + 1)
-            _case_refresh_for_image(image_id)
-    return bool(claimed)
+        held = list(
+            Image.objects.select_related("case")
+            .filter(pk__in=ids, status=Image.Status.PROCESSING, claim_token=token)
+            .order_by("pk")
+        )
+        # An image in analysis makes its case 'processing' (a reported case stays so).
+        Case.objects.filter(pk__in={image.case_id for image in held}).exclude(
+            status__in=[Case.Status.PROCESSING, Case.Status.REPORTED]
+        ).update(status=Case.Status.PROCESSING)
+    return held
 
 
 def inference_run(*, image_id: int, token: str, predictor_loader: Callable[[], Any]) -> str:
-    """Analyse one image if this task can claim it; returns what happened, for logs."""
+    """Analyse the task's image, with up to CHESTNET_INFERENCE_BATCH - 1 more queued images
+    as one batch through the model when the queue is deep. Returns what happened to the
+    task's own image, for logs."""
     started = time.perf_counter()
-    if not image_claim(image_id=image_id, token=token):
+    extra = max(0, settings.CHESTNET_INFERENCE_BATCH - 1)
+    images = _images_claim(image_id, token, extra)
+    if not images:
         return "skipped"
-    image = Image.objects.select_related("case").get(pk=image_id)
-    with image.original.open("rb") as handle:
-        data = handle.read()
-    outcome = _predict(predictor_loader, data, age_years=image.case.age)
-    # The browser's preview, from the pixels the model read (decoded once more only for a
-    # refusal, which carries no image); an unreadable file has none.
-    preview = _preview(getattr(outcome, "image", None), data)
-    if outcome.refused:
-        stored = image_refuse(image_id=image_id, token=token, refusal=outcome, preview=preview)
-        return "refused" if stored else "skipped"
-    # A prediction always comes with the pixels it was made from, hence with a preview.
-    heatmap = _heatmap_png(outcome.heatmap, preview.size) if preview else None
-    timings = {**outcome.timings, "worker_total": (time.perf_counter() - started) * 1000}
-    stored = inference_complete(
-        image_id=image_id,
-        token=token,
-        result=outcome,
-        heatmap=heatmap,
-        timings=timings,
-        preview=preview,
-    )
-    return "done" if stored else "skipped"
+    ids = [image.pk for image in images]
+    datas = [_read(image) for image in images]
+    outcomes = _predict_batch(predictor_loader, datas, ages=[image.case.age for image in images])
+    results = [
+        _analysed(image, outcome, started=started, batch=len(images))
+        for image, outcome in zip(images, outcomes, strict=True)
+    ]
+    stored = analyses_store(token=token, results=results)
+    mine = next((r for r in results if isinstance(r, Analysed) and r.image_id == image_id), None)
+    if image_id not in ids:
+        return f"skipped (analysed {len(stored)} queued images)"
+    if mine is None:
+        return "failed"
+    if image_id not in stored:
+        return "skipped"
+    return mine.outcome_name + (f" (batch of {len(images)})" if len(images) > 1 else "")
 
 
 @dataclass(frozen=True)
 class Preview:
-    png: bytes
+    data: bytes  # JPEG
     size: tuple[int, int]  # (width, height)
 
 
-def _preview(image: Any, data: bytes) -> Preview | None:
-    if image is None:
+@dataclass(frozen=True)
+class Analysed:
+    """What the worker made of one image, ready to store."""
+
+    image_id: int
+    outcome: Any  # a Prediction or a Refusal (ml.outcome)
+    preview: Preview | None
+    heatmap: bytes | None = None
+    timings: dict[str, float] | None = None
+
+    @property
+    def outcome_name(self) -> str:
+        return "refused" if self.outcome.refused else "done"
+
+
+def _read(image: Image) -> bytes:
+    with image.original.open("rb") as handle:
+        return handle.read()
+
+
+def _predict_batch(
+    predictor_loader: Callable[[], Any], datas: list[bytes], *, ages: list[int | None]
+) -> list[Any]:
+    """One pass of the model over the batch. If the batch as a whole fails, each image
+    goes through alone, so one bad file cannot fail the others."""
+    predictor = predictor_loader()
+    if len(datas) > 1:
         try:
-            image = decode_image(data)
-        except ImageError:
-            return None
-    png = preview_png(image)
-    with PILImage.open(io.BytesIO(png)) as picture:
-        return Preview(png=png, size=picture.size)
+            return list(predictor.predict_batch(datas, heatmap=True, ages=ages))
+        except Exception:
+            logger.exception("A batch of %s images failed; analysing them one by one", len(datas))
+    return [_predict_one(predictor, data, age) for data, age in zip(datas, ages, strict=True)]
 
 
-def _preview_store(image: Image, preview: Preview | None) -> None:
-    """Keep the first preview made (a second delivery of the task makes the same one)."""
-    if preview is None or image.preview:
-        return
-    image.preview.save("preview", ContentFile(preview.png), save=False)
-    image.preview_width, image.preview_height = preview.size
-    image.save(update_fields=["preview", "preview_width", "preview_height"])
-
-
-def _predict(predictor_loader: Callable[[], Any], data: bytes, *, age_years: int | None) -> Any:
+def _predict_one(predictor: Any, data: bytes, age_years: int | None) -> Any:
     try:
-        return predictor_loader().predict(data, heatmap=True, age_years=age_years)
+        return predictor.predict(data, heatmap=True, age_years=age_years)
     except ImageError as exc:
         # The predictor returns unreadable input as a Refusal; one that still raises (the
         # earlier contract) means the same, and must not turn a result into a failure.
         return Refusal(reason="unreadable", message=str(exc))
+    except Exception as exc:
+        logger.exception("Inference of one image failed")
+        return exc
 
 
-def _heatmap_png(heatmap, size: tuple[int, int]) -> bytes | None:
-    if heatmap is None:
-        return None
-    return heatmap_png(heatmap, size=size)
+def _analysed(image: Image, outcome: Any, *, started: float, batch: int) -> Analysed | Exception:
+    """The preview and heatmap of one outcome, from the pixels the model read: the file is
+    decoded once. An unreadable file has neither."""
+    if isinstance(outcome, Exception):
+        return outcome
+    try:
+        pixels = getattr(outcome, "image", None)
+        preview = _preview(pixels) if pixels is not None else None
+        if outcome.refused:
+            return Analysed(image.pk, outcome, preview)
+        heatmap = None
+        if preview is not None and outcome.heatmap is not None:
+            heatmap = heatmap_png(outcome.heatmap, size=heatmap_size(preview.size))
+        timings = {**outcome.timings, "worker_total": (time.perf_counter() - started) * 1000}
+        if batch > 1:
+            timings["batch"] = batch
+        return Analysed(image.pk, outcome, preview, heatmap, timings)
+    except Exception as exc:
+        logger.exception("Rendering the result of image %s failed", image.pk)
+        return exc
 
 
-@transaction.atomic
+def _preview(pixels: Any) -> Preview:
+    data, size = preview_jpeg(pixels)
+    return Preview(data=data, size=size)
+
+
+def analyses_store(*, token: str, results: Sequence[Analysed | Exception]) -> set[int]:
+    """Store a batch's results in one transaction: predictions, refusals, previews, and
+    the status of each case once. An image is stored only while this task still holds it
+    (a second delivery of the task stores nothing); an image whose analysis raised is
+    marked failed. Returns the ids stored. Files written for a batch that cannot be
+    recorded are deleted again."""
+    written: list[Any] = []
+    try:
+        with transaction.atomic():
+            return _analyses_store(token, results, written)
+    except Exception:
+        for field in written:
+            field.storage.delete(field.name)
+        raise
+
+
+def _analyses_store(
+    token: str, results: Sequence[Analysed | Exception], written: list[Any]
+) -> set[int]:
+    held = {
+        image.pk: image
+        for image in Image.objects.select_for_update().filter(
+            claim_token=token, status=Image.Status.PROCESSING
+        )
+    }
+    predictions, changed = [], []
+    for result in results:
+        if isinstance(result, Exception):
+            continue
+        image = held.get(result.image_id)
+        if image is None:
+            continue
+        if result.preview is not None and not image.preview:
+            image.preview.save("preview", ContentFile(result.preview.data), save=False)
+            written.append(image.preview)
+            image.preview_width, image.preview_height = result.preview.size
+        if result.outcome.refused:
+            _refusal_apply(image, result.outcome)
+        else:
+            predictions.append(_prediction(image, result, written))
+            image.status = Image.Status.DONE
+        changed.append(image)
+    failed = set(held) - {image.pk for image in changed}
+    Prediction.objects.bulk_create(predictions)
+    fields = ["status", "preview", "preview_width", "preview_height"]
+    fields += ["refusal_reason", "refusal_message", "refusal_model_version", "error"]
+    Image.objects.bulk_update(changed, fields)
+    if failed:
+        Image.objects.filter(pk__in=failed).update(status=Image.Status.FAILED, error=FAILED_GENERIC)
+    _cases_refresh(case_ids={image.case_id for image in held.values()})
+    return {image.pk for image in changed}
+
+
+def _refusal_apply(image: Image, refusal: Refusal) -> None:
+    """Record that the model declined this input: a result, not a failure, so there is no
+    prediction and nothing to retry, and the case still goes to a radiologist."""
+    image.status = Image.Status.REFUSED
+    image.refusal_reason = refusal.reason
+    image.refusal_message = refusal.message[:2000]
+    image.refusal_model_version = str(refusal.model_version)[:100]
+    image.error = ""
+
+
+def _prediction(image: Image, result: Analysed, written: list[Any]) -> Prediction:
+    outcome = result.outcome
+    prediction = Prediction(
+        image=image,
+        probability=float(outcome.probability),
+        label=str(outcome.label),
+        threshold=float(outcome.threshold),
+        model_version=str(outcome.model_version),
+        uncertainty=None if outcome.uncertainty is None else float(outcome.uncertainty),
+        warnings=[str(warning) for warning in outcome.warnings],
+        timings={key: round(float(value), 2) for key, value in (result.timings or {}).items()},
+    )
+    if result.heatmap is not None:
+        prediction.heatmap.save("heatmap", ContentFile(result.heatmap), save=False)
+        written.append(prediction.heatmap)
+    return prediction
+
+
 def inference_complete(
     *,
     image_id: int,
@@ -544,52 +697,18 @@ def inference_complete(
     timings: dict[str, float],
     preview: Preview | None = None,
 ) -> bool:
-    """Store the prediction (and the preview), unless another delivery already did."""
-    image = Image.objects.select_for_update().get(pk=image_id)
-    if image.status != Image.Status.PROCESSING or image.claim_token != token:
-        return False
-    _preview_store(image, preview)
-    prediction = Prediction(
-        image=image,
-        probability=float(result.probability),
-        label=str(result.label),
-        threshold=float(result.threshold),
-        model_version=str(result.model_version),
-        uncertainty=None if result.uncertainty is None else float(result.uncertainty),
-        warnings=[str(warning) for warning in result.warnings],
-        timings={key: round(float(value), 2) for key, value in timings.items()},
+    """Store one prediction (and the preview), unless another delivery already did."""
+    stored = analyses_store(
+        token=token, results=[Analysed(image_id, result, preview, heatmap, timings)]
     )
-    if heatmap is not None:
-        prediction.heatmap.save("heatmap", ContentFile(heatmap), save=False)
-    prediction.save()
-    image.status = Image.Status.DONE
-    image.save(update_fields=["status"])
-    case_refresh_status(case_id=image.case_id)
-    return True
+    return image_id in stored
 
 
-@transaction.atomic
 def image_refuse(
     *, image_id: int, token: str, refusal: Refusal, preview: Preview | None = None
 ) -> bool:
-    """Record that the model declined this input: a result, not a failure, so there is no
-    prediction and nothing to retry, and the case still goes to a radiologist. A second
-    delivery of the same outcome is a no-op."""
-    image = Image.objects.select_for_update().get(pk=image_id)
-    if image.status == Image.Status.PROCESSING and image.claim_token == token:
-        _preview_store(image, preview)
-    updated = Image.objects.filter(
-        pk=image_id, status=Image.Status.PROCESSING, claim_token=token
-    ).update(
-        status=Image.Status.REFUSED,
-        refusal_reason=refusal.reason,
-        refusal_message=refusal.message[:2000],
-        refusal_model_version=str(refusal.model_version)[:100],
-        error="",
-    )
-    if updated:
-        _case_refresh_for_image(image_id)
-    return bool(updated)
+    """Store one refusal; a second delivery of the same outcome is a no-op."""
+    return image_id in analyses_store(token=token, results=[Analysed(image_id, refusal, preview)])
 
 
 @transaction.atomic
@@ -602,6 +721,19 @@ def image_fail(*, image_id: int, token: str, reason: str) -> bool:
     return bool(updated)
 
 
+@transaction.atomic
+def images_fail(*, token: str, reason: str) -> int:
+    """Mark failed every image a task still holds (its retries are spent, or it was
+    stopped): each can be retried on its own."""
+    held = Image.objects.select_for_update().filter(
+        status=Image.Status.PROCESSING, claim_token=token
+    )
+    case_ids = set(held.values_list("case_id", flat=True))
+    updated = held.update(status=Image.Status.FAILED, error=reason[:500])
+    _cases_refresh(case_ids=case_ids)
+    return updated
+
+
 def _case_refresh_for_image(image_id: int) -> None:
     case_id = Image.objects.filter(pk=image_id).values_list("case_id", flat=True).first()
     if case_id is not None:
@@ -611,23 +743,44 @@ def _case_refresh_for_image(image_id: int) -> None:
 @transaction.atomic
 def case_refresh_status(*, case_id: int) -> Case:
     """Derive the case status (and worklist keys) from its images; reported is final."""
-    case = Case.objects.select_for_update().get(pk=case_id)
-    if case.status == Case.Status.REPORTED:
-        return case
-    statuses = list(case.images.values_list("status", flat=True))
-    # Only analysed images speak for the AI: a refused image adds no probability or flag.
-    probabilities = list(
-        Prediction.objects.filter(
-            image__case_id=case_id, image__status=Image.Status.DONE
-        ).values_list("probability", "label")
+    cases_refresh_status(case_ids={case_id})
+    return Case.objects.get(pk=case_id)
+
+
+@transaction.atomic
+def cases_refresh_status(*, case_ids: Iterable[int]) -> None:
+    """`case_refresh_status` for several cases in four queries, whatever their number."""
+    _cases_refresh(case_ids=case_ids)
+
+
+def _cases_refresh(*, case_ids: Iterable[int]) -> None:
+    """The body of `cases_refresh_status`, inside a transaction its caller holds."""
+    cases = list(
+        Case.objects.select_for_update()
+        .filter(pk__in=set(case_ids))
+        .exclude(status=Case.Status.REPORTED)
+        .order_by("pk")
     )
-    case.status = _case_status_from(statuses)
-    case.max_probability = max((p for p, _ in probabilities), default=None)
-    case.ai_flagged = any(label == "PNEUMONIA" for _, label in probabilities)
-    if case.status == Case.Status.AWAITING_REVIEW and case.ready_at is None:
-        case.ready_at = timezone.now()
-    case.save(update_fields=["status", "max_probability", "ai_flagged", "ready_at"])
-    return case
+    if not cases:
+        return
+    statuses: dict[int, list[str]] = {case.pk: [] for case in cases}
+    for case_id, status in Image.objects.filter(case__in=cases).values_list("case_id", "status"):
+        statuses[case_id].append(status)
+    # Only analysed images speak for the AI: a refused image adds no probability or flag.
+    probabilities: dict[int, list[tuple[float, str]]] = {case.pk: [] for case in cases}
+    for case_id, probability, label in Prediction.objects.filter(
+        image__case__in=cases, image__status=Image.Status.DONE
+    ).values_list("image__case_id", "probability", "label"):
+        probabilities[case_id].append((probability, label))
+    now = timezone.now()
+    for case in cases:
+        found = probabilities[case.pk]
+        case.status = _case_status_from(statuses[case.pk])
+        case.max_probability = max((p for p, _ in found), default=None)
+        case.ai_flagged = any(label == "PNEUMONIA" for _, label in found)
+        if case.status == Case.Status.AWAITING_REVIEW and case.ready_at is None:
+            case.ready_at = now
+    Case.objects.bulk_update(cases, ["status", "max_probability", "ai_flagged", "ready_at"])
 
 
 def _case_status_from(statuses: list[str]) -> str:
@@ -831,11 +984,17 @@ def _stored_files(case: Case) -> list[str]:
 
 
 def _delete_files(names: list[str]) -> None:
+    """After the rows are gone: a file the storage cannot delete now (an object store that
+    is down) is logged by name, never turned into an error for a deletion already made."""
     from django.core.files.storage import default_storage
 
     for name in names:
-        if name:
+        if not name:
+            continue
+        try:
             default_storage.delete(name)
+        except Exception:
+            logger.exception("Could not delete the stored file %s; delete it by hand", name)
 
 
 def case_claim(*, case: Case, user) -> Case:

@@ -6,14 +6,15 @@ import logging
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import InterfaceError, OperationalError
 
+from chestnet_site import faults
 from diagnosis import inference, services
 
 logger = logging.getLogger(__name__)
 
+
 # Transient faults: the database or storage blinked. Anything else is a bug or a bad model.
-TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+TRANSIENT = faults.TRANSIENT
 
 
 @shared_task(
@@ -31,17 +32,16 @@ def inference_run_task(self: Task, image_id: int) -> str:
             image_id=image_id, token=token, predictor_loader=inference.get_predictor
         )
     except TRANSIENT:
+        # A retry is the same task (same id, same token): it takes the same images again.
         if self.request.retries >= self.max_retries:
-            services.image_fail(image_id=image_id, token=token, reason=services.FAILED_GENERIC)
+            services.images_fail(token=token, reason=services.FAILED_GENERIC)
         raise
     except SoftTimeLimitExceeded:
-        services.image_fail(
-            image_id=image_id, token=token, reason="The analysis took too long and was stopped."
-        )
+        services.images_fail(token=token, reason="The analysis took too long and was stopped.")
         return "timeout"
     except Exception:
         logger.exception("Inference of image %s failed", image_id)
-        services.image_fail(image_id=image_id, token=token, reason=services.FAILED_GENERIC)
+        services.images_fail(token=token, reason=services.FAILED_GENERIC)
         return "failed"
     logger.info("Image %s: %s", image_id, outcome)
     return outcome

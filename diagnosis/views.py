@@ -394,6 +394,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     state: dict[str, Any] = {"database": _database_ok(), "broker": "unknown", "workers": 0}
     state["broker"], state["workers"] = _broker_state()
     state["dicom_listener"] = _dicom_listener_state()
+    state["storage"] = _storage_state()
     status = 200 if state["database"] == "ok" else 503
     return JsonResponse({"status": "ok" if status == 200 else "degraded", **state}, status=status)
 
@@ -404,6 +405,20 @@ def _database_ok() -> str:
             cursor.execute("SELECT 1")
     except Exception:
         logger.exception("Health check: database unavailable")
+        return "unavailable"
+    return "ok"
+
+
+def _storage_state() -> str:
+    """'ok' when the file storage (local folder or object store bucket) answers a lookup.
+    Reading the worklist needs only the database, so an unreachable store does not make
+    the site unhealthy: uploads and images answer 503 until it is back."""
+    from django.core.files.storage import default_storage
+
+    try:
+        default_storage.exists("healthz")
+    except Exception:
+        logger.exception("Health check: storage unavailable")
         return "unavailable"
     return "ok"
 

@@ -47,6 +47,9 @@ class Refusal:
     model_version: str = ""
     details: Mapping[str, float | str] = field(default_factory=dict)  # e.g. the gate's score
     timings: dict[str, float] = field(default_factory=dict)
+    # The decoded image when the file could be read (2-D in [0, 1], original size): the
+    # reader still sees the radiograph the AI declined, without decoding it again.
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     refused = True
 

@@ -11,9 +11,11 @@ view, species, age), the age the caller knows, colour, then the learned distance
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,11 +104,18 @@ class Predictor:
         heatmap: bool = False,
         batch_size: int = 32,
         age_years: float | None = None,
+        ages: Sequence[float | None] | None = None,
     ) -> list[Outcome]:
-        """Analyse several files (of one patient when `age_years` is given)."""
+        """Analyse several files: of one patient when `age_years` is given, of several
+        patients with `ages` (one per file, None where unknown)."""
+        if ages is None:
+            ages = [age_years] * len(items)
+        elif len(ages) != len(items):
+            raise ValueError(f"{len(items)} files but {len(ages)} ages.")
         results: list[Outcome] = []
         for start in range(0, len(items), batch_size):
-            results += self._predict_chunk(items[start : start + batch_size], heatmap, age_years)
+            end = start + batch_size
+            results += self._predict_chunk(items[start:end], heatmap, ages[start:end])
         return results
 
     def probabilities(self, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
@@ -120,12 +129,12 @@ class Predictor:
         return np.concatenate(chunks).astype(np.float64)
 
     def _predict_chunk(
-        self, items: list[bytes], heatmap: bool, age_years: float | None
+        self, items: list[bytes], heatmap: bool, ages: Sequence[float | None]
     ) -> list[Outcome]:
         started = time.perf_counter()
         outcomes: list[Outcome | None] = []
         accepted: list[tuple[int, Decoded]] = []
-        for data in items:
+        for data, age_years in zip(items, ages, strict=True):
             decoded = _decode(data)
             refusal = decoded if isinstance(decoded, Refusal) else self._screen(decoded, age_years)
             outcomes.append(refusal)
@@ -143,7 +152,9 @@ class Predictor:
             or age_refusal(age_years, self.population)
             or colour_refusal(decoded.colourfulness)
         )
-        return Refusal(reason=found[0], message=found[1]) if found else None
+        if not found:
+            return None
+        return Refusal(reason=found[0], message=found[1], image=decoded.image)
 
     def _score(self, accepted, outcomes, heatmap: bool, started: float, decoded_at: float):
         batch = np.stack([to_model_input(d.image, self.image_size) for _, d in accepted])
@@ -163,7 +174,9 @@ class Predictor:
         for j, (index, decoded) in enumerate(accepted):
             verdict = self.gate.check(layout=layouts[j], features=pooled[j]) if self.gate else None
             if verdict is not None:
-                outcomes[index] = Refusal(verdict[0], verdict[1], details=verdict[2])
+                outcomes[index] = Refusal(
+                    verdict[0], verdict[1], details=verdict[2], image=decoded.image
+                )
                 continue
             p = float(probabilities[j])
             outcomes[index] = Prediction(
@@ -185,9 +198,7 @@ class Predictor:
 
     def _versioned(self, outcome: Outcome) -> Outcome:
         if isinstance(outcome, Refusal) and not outcome.model_version:
-            return Refusal(
-                outcome.reason, outcome.message, self.version, outcome.details, outcome.timings
-            )
+            return dataclasses.replace(outcome, model_version=self.version)
         return outcome
 
     def _warm_up(self) -> None:

@@ -9,8 +9,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# Redis, Celery worker processes and shared media for tests/integration and tests/e2e.
-pytest_plugins = ["tests.support.stack"]
+# Redis, Celery worker processes and shared media for tests/integration and tests/e2e; an
+# S3-compatible object store (the `seaweedfs` fixture).
+pytest_plugins = ["tests.support.stack", "tests.support.seaweedfs"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("CHESTNET_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -1,4 +1,4 @@
-// The Grad-CAM heatmap over the image. The PNG is at the preview's size, with the original's
+// The Grad-CAM heatmap over the image. The PNG is small (256 px long side), with the original's
 // aspect ratio, so it is stretched over the image's extent: its corners are the image's
 // corners, mapped from image pixels to the canvas on every render (any zoom, pan or flip).
 export class HeatmapLayer {

@@ -422,16 +422,52 @@ def test_submitting_a_report_signs_first_and_amends_once_signed(radiologist):
     assert {"signed", "amended"} <= set(actions)
 
 
-def test_the_worker_makes_the_preview_from_the_pixels_it_reads(clinician):
+def test_the_worker_makes_the_preview_from_the_pixels_the_model_read(clinician):
     import io
 
+    import numpy as np
     from PIL import Image as PILImage
 
     validated = [services.image_validate(name="big.png", data=png_bytes(1500, 1200))]
     image = services.case_create(owner=clinician, images=validated).images.get()
     assert not image.preview and image.preview_width is None  # the web decoded nothing
-    services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda: FakePredictor())
+    pixels = np.tile(np.linspace(0, 1, 1500, dtype=np.float32), (1200, 1))
+    heat = np.linspace(0, 1, 49, dtype=np.float32).reshape(7, 7)
+    predictor = FakePredictor(result=FakeResult(image=pixels, heatmap=heat))
+    services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda: predictor)
     image.refresh_from_db()
     assert (image.status, image.preview_width, image.preview_height) == ("done", 1024, 819)
-    with image.preview.open("rb") as handle, PILImage.open(io.BytesIO(handle.read())) as png:
-        assert png.size == (1024, 819)
+    with image.preview.open("rb") as handle, PILImage.open(io.BytesIO(handle.read())) as shown:
+        assert (shown.format, shown.mode, shown.size) == ("JPEG", "L", (1024, 819))
+        row = np.asarray(shown, dtype=np.float32)[400]
+    assert abs(row[0] - 0) <= 2 and abs(row[-1] - 255) <= 2  # the model's pixels, not the file's
+    heatmap = image.prediction.heatmap
+    with heatmap.open("rb") as handle, PILImage.open(io.BytesIO(handle.read())) as layer:
+        # The heatmap keeps the preview's aspect ratio at 256 px: viewers stretch it over it.
+        assert (layer.format, layer.mode, layer.size) == ("PNG", "RGBA", (256, 205))
+
+
+def test_a_refused_image_is_previewed_from_the_pixels_the_model_read(clinician):
+    import numpy as np
+
+    from ml.outcome import Refusal
+
+    image = factories.ImageFactory(
+        case__owner=clinician, preview="", preview_width=None, preview_height=None
+    )
+    pixels = np.full((300, 400), 0.5, dtype=np.float32)
+    refusal = Refusal("not_chest_radiograph", "A photograph.", image=pixels)
+    predictor = FakePredictor(result=refusal)
+    assert services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda: predictor)
+    image.refresh_from_db()
+    assert (image.status, image.preview_width, image.preview_height) == ("refused", 400, 300)
+
+
+def test_an_unreadable_file_has_no_preview_and_is_not_decoded_again(clinician):
+    image = factories.ImageFactory(
+        case__owner=clinician, preview="", preview_width=None, preview_height=None
+    )
+    predictor = FakePredictor(result=fake_refusal("unreadable", "Truncated."))
+    assert services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda: predictor)
+    image.refresh_from_db()
+    assert image.status == "refused" and not image.preview and image.preview_width is None

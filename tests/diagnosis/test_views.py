@@ -166,7 +166,21 @@ def test_healthz_reports_database_and_broker_without_login(client, db, monkeypat
         "broker": "unavailable",
         "workers": 0,
         "dicom_listener": "off",
+        "storage": "ok",
     }
+
+
+def test_healthz_reports_a_storage_that_cannot_be_reached_and_stays_up(client, db, monkeypatch):
+    from botocore.exceptions import EndpointConnectionError
+    from django.core.files.storage import default_storage
+
+    def store_down(name):
+        raise EndpointConnectionError(endpoint_url="http://store:8333/chestnet")
+
+    monkeypatch.setattr("diagnosis.views._broker_state", lambda: ("ok", 1))
+    monkeypatch.setattr(default_storage, "exists", store_down)
+    response = client.get(reverse("healthz"))
+    assert response.status_code == 200 and response.json()["storage"] == "unavailable"
 
 
 def test_case_page_says_a_refused_image_was_not_analysed_and_why(client_for, clinician):

@@ -59,6 +59,7 @@ def _analyse(image: Image, probability: float = 0.87) -> Image:
         model_version="test-model-7",
         uncertainty=0.03,
         warnings=(),
+        refused=False,
     )
     heat = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
     assert services.inference_complete(
@@ -67,7 +68,7 @@ def _analyse(image: Image, probability: float = 0.87) -> Image:
         result=result,
         heatmap=heatmap_png(heat, size=(64, 64)),
         timings={},
-        preview=services.Preview(png=png_bytes(64, 64), size=(64, 64)),
+        preview=services.Preview(data=png_bytes(64, 64), size=(64, 64)),
     )
     return Image.objects.get(pk=image.pk)
 

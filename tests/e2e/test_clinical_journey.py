@@ -96,6 +96,17 @@ def test_upload_live_result_review_and_sign(login, live_server, worker, tmp_path
     page.wait_for_selector("#case-status.awaiting_review", timeout=180_000)  # no reload
     page.wait_for_selector("[data-heatmap]:not([hidden])")
     assert "not a diagnosis" in page.inner_text(".intended-use")
+    # The heatmap file is smaller than the preview; on the page it covers the radiograph.
+    for card in page.query_selector_all("[data-viewer]:has([data-heatmap]:not([hidden]))"):
+        card.wait_for_selector("[data-heatmap]:not([hidden])")
+        page.wait_for_function(
+            "el => el.complete && el.naturalWidth > 0", arg=card.query_selector("[data-heatmap]")
+        )
+        shown = card.query_selector("[data-radiograph]").bounding_box()
+        layer = card.query_selector("[data-heatmap]").bounding_box()
+        assert shown and layer and shown["width"] > 100
+        for key in ("x", "y", "width", "height"):
+            assert abs(shown[key] - layer[key]) <= 1.5, (key, shown, layer)
     page.screenshot(path=str(SHOTS / "02-case-result.png"), full_page=True)
     case = Case.objects.get()
 

@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
 
+from ml import preprocessing
 from ml.preprocessing import (
     MIN_SIDE,
     PREPROCESSING_VERSION,
@@ -411,13 +412,47 @@ def test_real_cr_chest_dicom_monochrome1_reads_with_bone_white():
     assert spine > lungs + 0.2  # mediastinum bright, air-filled lungs dark
 
 
-def test_real_jpeg2000_lossless_cr_decodes_like_its_uncompressed_twin():
+def test_real_jpeg2000_lossless_cr_decodes_like_its_uncompressed_twin(monkeypatch):
     compressed, plain = get_testdata_file("RG1_J2KR.dcm"), get_testdata_file("RG1_UNCR.dcm")
     assert compressed is not None and plain is not None
+    monkeypatch.setattr(preprocessing, "_j2k_reduced", lambda ds: None)  # full resolution
 
     np.testing.assert_array_equal(
         decode_image(Path(compressed).read_bytes()), decode_image(Path(plain).read_bytes())
     )
+
+
+@pytest.mark.parametrize("name", ["RG1_J2KR.dcm", "RG1_J2KI.dcm"])
+def test_a_large_jpeg2000_radiograph_is_read_at_half_resolution_and_the_model_sees_the_same(
+    name, monkeypatch
+):
+    # 1,955 x 1,841: one level down its wavelet pyramid is still above DECODE_LONG_SIDE.
+    path = get_testdata_file(name)
+    assert path is not None
+    data = Path(path).read_bytes()
+
+    reduced = decode_image(data)
+    monkeypatch.setattr(preprocessing, "_j2k_reduced", lambda ds: None)
+    full = decode_image(data)
+
+    assert full.shape == (1955, 1841) and reduced.shape == (978, 921)
+    difference = np.abs(to_model_input(reduced, 224) - to_model_input(full, 224)) * 255
+    assert difference.mean() < 0.5 and np.percentile(difference, 99) < 3  # grey levels
+
+
+def test_jpeg2000_that_is_small_coloured_or_signed_is_read_at_full_resolution():
+    for name in ("MR2_J2KR.dcm", "US1_J2KI.dcm", "J2K_pixelrep_mismatch.dcm"):
+        path = get_testdata_file(name)
+        assert path is not None
+        ds = pydicom.dcmread(path)
+        assert preprocessing._j2k_reduced(ds) is None, name
+
+
+def test_jpeg2000_levels_keep_the_long_side_at_least_the_decode_side():
+    assert preprocessing._j2k_levels(1791) == 0
+    assert preprocessing._j2k_levels(1955) == 1
+    assert preprocessing._j2k_levels(4300) == 2  # 1,075 px
+    assert preprocessing.DECODE_LONG_SIDE == 896
 
 
 def test_real_12bit_jpeg_extended_dicom_decodes():

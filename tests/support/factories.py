@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from diagnosis import roles
 from diagnosis.models import Case, Image, Prediction, Review
-from tests.support.images import png_bytes
+from tests.support.images import jpeg_bytes, png_bytes
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -47,7 +47,7 @@ class ImageFactory(factory.django.DjangoModelFactory):
     case = factory.SubFactory(CaseFactory)
     original = factory.LazyFunction(lambda: ContentFile(png_bytes(), name="x.png"))
     original_format = "png"
-    preview = factory.LazyFunction(lambda: ContentFile(png_bytes(), name="p.png"))
+    preview = factory.LazyFunction(lambda: ContentFile(jpeg_bytes(), name="p.jpg"))
     preview_width = 96
     preview_height = 80
     enqueued_at = factory.LazyFunction(timezone.now)

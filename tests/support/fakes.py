@@ -18,6 +18,7 @@ class FakeResult:
     uncertainty: float | None = 0.04  # None: a single model, no ensemble spread
     warnings: tuple[str, ...] = ()
     timings: dict | None = None
+    image: object = None  # the decoded pixels the worker makes the preview from
 
     refused = False
 
@@ -57,3 +58,16 @@ class FakePredictor:
         if self.error:
             raise self.error
         return self.result
+
+    def predict_batch(
+        self,
+        items: list[bytes],
+        *,
+        heatmap: bool = False,
+        ages: list[float | None] | None = None,
+    ) -> list[FakeResult | Refusal]:
+        ages = ages if ages is not None else [None] * len(items)
+        return [
+            self.predict(data, heatmap=heatmap, age_years=age)
+            for data, age in zip(items, ages, strict=True)
+        ]

@@ -146,11 +146,14 @@ def start_worker(
     queues: str = "inference,celery",
     max_tasks_per_child: int | None = None,
     app: str = "chestnet_site",
+    prefix: list[str] | None = None,
 ) -> subprocess.Popen:
     """A prefork worker with one child (plus the requeue beat if `beat_schedule` is given),
     in its own process group; returns once it is ready to consume. `app` is the Celery app
-    module: the product's, or a test's wrapper of it (tests.support.slow_inference)."""
-    command = [sys.executable, "-m", "celery", "-A", app, "worker"]
+    module: the product's, or a test's wrapper of it (tests.support.slow_inference).
+    `prefix` runs it through a command that execs it, e.g. `ip netns exec NS` (another
+    host: tests.support.netns), so the process group is still the worker's."""
+    command = [*(prefix or []), sys.executable, "-m", "celery", "-A", app, "worker"]
     command += ["-Q", queues, "--concurrency", "1", "--loglevel", "INFO"]
     name = f"it-{os.getpid()}-{queues.split(',')[0]}-{log.stem}@%h"
     command += ["--without-gossip", "--without-mingle", "-n", name]
