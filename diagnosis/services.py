@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from chestnet_site.errors import ServiceError
 from chestnet_site.queue import enqueue, enqueue_on_commit
+from chestnet_site.rows import rows_update
 from diagnosis.models import AuditEvent, Case, Image, Prediction, PriorPrediction, Review
 from ml.header import element_text, read_header
 from ml.outcome import Refusal
@@ -461,6 +462,11 @@ def _images_claim(image_id: int, token: str, extra: int) -> list[Image]:
         | Q(status=Image.Status.PROCESSING, claimed_at__lt=now - PROCESSING_LEASE)
     )
     redelivered = Q(status=Image.Status.PROCESSING, claim_token=token)  # its batch, again
+    queued = Q(status=Image.Status.QUEUED) if extra else Q(pk__in=[])
+    # Most tasks of a deep queue find their image taken by an earlier batch and nothing
+    # left: one read says so, without the write transaction.
+    if not Image.objects.filter((claimable & Q(pk=image_id)) | redelivered | queued).exists():
+        return []
     with transaction.atomic():
         ids = list(
             Image.objects.filter((claimable & Q(pk=image_id)) | redelivered).values_list(
@@ -653,7 +659,7 @@ def _analyses_store(
     Prediction.objects.bulk_create(predictions)
     fields = ["status", "preview", "preview_width", "preview_height"]
     fields += ["refusal_reason", "refusal_message", "refusal_model_version", "error"]
-    Image.objects.bulk_update(changed, fields)
+    rows_update(changed, fields)
     if failed:
         Image.objects.filter(pk__in=failed).update(status=Image.Status.FAILED, error=FAILED_GENERIC)
     _cases_refresh(case_ids={image.case_id for image in held.values()})
@@ -780,7 +786,7 @@ def _cases_refresh(*, case_ids: Iterable[int]) -> None:
         case.ai_flagged = any(label == "PNEUMONIA" for _, label in found)
         if case.status == Case.Status.AWAITING_REVIEW and case.ready_at is None:
             case.ready_at = now
-    Case.objects.bulk_update(cases, ["status", "max_probability", "ai_flagged", "ready_at"])
+    rows_update(cases, ["status", "max_probability", "ai_flagged", "ready_at"])
 
 
 def _case_status_from(statuses: list[str]) -> str:

@@ -41,12 +41,15 @@ def heatmap_size(image_size: tuple[int, int]) -> tuple[int, int]:
 
 
 def heatmap_png(heatmap: np.ndarray, *, size: tuple[int, int]) -> bytes:
-    """An RGBA PNG of (width, height) `size` to lay over the image: opacity rises with
-    heat, so cold regions leave the radiograph readable. Toggle and fade it in CSS."""
+    """A PNG of (width, height) `size` to lay over the image: colour and opacity rise with
+    heat, so cold regions leave the radiograph readable. Toggle and fade it in CSS. An
+    indexed PNG (256 heat levels, their opacity in its tRNS chunk): browsers and Pillow read
+    it as RGBA; it encodes in about a tenth of the time of the same picture as RGBA."""
     heat = np.clip(_resize(heatmap, size), 0.0, 1.0)
     levels = np.round(heat * 255.0).astype(np.uint8)
-    rgba = _heat_palette()[levels]
-    return _png(Image.fromarray(rgba, mode="RGBA"), compress_level=1)
+    picture = Image.fromarray(levels, mode="P")
+    picture.putpalette(_heat_palette().tobytes(), rawmode="RGBA")
+    return _png(picture, compress_level=1)
 
 
 def _heat_palette() -> np.ndarray:

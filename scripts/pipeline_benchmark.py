@@ -55,10 +55,15 @@ def main() -> None:
     if args.baseline:
         trees.insert(0, (f"baseline {args.baseline}", _worktree(args.baseline)))
     results = {}
-    for label, tree in trees:
-        print(f"--- {label} ({tree})", flush=True)
-        results[label] = _measure(tree, files, args.n, args.burst)
-        print(json.dumps(results[label], indent=1), flush=True)
+    try:
+        for label, tree in trees:
+            print(f"--- {label} ({tree})", flush=True)
+            results[label] = _measure(tree, files, args.n, args.burst)
+            print(json.dumps(results[label], indent=1), flush=True)
+    finally:
+        for _, tree in trees:
+            if tree != ROOT:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     section = _markdown(results, files)

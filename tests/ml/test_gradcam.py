@@ -56,9 +56,12 @@ def test_heatmap_png_is_transparent_where_cold():
     heatmap = np.zeros((8, 8), dtype=np.float32)
     heatmap[0, 0] = 1.0
     layer = Image.open(io.BytesIO(heatmap_png(heatmap, size=(80, 40))))
-    assert layer.mode == "RGBA" and layer.size == (80, 40)
-    alpha = np.asarray(layer)[..., 3]
+    # Indexed, with the opacity of each heat level in its tRNS chunk: RGBA to any reader.
+    assert layer.mode == "P" and "transparency" in layer.info and layer.size == (80, 40)
+    rgba = np.asarray(layer.convert("RGBA"))
+    alpha = rgba[..., 3]
     assert alpha[-1, -1] == 0 and alpha[0, 0] > 200
+    assert rgba[0, 0, 0] > 100 and rgba[0, 0, 2] < 50  # hot is red (jet), cold is blue
 
 
 def test_overlay_alpha_outside_unit_range_is_refused():
