@@ -23,6 +23,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from chestnet_site.errors import ServiceError
+from chestnet_site.faults import TRANSIENT
 from chestnet_site.queue import enqueue, enqueue_on_commit
 from chestnet_site.rows import rows_update
 from diagnosis.models import AuditEvent, Case, Image, Prediction, PriorPrediction, Review
@@ -517,11 +518,17 @@ def inference_run(*, image_id: int, token: str, predictor_loader: Callable[[], A
     if not images:
         return "skipped"
     ids = [image.pk for image in images]
-    datas = [_read(image) for image in images]
-    outcomes = _predict_batch(predictor_loader, datas, ages=[image.case.age for image in images])
+    # An original that cannot be read is that image's failure; the others go on.
+    outcomes: dict[int, Any] = {image.pk: _read(image) for image in images}
+    readable = [image for image in images if isinstance(outcomes[image.pk], bytes)]
+    predicted = _predict_batch(
+        predictor_loader,
+        [outcomes[image.pk] for image in readable],
+        ages=[image.case.age for image in readable],
+    )
+    outcomes.update(zip([image.pk for image in readable], predicted, strict=True))
     results = [
-        _analysed(image, outcome, started=started, batch=len(images))
-        for image, outcome in zip(images, outcomes, strict=True)
+        _analysed(image, outcomes[image.pk], started=started, batch=len(images)) for image in images
     ]
     stored = analyses_store(token=token, results=results)
     mine = next((r for r in results if isinstance(r, Analysed) and r.image_id == image_id), None)
@@ -555,9 +562,17 @@ class Analysed:
         return "refused" if self.outcome.refused else "done"
 
 
-def _read(image: Image) -> bytes:
-    with image.original.open("rb") as handle:
-        return handle.read()
+def _read(image: Image) -> bytes | Exception:
+    """The stored original; a file that is gone fails its own image, not the batch. A store
+    that is down is a transient fault: the task is retried, with its whole batch."""
+    try:
+        with image.original.open("rb") as handle:
+            return handle.read()
+    except TRANSIENT:
+        raise
+    except Exception as exc:
+        logger.exception("The original of image %s cannot be read", image.pk)
+        return exc
 
 
 def _predict_batch(

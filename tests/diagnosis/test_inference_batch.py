@@ -203,3 +203,35 @@ def test_an_upload_while_the_object_store_is_down_is_a_503_and_saves_nothing(
     assert response.status_code == 503 and response["Retry-After"] == "60"
     assert b"nothing was saved" in response.content and b"store:8333" not in response.content
     assert Case.objects.count() == 0 and Image.objects.count() == 0
+
+
+def test_an_original_gone_from_storage_fails_its_image_and_the_batch_goes_on():
+    images = _queued(3)
+    images[1].original.storage.delete(images[1].original.name)
+    predictor = CountingPredictor()
+    outcome = services.inference_run(
+        image_id=images[0].pk, token="t", predictor_loader=lambda: predictor
+    )
+    statuses = dict(Image.objects.values_list("pk", "status"))
+    assert outcome == "done (batch of 3)" and predictor.batches == [2]
+    assert statuses == {images[0].pk: "done", images[1].pk: "failed", images[2].pk: "done"}
+
+
+def test_an_object_store_that_is_down_while_reading_retries_the_whole_batch(monkeypatch):
+    from botocore.exceptions import EndpointConnectionError
+    from django.db.models.fields.files import FieldFile
+
+    images = _queued(2)
+
+    def store_down(self, mode="rb"):
+        raise EndpointConnectionError(endpoint_url="http://store:8333/chestnet")
+
+    monkeypatch.setattr(FieldFile, "open", store_down)
+    with pytest.raises(EndpointConnectionError):
+        services.inference_run(image_id=images[0].pk, token="t", predictor_loader=FakePredictor)
+    monkeypatch.undo()
+    # The retry is the same task (same token): it takes both images again.
+    assert services.inference_run(
+        image_id=images[0].pk, token="t", predictor_loader=lambda: FakePredictor()
+    ) == ("done (batch of 2)")
+    assert sorted(Image.objects.values_list("status", "attempts")) == [("done", 2)] * 2
