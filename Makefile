@@ -37,7 +37,7 @@ test-fast: install
 
 LINTED := chestnet_site registry diagnosis mlops dicomnet ml scripts/run_local.py scripts/benchmark.py \
 	scripts/ood_corpus.py scripts/gate_report.py scripts/recipe_report.py \
-	scripts/validation_stress.py scripts/upload_memory.py scripts/worklist_benchmark.py scripts/pipeline_benchmark.py \
+	scripts/validation_stress.py scripts/upload_memory.py scripts/worklist_benchmark.py scripts/pipeline_benchmark.py scripts/encoding_benchmark.py \
 	scripts/remote_workers_benchmark.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
 	tests/ml tests/mlops tests/dicomnet tests/registry tests/support tests/test_architecture.py \
 	tests/test_docker_files.py tests/test_storage_settings.py manage.py
@@ -56,6 +56,7 @@ typecheck: install
 benchmark: install
 	$(PY) scripts/benchmark.py
 	$(PY) scripts/pipeline_benchmark.py $(if $(BASELINE),--baseline $(BASELINE))
+	$(PY) scripts/encoding_benchmark.py
 	$(PY) scripts/worklist_benchmark.py
 	@if [ "$$(id -u)" = 0 ]; then $(PY) scripts/remote_workers_benchmark.py; \
 	  else echo "remote-workers benchmark skipped: needs root for ip netns"; fi

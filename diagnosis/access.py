@@ -31,6 +31,11 @@ logger = logging.getLogger(__name__)
 API_PREFIX = "/api/"
 
 
+def is_api_request(request: HttpRequest) -> bool:
+    """A request from a program (the REST API or DICOMweb), answered in JSON, not HTML."""
+    return request.path.startswith((API_PREFIX, "/dicomweb/"))
+
+
 def client_address(request: Any) -> str | None:
     """The client's IP address. REMOTE_ADDR, unless CHESTNET_PROXY_COUNT reverse proxies
     stand in front: then the address the outermost one saw, counted from the right of
@@ -209,7 +214,7 @@ class UnavailableMiddleware:
         if not isinstance(exception, (OperationalError, *OBJECT_STORE_FAULTS)):
             return None
         logger.error("Service unavailable: %s", type(exception).__name__)
-        if request.path.startswith(API_PREFIX) or request.path.startswith("/dicomweb/"):
+        if is_api_request(request):
             response: HttpResponse = JsonResponse({"detail": self.MESSAGE}, status=503)
         else:
             response = HttpResponse(

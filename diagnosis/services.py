@@ -441,21 +441,13 @@ def _network_image(
 # --- inference (runs in the worker) ----------------------------------------------------
 
 
-def image_claim(*, image_id: int, token: str) -> bool:
-    """Atomically take one image for analysis (see `images_claim`)."""
-    return image_id in images_claim(image_id=image_id, token=token, extra=0)
-
-
-def images_claim(*, image_id: int, token: str, extra: int) -> list[int]:
+def images_claim(*, image_id: int, token: str, extra: int) -> list[Image]:
     """Take an image for analysis, and up to `extra` more queued images for the same batch
-    when the queue is deep; returns the ids this task now holds. Each image is claimed on
-    its own (its attempts counted, its lease started) under the task's token: a second
-    delivery of the same task takes the same images again, any other task only once the
-    lease of a dead worker expired. The queued images' own tasks later find them taken."""
-    return [image.pk for image in _images_claim(image_id, token, extra)]
-
-
-def _images_claim(image_id: int, token: str, extra: int) -> list[Image]:
+    when the queue is deep; returns the images (with their cases) this task now holds. Each
+    image is claimed on its own (its attempts counted, its lease started) under the task's
+    token: a second delivery of the same task takes the same images again, any other task
+    only once the lease of a dead worker expired. The queued images' own tasks later find
+    them taken."""
     now = timezone.now()
     claimable = (
         Q(status=Image.Status.QUEUED)
@@ -514,7 +506,7 @@ def inference_run(*, image_id: int, token: str, predictor_loader: Callable[[], A
     task's own image, for logs."""
     started = time.perf_counter()
     extra = max(0, settings.CHESTNET_INFERENCE_BATCH - 1)
-    images = _images_claim(image_id, token, extra)
+    images = images_claim(image_id=image_id, token=token, extra=extra)
     if not images:
         return "skipped"
     ids = [image.pk for image in images]
@@ -709,39 +701,6 @@ def _prediction(image: Image, result: Analysed, written: list[Any]) -> Predictio
     return prediction
 
 
-def inference_complete(
-    *,
-    image_id: int,
-    token: str,
-    result: Any,
-    heatmap: bytes | None,
-    timings: dict[str, float],
-    preview: Preview | None = None,
-) -> bool:
-    """Store one prediction (and the preview), unless another delivery already did."""
-    stored = analyses_store(
-        token=token, results=[Analysed(image_id, result, preview, heatmap, timings)]
-    )
-    return image_id in stored
-
-
-def image_refuse(
-    *, image_id: int, token: str, refusal: Refusal, preview: Preview | None = None
-) -> bool:
-    """Store one refusal; a second delivery of the same outcome is a no-op."""
-    return image_id in analyses_store(token=token, results=[Analysed(image_id, refusal, preview)])
-
-
-@transaction.atomic
-def image_fail(*, image_id: int, token: str, reason: str) -> bool:
-    updated = Image.objects.filter(
-        pk=image_id, status=Image.Status.PROCESSING, claim_token=token
-    ).update(status=Image.Status.FAILED, error=reason[:500])
-    if updated:
-        _case_refresh_for_image(image_id)
-    return bool(updated)
-
-
 @transaction.atomic
 def images_fail(*, token: str, reason: str) -> int:
     """Mark failed every image a task still holds (its retries are spent, or it was
@@ -755,27 +714,16 @@ def images_fail(*, token: str, reason: str) -> int:
     return updated
 
 
-def _case_refresh_for_image(image_id: int) -> None:
-    case_id = Image.objects.filter(pk=image_id).values_list("case_id", flat=True).first()
-    if case_id is not None:
-        case_refresh_status(case_id=case_id)
-
-
 @transaction.atomic
 def case_refresh_status(*, case_id: int) -> Case:
     """Derive the case status (and worklist keys) from its images; reported is final."""
-    cases_refresh_status(case_ids={case_id})
+    _cases_refresh(case_ids={case_id})
     return Case.objects.get(pk=case_id)
 
 
-@transaction.atomic
-def cases_refresh_status(*, case_ids: Iterable[int]) -> None:
-    """`case_refresh_status` for several cases in four queries, whatever their number."""
-    _cases_refresh(case_ids=case_ids)
-
-
 def _cases_refresh(*, case_ids: Iterable[int]) -> None:
-    """The body of `cases_refresh_status`, inside a transaction its caller holds."""
+    """`case_refresh_status` for several cases in four queries, whatever their number,
+    inside a transaction its caller holds."""
     cases = list(
         Case.objects.select_for_update()
         .filter(pk__in=set(case_ids))

@@ -29,6 +29,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from diagnosis import roles, selectors, services
+from diagnosis.access import is_api_request
 from diagnosis.forms import AuditFilterForm, CaseForm, ReassignForm, ReviewForm
 from diagnosis.models import AuditEvent, Case
 
@@ -465,13 +466,13 @@ def _dicom_listener_state() -> str:
 
 
 def error_403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    if _is_api(request):
+    if is_api_request(request):
         return JsonResponse({"detail": str(exception or "Forbidden.")}, status=403)
     return render(request, "403.html", {"message": str(exception or "")}, status=403)
 
 
 def error_404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    if _is_api(request):
+    if is_api_request(request):
         return JsonResponse({"detail": "Not found."}, status=404)
     return render(request, "404.html", status=404)
 
@@ -479,10 +480,6 @@ def error_404(request: HttpRequest, exception: Exception | None = None) -> HttpR
 def error_500(request: HttpRequest) -> HttpResponse:
     """Never a traceback: a sentence (JSON for API clients); the log has the details."""
     message = "An internal error occurred; it has been logged. Try again, or contact support."
-    if _is_api(request):
+    if is_api_request(request):
         return JsonResponse({"detail": message}, status=500)
     return HttpResponse(f"<h1>Server error</h1><p>{message}</p>", status=500)
-
-
-def _is_api(request: HttpRequest) -> bool:
-    return request.path.startswith(("/api/", "/dicomweb/"))

@@ -555,10 +555,11 @@ def preview_png(image: np.ndarray, *, max_side: int = 1024) -> bytes:
 
 def preview_jpeg(image: np.ndarray, *, max_side: int = 1024) -> tuple[bytes, tuple[int, int]]:
     """The browser's preview of an analysed image, and its (width, height): an 8-bit
-    grayscale JPEG at quality PREVIEW_JPEG_QUALITY. Measured on a 1,955 x 1,841 radiograph
-    shown at 1,024 px (docs/benchmarks.md): 3 ms and 190 kB, against 40 ms and 465 kB for
-    the fastest PNG level and 420 ms for the optimised PNG it replaces. The preview is for
-    orientation; the diagnostic viewer reads the original at its full bit depth."""
+    grayscale JPEG at quality PREVIEW_JPEG_QUALITY. On a 1,955 x 1,841 radiograph shown at
+    1,024 px it takes ~4 ms and 190 kB, against ~50 ms and 465 kB for the fastest PNG level
+    and ~500 ms for the optimised PNG it replaces (scripts/encoding_benchmark.py,
+    docs/benchmarks.md). The preview is for orientation; the diagnostic viewer reads the
+    original at its full bit depth."""
     picture = _preview_picture(image, max_side)
     buffer = io.BytesIO()
     picture.save(buffer, format="JPEG", quality=PREVIEW_JPEG_QUALITY)

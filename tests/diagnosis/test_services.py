@@ -95,9 +95,9 @@ def test_redelivered_task_after_success_does_nothing(fake_predictor):
 
 def test_second_task_cannot_claim_an_image_being_processed():
     image = factories.ImageFactory()
-    assert services.image_claim(image_id=image.pk, token="a")
-    assert not services.image_claim(image_id=image.pk, token="b")
-    assert services.image_claim(image_id=image.pk, token="a")  # redelivery of the same task
+    assert services.images_claim(image_id=image.pk, token="a", extra=0)
+    assert not services.images_claim(image_id=image.pk, token="b", extra=0)
+    assert services.images_claim(image_id=image.pk, token="a", extra=0)  # the same task again
 
 
 def test_image_abandoned_by_dead_worker_can_be_claimed_after_lease():
@@ -106,15 +106,15 @@ def test_image_abandoned_by_dead_worker_can_be_claimed_after_lease():
         claim_token="dead",
         claimed_at=timezone.now() - services.PROCESSING_LEASE - timedelta(seconds=1),
     )
-    assert services.image_claim(image_id=image.pk, token="new")
+    assert services.images_claim(image_id=image.pk, token="new", extra=0)
 
 
 def test_failed_analysis_can_be_retried_and_is_requeued(
     clinician, enqueued, django_capture_on_commit_callbacks
 ):
     image = factories.ImageFactory(case__owner=clinician)
-    services.image_claim(image_id=image.pk, token="t")
-    services.image_fail(image_id=image.pk, token="t", reason=services.FAILED_GENERIC)
+    services.images_claim(image_id=image.pk, token="t", extra=0)
+    services.images_fail(token="t", reason=services.FAILED_GENERIC)
     image.case.refresh_from_db()
     assert image.case.status == Case.Status.FAILED
     with django_capture_on_commit_callbacks(execute=True):
@@ -187,8 +187,9 @@ def test_second_delivery_of_a_refusal_changes_nothing():
     image = factories.ImageFactory()
     predictor = FakePredictor(result=fake_refusal("not_chest_radiograph", "A photograph."))
     services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda: predictor)
-    again = services.image_refuse(
-        image_id=image.pk, token="t", refusal=fake_refusal("unreadable", "Other words.")
+    again = image.pk in services.analyses_store(
+        token="t",
+        results=[services.Analysed(image.pk, fake_refusal("unreadable", "Other words."), None)],
     )
     redelivered = services.inference_run(
         image_id=image.pk, token="t", predictor_loader=lambda: predictor
@@ -204,8 +205,9 @@ def test_second_delivery_of_a_refusal_changes_nothing():
 
 def test_refusal_from_a_task_that_lost_its_claim_is_ignored():
     image = factories.ImageFactory()
-    services.image_claim(image_id=image.pk, token="current")
-    assert not services.image_refuse(image_id=image.pk, token="stale", refusal=fake_refusal())
+    services.images_claim(image_id=image.pk, token="current", extra=0)
+    stale = services.Analysed(image.pk, fake_refusal(), None)
+    assert not services.analyses_store(token="stale", results=[stale])
     image.refresh_from_db()
     assert image.status == Image.Status.PROCESSING and image.refusal_reason == ""
 

@@ -51,7 +51,7 @@ def _received_image(chest_dicom, source: str = "dimse", **header) -> Image:
 
 
 def _analyse(image: Image, probability: float = 0.87) -> Image:
-    assert services.image_claim(image_id=image.pk, token="t")
+    assert services.images_claim(image_id=image.pk, token="t", extra=0)
     result = SimpleNamespace(
         probability=probability,
         label="PNEUMONIA" if probability >= 0.5 else "NORMAL",
@@ -62,14 +62,14 @@ def _analyse(image: Image, probability: float = 0.87) -> Image:
         refused=False,
     )
     heat = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
-    assert services.inference_complete(
-        image_id=image.pk,
-        token="t",
-        result=result,
+    analysed = services.Analysed(
+        image.pk,
+        result,
+        preview=services.Preview(data=png_bytes(64, 64), size=(64, 64)),
         heatmap=heatmap_png(heat, size=(64, 64)),
         timings={},
-        preview=services.Preview(data=png_bytes(64, 64), size=(64, 64)),
     )
+    assert services.analyses_store(token="t", results=[analysed]) == {image.pk}
     return Image.objects.get(pk=image.pk)
 
 
