@@ -17,6 +17,8 @@ import numpy as np
 
 from ml.config import DEFAULT_DATA
 
+BATCH_SIZES = (1, 4, 8, 16, 32)
+
 
 def _stats(samples: list[float]) -> dict[str, float]:
     return {
@@ -87,6 +89,21 @@ def run_benchmark(
         few,
         warmup=1,
     )
+    # What a worker's batch costs: decode, gate, forward pass and Grad-CAM of distinct files,
+    # per image, by batch size (CHESTNET_INFERENCE_BATCH sits where this stops falling).
+    files = [p.read_bytes() for p in sorted((data_root / "chest_xray/train/PNEUMONIA").glob("*"))]
+    sizes = [n for n in BATCH_SIZES if n <= len(files)]
+    by_size = _interleaved(
+        {
+            str(n): lambda n=n: predictor.predict_batch(files[:n], heatmap=True, ages=[3] * n)
+            for n in sizes
+        },
+        few,
+        warmup=1,
+    )
+    results["predict_batch_heatmap_ms_per_image"] = {
+        n: round(by_size[str(n)]["p50_ms"] / n, 2) for n in sizes
+    }
     batch = [small] * batch_size
     timing = _interleaved({"batch": lambda: predictor.predict_batch(batch, heatmap=False)}, few)[
         "batch"

@@ -6,6 +6,7 @@ No TensorFlow here, so the web process can validate and preview uploads cheaply.
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import warnings
 from collections.abc import Iterator
@@ -188,15 +189,23 @@ def to_model_input(image: np.ndarray, size: int) -> np.ndarray:
 
 def normalize_intensity(raw: np.ndarray) -> np.ndarray:
     """Percentile-stretch any bit depth to [0, 1]; reject images with no contrast."""
-    pixels = raw.astype(np.float32, copy=False)
     # Percentiles of a regular subsample: the same figures to within a grey level, and
     # ~20x faster on a 4,000-pixel-wide detector image.
-    step = _sample_step(pixels.size)
-    low, high = np.percentile(pixels[::step, ::step], [LOW_PERCENTILE, HIGH_PERCENTILE])
+    step = _sample_step(raw.size)
+    sample = raw[::step, ::step].astype(np.float32)
+    low, high = np.percentile(sample, [LOW_PERCENTILE, HIGH_PERCENTILE])
     if high - low < 1e-6:
-        low, high = float(pixels.min()), float(pixels.max())
+        low, high = float(raw.min()), float(raw.max())
     if high - low < 1e-6:
         raise UnsupportedImage("The image is blank (a single intensity everywhere).")
+    if raw.dtype in (np.uint8, np.uint16):
+        # Every possible value stretched once, then looked up: the same numbers as the
+        # float path, in half the time on a full-size 8-bit image.
+        return _stretch(np.arange(2 ** (8 * raw.itemsize), dtype=np.float32), low, high)[raw]
+    return _stretch(raw.astype(np.float32, copy=False), low, high)
+
+
+def _stretch(pixels: np.ndarray, low: float, high: float) -> np.ndarray:
     # In float64, as np.percentile's float64 scalars always made it (the same numbers as
     # ever), in place in one buffer: a third less time on a full-size image.
     stretched = pixels.astype(np.float64)
@@ -295,7 +304,11 @@ def _colourfulness(image: Image.Image) -> float:
 def _channel_spread(
     pixels: np.ndarray, full_scale: float, *, weights: np.ndarray | None = None
 ) -> float:
-    spread = pixels.max(axis=-1).astype(np.float32) - pixels.min(axis=-1)
+    # Channel by channel: numpy's reductions over a last axis of length 3 are ~20x slower.
+    channels = [pixels[..., index] for index in range(pixels.shape[-1])]
+    spread = functools.reduce(np.maximum, channels).astype(np.float32) - functools.reduce(
+        np.minimum, channels
+    )
     if weights is not None:
         spread = spread * weights
     return float(spread.mean() / full_scale)
@@ -310,7 +323,7 @@ def _raster_to_gray(image: Image.Image) -> np.ndarray:
         # Composite on black: transparent margins read as air, not as bone.
         background = Image.new("RGBA", image.size, (0, 0, 0, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
-    return np.asarray(image.convert("L"), dtype=np.float32)
+    return np.asarray(image.convert("L"))  # uint8: normalize_intensity looks the values up
 
 
 def _decode_dicom(source: bytes | Dataset, max_pixels: int) -> _Raw:

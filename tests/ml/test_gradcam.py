@@ -28,6 +28,46 @@ def test_compiled_heatmap_matches_tf_keras_vis(tiny_model, shared_data):
         assert np.corrcoef(reference.ravel(), compiled[index].ravel())[0, 1] >= 0.99
 
 
+@pytest.mark.parametrize(("source", "target"), [(7, 224), (224, 202), (8, 64), (5, 5), (1, 9)])
+def test_zoom_matrix_is_scipys_linear_zoom(source, target):
+    from scipy.ndimage import zoom
+
+    from ml.gradcam import _zoom_matrix
+
+    cam = np.random.default_rng(source).random((source, source))
+    weights = _zoom_matrix(source, target)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+    np.testing.assert_allclose(
+        weights @ cam @ weights.T, zoom(cam, target / source, order=1, mode="nearest"), atol=1e-9
+    )
+
+
+def test_a_framed_heatmap_has_no_blank_edge_where_scipy_rounds_past_it():
+    """scipy's zoom 64 -> 58 reads its last sample a hair outside the grid, as zero; the
+    framed map keeps the edge's own heat."""
+    from ml.gradcam import _into_frame
+
+    framed = _into_frame(np.ones((64, 64), np.float32), (3, 58), (64, 64))
+    np.testing.assert_allclose(framed[3:61, 3:61], 1.0, atol=1e-6)
+    assert framed[:3].max() == 0 and framed[61:].max() == 0
+
+
+def test_compiled_maps_are_the_references_steps_in_one_product(tiny_model):
+    """Zoom each cam to the input, scale it to [0, 1], place it in the trimmed frame: the
+    batch's matrix products give the same maps as those steps one by one."""
+    from scipy.ndimage import zoom
+
+    from ml.gradcam import _EPSILON, _into_frame
+
+    explainer = CompiledExplainer(tiny_model)
+    explainer._box = (3, 58)  # as a model trimming 5 % of each border at 64 px
+    cams = np.random.default_rng(7).random((3, 8, 8)).astype(np.float32)
+    for cam, map_ in zip(cams, explainer._maps(cams), strict=True):
+        full = zoom(cam, 8, order=1)
+        scaled = (full - full.min()) / (full.max() - full.min() + _EPSILON)
+        np.testing.assert_allclose(map_, _into_frame(scaled, (3, 58), (64, 64)), atol=1e-6)
+
+
 def test_gradcam_is_a_unit_range_map_at_input_size(tiny_model, shared_data):
     path = next((shared_data / "chest_xray/train/NORMAL").iterdir())
     heatmap = gradcam(tiny_model, preprocess(path.read_bytes(), 64))

@@ -1042,6 +1042,19 @@ def test_normalize_intensity_is_the_same_for_any_bit_depth_and_offset(small_radi
         np.testing.assert_allclose(normalize_intensity(raw), as_8bit, atol=1e-5)
 
 
+def test_normalize_intensity_looks_up_8_and_16_bit_pixels_with_the_float_paths_numbers(
+    small_radiograph,
+):
+    """Integer pixels are stretched through a table of every possible value: bit for bit
+    what the float path gives the same values (real JPEG pixels and a 12-bit image)."""
+    rng = np.random.default_rng(4)
+    twelve_bit = rng.normal(2000, 600, (300, 420)).clip(0, 4095).astype(np.uint16)
+    for raw in (small_radiograph.astype(np.uint8), twelve_bit):
+        looked_up = normalize_intensity(raw)
+        assert looked_up.dtype == np.float32
+        np.testing.assert_array_equal(looked_up, normalize_intensity(raw.astype(np.float32)))
+
+
 def test_normalize_intensity_falls_back_to_min_max_for_a_nearly_flat_image():
     raw = np.full((128, 128), 40.0)
     raw[60:63, 60:63] = 90.0  # 9 px: fewer than the 0.5 % percentile tail
