@@ -548,6 +548,7 @@ class Analysed:
     preview: Preview | None
     heatmap: bytes | None = None
     timings: dict[str, float] | None = None
+    has_preview: bool = False  # the image keeps the preview it has (a re-analysis)
 
     @property
     def outcome_name(self) -> str:
@@ -601,15 +602,16 @@ def _analysed(image: Image, outcome: Any, *, started: float, batch: int) -> Anal
     try:
         pixels = getattr(outcome, "image", None)
         preview = _preview(pixels) if pixels is not None else None
+        kept = bool(image.preview)
         if outcome.refused:
-            return Analysed(image.pk, outcome, preview)
+            return Analysed(image.pk, outcome, preview, has_preview=kept)
         heatmap = None
         if preview is not None and outcome.heatmap is not None:
             heatmap = heatmap_png(outcome.heatmap, size=heatmap_size(preview.size))
         timings = {**outcome.timings, "worker_total": (time.perf_counter() - started) * 1000}
         if batch > 1:
             timings["batch"] = batch
-        return Analysed(image.pk, outcome, preview, heatmap, timings)
+        return Analysed(image.pk, outcome, preview, heatmap, timings, has_preview=kept)
     except Exception as exc:
         logger.exception("Rendering the result of image %s failed", image.pk)
         return exc
@@ -621,23 +623,69 @@ def _preview(pixels: Any) -> Preview:
 
 
 def analyses_store(*, token: str, results: Sequence[Analysed | Exception]) -> set[int]:
-    """Store a batch's results in one transaction: predictions, refusals, previews, and
-    the status of each case once. An image is stored only while this task still holds it
-    (a second delivery of the task stores nothing); an image whose analysis raised is
-    marked failed. Returns the ids stored. Files written for a batch that cannot be
-    recorded are deleted again."""
-    written: list[Any] = []
+    """Store a batch's results: predictions, refusals, previews, and the status of each
+    case once. An image is stored only while this task still holds it (a second delivery of
+    the task stores nothing); an image whose analysis raised is marked failed. Returns the
+    ids stored. The preview and heatmap files are written first, outside the transaction,
+    so no row (and with SQLite, no database) stays locked while they upload; the files of
+    results that are not recorded are deleted again."""
+    files = _files_write(results)
     try:
         with transaction.atomic():
-            return _analyses_store(token, results, written)
+            stored = _analyses_store(token, results, files)
     except Exception:
-        for field in written:
-            field.storage.delete(field.name)
+        _delete_files([name for written in files.values() for name in written.names()])
         raise
+    _delete_files(
+        [
+            name
+            for image_id, written in files.items()
+            if image_id not in stored
+            for name in written.names()
+        ]
+    )
+    return stored
+
+
+@dataclass
+class _Written:
+    """What one result's files are called in storage, once written."""
+
+    preview: str = ""
+    heatmap: str = ""
+
+    def names(self) -> list[str]:
+        return [name for name in (self.preview, self.heatmap) if name]
+
+
+def _files_write(results: Sequence[Analysed | Exception]) -> dict[int, _Written]:
+    preview_field = Image._meta.get_field("preview")
+    heatmap_field = Prediction._meta.get_field("heatmap")
+    files: dict[int, _Written] = {}
+    try:
+        for result in results:
+            if not isinstance(result, Analysed):
+                continue
+            written = files[result.image_id] = _Written()
+            if result.preview is not None and not result.has_preview:
+                written.preview = _file_save(preview_field, "preview", result.preview.data)
+            if result.heatmap is not None and not result.outcome.refused:
+                written.heatmap = _file_save(heatmap_field, "heatmap", result.heatmap)
+    except Exception:
+        _delete_files([name for written in files.values() for name in written.names()])
+        raise
+    return files
+
+
+def _file_save(field: Any, name: str, data: bytes) -> str:
+    """Write a file where `field` keeps its files (its upload_to names it without needing
+    the row), as FieldFile.save would; returns the name it got."""
+    path = field.generate_filename(None, name)
+    return field.storage.save(path, ContentFile(data), max_length=field.max_length)
 
 
 def _analyses_store(
-    token: str, results: Sequence[Analysed | Exception], written: list[Any]
+    token: str, results: Sequence[Analysed | Exception], files: dict[int, _Written]
 ) -> set[int]:
     held = {
         image.pk: image
@@ -652,14 +700,16 @@ def _analyses_store(
         image = held.get(result.image_id)
         if image is None:
             continue
-        if result.preview is not None and not image.preview:
-            image.preview.save("preview", ContentFile(result.preview.data), save=False)
-            written.append(image.preview)
-            image.preview_width, image.preview_height = result.preview.size
+        written = files[result.image_id]
+        if written.preview and not image.preview:
+            image.preview.name = written.preview
+            image.preview_width, image.preview_height = result.preview.size  # type: ignore[union-attr]
+        elif written.preview:  # another task stored one meanwhile: keep it, drop this one
+            _delete_files([written.preview])
         if result.outcome.refused:
             _refusal_apply(image, result.outcome)
         else:
-            predictions.append(_prediction(image, result, written))
+            predictions.append(_prediction(image, result, written.heatmap))
             image.status = Image.Status.DONE
         changed.append(image)
     failed = set(held) - {image.pk for image in changed}
@@ -683,7 +733,7 @@ def _refusal_apply(image: Image, refusal: Refusal) -> None:
     image.error = ""
 
 
-def _prediction(image: Image, result: Analysed, written: list[Any]) -> Prediction:
+def _prediction(image: Image, result: Analysed, heatmap: str) -> Prediction:
     outcome = result.outcome
     prediction = Prediction(
         image=image,
@@ -695,9 +745,7 @@ def _prediction(image: Image, result: Analysed, written: list[Any]) -> Predictio
         warnings=[str(warning) for warning in outcome.warnings],
         timings={key: round(float(value), 2) for key, value in (result.timings or {}).items()},
     )
-    if result.heatmap is not None:
-        prediction.heatmap.save("heatmap", ContentFile(result.heatmap), save=False)
-        written.append(prediction.heatmap)
+    prediction.heatmap.name = heatmap
     return prediction
 
 

@@ -6,6 +6,7 @@ pass of the same model, so ratios are meaningful on a noisy shared machine.
 
 from __future__ import annotations
 
+import functools
 import platform
 import resource
 import time
@@ -91,11 +92,14 @@ def run_benchmark(
     )
     # What a worker's batch costs: decode, gate, forward pass and Grad-CAM of distinct files,
     # per image, by batch size (CHESTNET_INFERENCE_BATCH sits where this stops falling).
-    files = [p.read_bytes() for p in sorted((data_root / "chest_xray/train/PNEUMONIA").glob("*"))]
+    folder = sorted((data_root / "chest_xray/train/PNEUMONIA").glob("*.jpeg"))
+    files = [path.read_bytes() for path in folder[: max(BATCH_SIZES)]]
     sizes = [n for n in BATCH_SIZES if n <= len(files)]
     by_size = _interleaved(
         {
-            str(n): lambda n=n: predictor.predict_batch(files[:n], heatmap=True, ages=[3] * n)
+            str(n): functools.partial(
+                predictor.predict_batch, files[:n], heatmap=True, ages=[3] * n
+            )
             for n in sizes
         },
         few,

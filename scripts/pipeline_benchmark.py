@@ -11,9 +11,9 @@ of REF too, one after the other in the same run, and measures through the REST A
   per upload: the POST, accepted -> result stored (server clock), POST -> result seen;
 - a burst of 100 224-px uploads posted at once, five times (`--bursts`; medians): images/s
   from the first acceptance to the last result, with one worker child and with two; the
-  worker's CPU time per image, and
-  that CPU time less the model's own (decode + forward + Grad-CAM, as timed by the
-  predictor, is in the model's column).
+  worker's CPU time per image, and that CPU time less the model's own (decode + forward +
+  Grad-CAM, as timed by the predictor); the web tier's CPU time per upload (the two share
+  the machine's cores during a burst).
 
 Rewrites only its own section of docs/benchmarks.md (between the pipeline markers).
 
@@ -178,7 +178,7 @@ def _measure(tree: Path, files, n: int, burst: int, bursts: int) -> dict:
                     for kind, items in files.items():
                         cycle = [items[i % len(items)] for i in range(n)]
                         results[kind] = client.sequential(cycle)
-                runs = [client.burst(files["jpeg224"], burst, worker) for _ in range(bursts)]
+                runs = [client.burst(files["jpeg224"], burst, worker, web) for _ in range(bursts)]
                 results[f"burst_{children}"] = _median_burst(runs)
             finally:
                 _stop(worker)
@@ -194,7 +194,7 @@ def _median_burst(runs: list[dict]) -> dict:
     rates = [run["images_per_s"] for run in runs]
     median = {
         key: statistics.median(run[key] for run in runs)
-        for key in ("images_per_s", "cpu_ms_per_image", "batches")
+        for key in ("images_per_s", "cpu_ms_per_image", "web_cpu_ms_per_upload", "batches")
     }
     models = [run["model_ms_per_image"] for run in runs if run["model_ms_per_image"] is not None]
     return {
@@ -338,13 +338,14 @@ class _Client:
             "rows": rows,
         }
 
-    def burst(self, items, count: int, worker: subprocess.Popen) -> dict:
-        cpu_before = _cpu_seconds(worker)
+    def burst(self, items, count: int, worker: subprocess.Popen, web: subprocess.Popen) -> dict:
+        cpu_before, web_before = _cpu_seconds(worker), _cpu_seconds(web)
         with ThreadPoolExecutor(max_workers=16) as pool:
             posted = list(pool.map(lambda i: self.post(*items[i % len(items)]), range(count)))
         ids = [image_id for image_id, _, _ in posted]
         self._final(ids)
         cpu = _cpu_seconds(worker) - cpu_before
+        web_cpu = _cpu_seconds(web) - web_before
         facts = self._facts(ids).values()
         first = min(f["accepted"] for f in facts)
         last = max(f["stored"] or 0 for f in facts)
@@ -353,6 +354,7 @@ class _Client:
         return {
             "images_per_s": count / (last - first),
             "cpu_ms_per_image": cpu * 1000 / count,
+            "web_cpu_ms_per_upload": web_cpu * 1000 / count,
             "model_ms_per_image": statistics.mean(model) if model else None,
             "statuses": statuses,
             "batches": statistics.mean(f["timings"].get("batch", 1) for f in facts),
@@ -511,6 +513,10 @@ def _markdown(results: dict, files) -> str:
                     f"{r[key]['cpu_ms_per_image']:.1f} / "
                     f"{r[key]['cpu_ms_per_image'] - (r[key]['model_ms_per_image'] or 0):.1f} ms"
                 ),
+            ),
+            (
+                f"&nbsp;&nbsp;web CPU per upload ({children} child): gunicorn's processes",
+                lambda r, key=key: f"{r[key]['web_cpu_ms_per_upload']:.1f} ms",
             ),
             (
                 f"&nbsp;&nbsp;images per model pass ({children} child)",

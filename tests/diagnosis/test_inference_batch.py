@@ -3,6 +3,7 @@ model at once, and every image keeps its own claim, attempts, result and failure
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -151,8 +152,6 @@ def test_storing_a_batch_costs_the_same_queries_as_storing_one_image(settings):
 
 
 def test_previews_are_served_as_what_they_are_jpeg_now_png_from_before(clinician, client_for):
-    import numpy as np
-
     fresh = factories.ImageFactory(case__owner=clinician, preview="", preview_width=None)
     pixels = np.full((120, 160), 0.4, dtype=np.float32)
     predictor = FakePredictor(result=FakeResult(image=pixels))
@@ -235,3 +234,85 @@ def test_an_object_store_that_is_down_while_reading_retries_the_whole_batch(monk
         image_id=images[0].pk, token="t", predictor_loader=lambda: FakePredictor()
     ) == ("done (batch of 2)")
     assert sorted(Image.objects.values_list("status", "attempts")) == [("done", 2)] * 2
+
+
+def _drawing() -> FakePredictor:
+    """A fake predictor whose results have pixels and a heatmap: a preview and a heatmap file
+    are written for each."""
+    pixels = np.linspace(0, 1, 80 * 96, dtype=np.float32).reshape(80, 96)
+    return FakePredictor(result=FakeResult(image=pixels, heatmap=pixels[::8, ::8]))
+
+
+def _without_previews(images: list[Image]) -> list[Image]:
+    """As uploaded: the worker makes the preview."""
+    Image.objects.filter(pk__in=[i.pk for i in images]).update(
+        preview="", preview_width=None, preview_height=None
+    )
+    return images
+
+
+def _stored_files(settings) -> set[str]:
+    root = settings.MEDIA_ROOT
+    return (
+        {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+        if root.exists()
+        else set()
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_previews_and_heatmaps_are_written_before_the_transaction_that_records_them(monkeypatch):
+    """No row (with SQLite: no database) stays locked while a batch's files upload."""
+    images = _without_previews(_queued(3))
+    in_transaction = []
+    save = default_storage.save
+
+    def watched(name, content, max_length=None):
+        in_transaction.append(connection.in_atomic_block)
+        return save(name, content, max_length=max_length)
+
+    monkeypatch.setattr(default_storage, "save", watched)
+    services.inference_run(image_id=images[0].pk, token="t", predictor_loader=_drawing)
+    assert len(in_transaction) == 6 and not any(in_transaction)  # a preview and a heatmap each
+    for image in Image.objects.filter(pk__in=[i.pk for i in images]):
+        assert image.preview and default_storage.exists(image.preview.name)
+        assert default_storage.exists(image.prediction.heatmap.name)
+
+
+def test_files_of_results_a_task_can_no_longer_record_are_deleted(settings):
+    image = _queued(1)[0]
+    services.images_claim(image_id=image.pk, token="current", extra=0)
+    before = _stored_files(settings)
+    outcome = _drawing().predict(b"", heatmap=True)
+    stale = services._analysed(image, outcome, started=0.0, batch=1)
+    assert isinstance(stale, services.Analysed) and stale.preview and stale.heatmap
+    assert not services.analyses_store(token="stale", results=[stale])
+    assert _stored_files(settings) == before
+
+
+def test_files_written_for_a_batch_whose_rows_cannot_be_stored_are_deleted(settings, monkeypatch):
+    images = _queued(2)
+    before = _stored_files(settings)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(services, "rows_update", broken)
+    with pytest.raises(RuntimeError):
+        services.inference_run(image_id=images[0].pk, token="t", predictor_loader=_drawing)
+    assert _stored_files(settings) == before
+    assert not Prediction.objects.exists()
+
+
+def test_a_reanalysed_image_keeps_its_preview_and_no_second_one_is_written(settings):
+    image = _without_previews(_queued(1))[0]
+    services.inference_run(image_id=image.pk, token="first", predictor_loader=_drawing)
+    image.refresh_from_db()
+    preview = image.preview.name
+    Prediction.objects.filter(image=image).delete()
+    Image.objects.filter(pk=image.pk).update(status=Image.Status.QUEUED)
+    files = _stored_files(settings)
+    services.inference_run(image_id=image.pk, token="second", predictor_loader=_drawing)
+    image.refresh_from_db()
+    assert image.preview.name == preview
+    assert _stored_files(settings) - files == {image.prediction.heatmap.name}
