@@ -215,8 +215,12 @@ def case_create(
     enqueued only once it commits. On failure no row and no file is left behind."""
     if not images:
         raise ServiceError("Add at least one image.")
-    written: list[Any] = []
+    originals: list[str] = []
     try:
+        # Stored before the transaction: no row (with SQLite, no database) is locked while
+        # the files upload.
+        for validated in images:
+            originals.append(_original_write(validated.data))
         with transaction.atomic():
             case = Case.objects.create(
                 owner=owner,
@@ -226,8 +230,8 @@ def case_create(
                 indication=indication,
                 urgency=urgency or Case.Urgency.ROUTINE,
             )
-            for validated in images:
-                written += _image_create(case=case, validated=validated)
+            for validated, original in zip(images, originals, strict=True):
+                _image_create(case=case, validated=validated, original=original)
             audit_record(
                 actor=owner,
                 action=AuditEvent.Action.CREATED,
@@ -235,23 +239,25 @@ def case_create(
                 detail=f"{len(images)} image(s)",
             )
     except Exception:
-        for field in written:
-            field.storage.delete(field.name)
+        _delete_files(originals)
         raise
     return case
 
 
-def _image_create(*, case: Case, validated: ValidatedImage) -> list[Any]:
+def _original_write(data: bytes) -> str:
+    return _file_save(Image._meta.get_field("original"), "original", data)
+
+
+def _image_create(*, case: Case, validated: ValidatedImage, original: str) -> None:
     image = Image(
         case=case,
         original_format=validated.format,
         name=validated.name,
         enqueued_at=timezone.now(),
     )
-    image.original.save("original", ContentFile(validated.data), save=False)
+    image.original.name = original
     image.save()
     image_enqueue_on_commit(image_id=image.pk)
-    return [image.original]
 
 
 def image_enqueue(*, image_id: int) -> bool:
@@ -303,15 +309,14 @@ def instance_receive(
     if existing is not None:
         return Received(case_id=existing.case_id, image_id=existing.pk, created=False)
     refusal = _header_refusal(data)
-    written: list[Any] = []
+    original = _original_write(data)  # before the transaction, as for uploads
     try:
         with transaction.atomic():
             case = _study_case(study, source=source, source_ae=source_ae, sender=owner)
-            image = _network_image(case, study, data, refusal, written)
+            image = _network_image(case, study, original, refusal)
             case_refresh_status(case_id=case.pk)
     except Exception as exc:
-        for field in written:  # no file without its row
-            field.storage.delete(field.name)
+        _delete_files([original])  # no file without its row
         if not isinstance(exc, IntegrityError):
             raise
         # The same instance, stored meanwhile by another association.
@@ -417,7 +422,7 @@ def _study_case(study: _StudyHeader, *, source: str, source_ae: str, sender) -> 
 
 
 def _network_image(
-    case: Case, study: _StudyHeader, data: bytes, refusal: Refusal | None, written: list[Any]
+    case: Case, study: _StudyHeader, original: str, refusal: Refusal | None
 ) -> Image:
     image = Image(
         case=case,
@@ -429,8 +434,7 @@ def _network_image(
     if refusal is not None:
         image.status = Image.Status.REFUSED
         image.refusal_reason, image.refusal_message = refusal.reason, refusal.message[:2000]
-    image.original.save("original", ContentFile(data), save=False)
-    written.append(image.original)
+    image.original.name = original
     with transaction.atomic():  # a savepoint: a duplicate instance fails alone
         image.save()
     if refusal is None:

@@ -186,12 +186,11 @@ def test_an_upload_while_the_object_store_is_down_is_a_503_and_saves_nothing(
 ):
     from botocore.exceptions import EndpointConnectionError
     from django.core.files.uploadedfile import SimpleUploadedFile
-    from django.db.models.fields.files import FieldFile
 
-    def store_down(self, *args, **kwargs):
+    def store_down(*args, **kwargs):
         raise EndpointConnectionError(endpoint_url="http://store:8333/chestnet")
 
-    monkeypatch.setattr(FieldFile, "save", store_down)
+    monkeypatch.setattr(default_storage, "save", store_down)
     client = api_client_for(clinician) if path.startswith("/api/") else client_for(clinician)
     form = {"urgency": "routine", "images": [SimpleUploadedFile("a.png", png_bytes())]}
     response = (

@@ -58,6 +58,28 @@ def test_case_create_leaves_no_files_when_database_write_fails(clinician, settin
     assert files == []
 
 
+@pytest.mark.django_db(transaction=True)
+def test_uploaded_originals_are_stored_before_the_transaction_that_records_them(
+    clinician, monkeypatch
+):
+    """No row (with SQLite: no database) stays locked while the files upload."""
+    from django.core.files.storage import default_storage
+    from django.db import connection
+
+    in_transaction = []
+    save = default_storage.save
+
+    def watched(name, content, max_length=None):
+        in_transaction.append(connection.in_atomic_block)
+        return save(name, content, max_length=max_length)
+
+    monkeypatch.setattr(default_storage, "save", watched)
+    case = services.case_create(owner=clinician, images=_validated(png_bytes(), jpeg_bytes()))
+    assert in_transaction == [False, False]
+    for image in case.images.all():
+        assert default_storage.exists(image.original.name)
+
+
 def test_image_validate_rejects_bad_bytes_with_the_filename():
     with pytest.raises(services.ImageRejected, match="scan.png: The file is empty"):
         services.image_validate(name="scan.png", data=b"")

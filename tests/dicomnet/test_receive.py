@@ -146,3 +146,24 @@ def test_an_instance_arriving_after_the_report_joins_the_case_and_the_trail_says
     assert Case.objects.get().status == Case.Status.REPORTED  # the signed report stands
     event = AuditEvent.objects.filter(action="received").get()
     assert event.detail.endswith("after the report was signed")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_received_instance_is_stored_before_the_transaction_that_records_it(
+    chest_dicom, monkeypatch
+):
+    """No row (with SQLite: no database) stays locked while the file uploads."""
+    from django.core.files.storage import default_storage
+    from django.db import connection
+
+    in_transaction = []
+    save = default_storage.save
+
+    def watched(name, content, max_length=None):
+        in_transaction.append(connection.in_atomic_block)
+        return save(name, content, max_length=max_length)
+
+    monkeypatch.setattr(default_storage, "save", watched)
+    received = _receive(chest_dicom())
+    assert in_transaction == [False]
+    assert default_storage.exists(Image.objects.get(pk=received.image_id).original.name)
