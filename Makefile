@@ -40,7 +40,8 @@ LINTED := chestnet_site registry diagnosis mlops dicomnet ml scripts/run_local.p
 	scripts/validation_stress.py scripts/upload_memory.py scripts/worklist_benchmark.py scripts/pipeline_benchmark.py scripts/encoding_benchmark.py \
 	scripts/remote_workers_benchmark.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
 	tests/ml tests/mlops tests/dicomnet tests/registry tests/support tests/test_architecture.py \
-	tests/test_docker_files.py tests/test_storage_settings.py manage.py
+	tests/test_docker_files.py tests/test_storage_settings.py tests/test_database_settings.py \
+	tests/test_worker_environment.py manage.py
 
 lint: install
 	$(VENV)/bin/ruff check $(LINTED)
