@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from diagnosis import services
 from diagnosis.models import Case, Image, Prediction
-from tests.support import factories
+from tests.support import factories, spies
 from tests.support.fakes import FakePredictor, FakeResult
 from tests.support.images import png_bytes
 
@@ -263,14 +263,7 @@ def _stored_files(settings) -> set[str]:
 def test_previews_and_heatmaps_are_written_before_the_transaction_that_records_them(monkeypatch):
     """No row (with SQLite: no database) stays locked while a batch's files upload."""
     images = _without_previews(_queued(3))
-    in_transaction = []
-    save = default_storage.save
-
-    def watched(name, content, max_length=None):
-        in_transaction.append(connection.in_atomic_block)
-        return save(name, content, max_length=max_length)
-
-    monkeypatch.setattr(default_storage, "save", watched)
+    in_transaction = spies.storage_saves(monkeypatch)
     services.inference_run(image_id=images[0].pk, token="t", predictor_loader=_drawing)
     assert len(in_transaction) == 6 and not any(in_transaction)  # a preview and a heatmap each
     for image in Image.objects.filter(pk__in=[i.pk for i in images]):

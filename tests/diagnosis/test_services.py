@@ -10,7 +10,7 @@ from diagnosis import services
 from diagnosis.models import AuditEvent, Case, Image, Prediction, Review
 from ml.outcome import REFUSAL_REASONS
 from ml.preprocessing import UnreadableImage
-from tests.support import factories
+from tests.support import factories, spies
 from tests.support.fakes import FakePredictor, FakeResult, fake_refusal
 from tests.support.images import dicom_bytes, jpeg_bytes, png_bytes
 
@@ -64,16 +64,8 @@ def test_uploaded_originals_are_stored_before_the_transaction_that_records_them(
 ):
     """No row (with SQLite: no database) stays locked while the files upload."""
     from django.core.files.storage import default_storage
-    from django.db import connection
 
-    in_transaction = []
-    save = default_storage.save
-
-    def watched(name, content, max_length=None):
-        in_transaction.append(connection.in_atomic_block)
-        return save(name, content, max_length=max_length)
-
-    monkeypatch.setattr(default_storage, "save", watched)
+    in_transaction = spies.storage_saves(monkeypatch)
     case = services.case_create(owner=clinician, images=_validated(png_bytes(), jpeg_bytes()))
     assert in_transaction == [False, False]
     for image in case.images.all():

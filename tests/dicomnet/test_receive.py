@@ -8,7 +8,7 @@ import pytest
 
 from diagnosis import services
 from diagnosis.models import AuditEvent, Case, Image
-from tests.support import dicom_files
+from tests.support import dicom_files, spies
 from tests.support.images import dicom_bytes
 
 pytestmark = pytest.mark.django_db
@@ -154,16 +154,8 @@ def test_a_received_instance_is_stored_before_the_transaction_that_records_it(
 ):
     """No row (with SQLite: no database) stays locked while the file uploads."""
     from django.core.files.storage import default_storage
-    from django.db import connection
 
-    in_transaction = []
-    save = default_storage.save
-
-    def watched(name, content, max_length=None):
-        in_transaction.append(connection.in_atomic_block)
-        return save(name, content, max_length=max_length)
-
-    monkeypatch.setattr(default_storage, "save", watched)
+    in_transaction = spies.storage_saves(monkeypatch)
     received = _receive(chest_dicom())
     assert in_transaction == [False]
     assert default_storage.exists(Image.objects.get(pk=received.image_id).original.name)
