@@ -10,8 +10,8 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chestnet_site.settings")
 # OpenJPEG (in Pillow and pylibjpeg) decodes JPEG 2000 code blocks on this many threads:
-# a 4,000-px lossless radiograph 224 -> 150 ms on 2 cores (docs/benchmarks.md). Unset, it
-# uses one. An operator's own value wins.
+# a lossless CR 114 -> 69 ms on 2 cores (docs/benchmarks.md, Model serving). Unset, it uses
+# one. An operator's own value wins.
 os.environ.setdefault(
     "OPJ_NUM_THREADS",
     str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1),

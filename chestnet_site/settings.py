@@ -134,9 +134,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not :memory:, so a Celery worker process in the tests can share the test DB.
     DATABASES["default"]["TEST"] = {"NAME": str(CHESTNET_HOME / "test.sqlite3")}
     # Write-ahead log: the web processes and the worker read while one of them writes, and a
-    # commit appends to one file instead of creating and deleting a journal (a burst of
-    # uploads analysed ~20 % faster, docs/benchmarks.md). Durability is unchanged
-    # (synchronous stays FULL). The -wal and -shm files beside the database belong to it.
+    # commit appends to one file instead of creating and deleting a journal. Durability is
+    # unchanged (synchronous stays FULL). The -wal and -shm files beside the database
+    # belong to it.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
         "transaction_mode": "IMMEDIATE",

@@ -1005,8 +1005,9 @@ def _stored_files(case: Case) -> list[str]:
 
 
 def _delete_files(names: list[str]) -> None:
-    """After the rows are gone: a file the storage cannot delete now (an object store that
-    is down) is logged by name, never turned into an error for a deletion already made."""
+    """Delete stored files that no row names (any more): a file the storage cannot delete
+    now (an object store that is down) is logged by name, never turned into an error for
+    the deletion or rollback that made it an orphan."""
     from django.core.files.storage import default_storage
 
     for name in names:

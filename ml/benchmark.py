@@ -41,6 +41,43 @@ def _interleaved(functions: dict[str, Callable[[], object]], runs: int, warmup: 
     return {name: _stats(values) for name, values in samples.items()}
 
 
+def _jpeg2000_threads(runs: int) -> dict[str, Any]:
+    """Decoding a lossless JPEG 2000 CR (pydicom-data's RG1_J2KI.dcm, 1,955 x 1,841, read one
+    pyramid level down) with OpenJPEG on one thread and on every core: the OPJ_NUM_THREADS
+    the Celery app sets. OpenJPEG reads the variable for each image it opens."""
+    import os
+
+    from pydicom.data import get_testdata_file
+
+    from ml.preprocessing import decode
+
+    path = get_testdata_file("RG1_J2KI.dcm")
+    if path is None:
+        return {}
+    data = Path(path).read_bytes()
+    before = os.environ.get("OPJ_NUM_THREADS")
+
+    def on(threads: str) -> Callable[[], object]:
+        def run() -> object:
+            os.environ["OPJ_NUM_THREADS"] = threads
+            return decode(data)
+
+        return run
+
+    cores = str(len(os.sched_getaffinity(0)))
+    try:
+        return _interleaved(
+            {"decode_jpeg2000_one_thread": on("1"), "decode_jpeg2000_every_core": on(cores)},
+            runs,
+            warmup=1,
+        )
+    finally:
+        if before is None:
+            os.environ.pop("OPJ_NUM_THREADS", None)
+        else:
+            os.environ["OPJ_NUM_THREADS"] = before
+
+
 def run_benchmark(
     *, model: str | None, runs: int, batch_size: int, data_root: Path = DEFAULT_DATA
 ) -> dict[str, Any]:
@@ -90,6 +127,7 @@ def run_benchmark(
         few,
         warmup=1,
     )
+    results |= _jpeg2000_threads(few)
     # What a worker's batch costs: decode, gate, forward pass and Grad-CAM of distinct files,
     # per image, by batch size (CHESTNET_INFERENCE_BATCH sits where this stops falling).
     folder = sorted((data_root / "chest_xray/train/PNEUMONIA").glob("*.jpeg"))

@@ -504,7 +504,7 @@ def _markdown(results: dict, files) -> str:
                 "(median; range)",
                 lambda r, key=key: (
                     f"{r[key]['images_per_s']:.1f} "
-                    f"({min(r[key].get('rates', [0])):.1f}-{max(r[key].get('rates', [0])):.1f})"
+                    f"({min(r[key]['rates']):.1f}-{max(r[key]['rates']):.1f})"
                 ),
             ),
             (
