@@ -92,10 +92,18 @@ class Case(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     # Where the case came from. A study received over the network is one case: its later
-    # instances join it, keyed by the Study Instance UID (empty for browser uploads).
+    # instances join it when they carry its Study Instance UID (empty for browser uploads),
+    # the same patient (Patient ID and Issuer of Patient ID) and come from the same owner,
+    # and no report is signed yet. Any other instance of the study starts a new case that
+    # names the earlier one (`same_study_as`), with the reason (`same_study_reason`).
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.UPLOAD)
     source_ae = models.CharField("calling AE title", max_length=16, blank=True)
     study_instance_uid = models.CharField(max_length=64, blank=True)
+    issuer_of_patient_id = models.CharField(max_length=64, blank=True)
+    same_study_as = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="same_study_cases"
+    )
+    same_study_reason = models.CharField(max_length=120, blank=True)
     accession_number = models.CharField(max_length=16, blank=True)
     study_description = models.CharField(max_length=64, blank=True)
     # When the study was acquired, from the header's StudyDate and StudyTime (network cases;
@@ -141,10 +149,12 @@ class Case(models.Model):
             models.Index(fields=["status", "study_time", "id"], name="case_worklist_study"),
         ]
         constraints = [
+            # One open case per study, owner and patient: instances received at once by
+            # two associations cannot make two.
             models.UniqueConstraint(
-                fields=["study_instance_uid"],
-                condition=~models.Q(study_instance_uid=""),
-                name="case_one_per_study",
+                fields=["study_instance_uid", "owner", "patient_id", "issuer_of_patient_id"],
+                condition=~models.Q(study_instance_uid="") & ~models.Q(status="reported"),
+                name="case_one_open_per_study_patient_owner",
             )
         ]
 

@@ -283,9 +283,13 @@ class StudyMismatch(InstanceRejected):
 
 @dataclass(frozen=True)
 class Received:
-    case_id: int
-    image_id: int
-    created: bool  # False: this instance was received before and is not stored again
+    """What became of a received instance. `case_id` and `image_id` are None when nothing
+    was attached: an instance already held under another owner (the sender gets the same
+    answer as for a new instance, and learns nothing of the other case)."""
+
+    case_id: int | None
+    image_id: int | None
+    created: bool  # False: received before (or held by another owner) and not stored again
 
 
 def instance_receive(
@@ -297,22 +301,26 @@ def instance_receive(
     study_instance_uid: str = "",
 ) -> Received:
     """One DICOM instance sent by a modality or a PACS (C-STORE or STOW-RS): it joins the
-    case of its study (made on the first instance, with the header's patient and study
-    facts) and goes through the same gate and analysis as an upload. An instance the gate
-    refuses is still kept, marked not analysed with the reason, for the radiologist.
-    `owner`: who sent it (STOW-RS); else the network account. `study_instance_uid`: the
-    study it was addressed to, if any."""
+    open case of its study, patient and owner (made on the first instance, with the
+    header's patient and study facts) and goes through the same gate and analysis as an
+    upload. An instance of a study whose case is of another patient or owner, or already
+    reported, starts a new case linked to that one. An instance the gate refuses is still
+    kept, marked not analysed with the reason, for the radiologist. `owner`: who sent it
+    (STOW-RS); else the network account, so that a modality and the PACS forwarding parts
+    of one study over C-STORE make one case. `study_instance_uid`: the study it was
+    addressed to, if any."""
     study = _network_header(data)
     if study_instance_uid and study.study_instance_uid != study_instance_uid:
         raise StudyMismatch("The instance belongs to another study.")
+    owner = owner or _network_owner()
     existing = Image.objects.filter(sop_instance_uid=study.sop_instance_uid).first()
     if existing is not None:
-        return Received(case_id=existing.case_id, image_id=existing.pk, created=False)
+        return _instance_again(existing, owner=owner, source=source)
     refusal = _header_refusal(data)
     original = _original_write(data)  # before the transaction, as for uploads
     try:
         with transaction.atomic():
-            case = _study_case(study, source=source, source_ae=source_ae, sender=owner)
+            case = _study_case(study, source=source, source_ae=source_ae, owner=owner)
             image = _network_image(case, study, original, refusal)
             case_refresh_status(case_id=case.pk)
     except Exception as exc:
@@ -321,8 +329,24 @@ def instance_receive(
             raise
         # The same instance, stored meanwhile by another association.
         image = Image.objects.get(sop_instance_uid=study.sop_instance_uid)
-        return Received(case_id=image.case_id, image_id=image.pk, created=False)
+        return _instance_again(image, owner=owner, source=source)
     return Received(case_id=case.pk, image_id=image.pk, created=True)
+
+
+def _instance_again(image: Image, *, owner, source: str) -> Received:
+    """An instance already held. The same owner re-sending it is told where it is; another
+    owner gets the answer of a new instance and nothing is attached (audited on the case
+    that holds it, without the sender learning of it)."""
+    if image.case.owner_id == owner.pk:
+        return Received(case_id=image.case_id, image_id=image.pk, created=False)
+    audit_record(
+        actor=owner,
+        action=AuditEvent.Action.RECEIVED,
+        case=image.case,
+        detail=f"a copy of image {image.pk} sent by another account over "
+        f"{Case.Source(source).label}: not attached",
+    )
+    return Received(case_id=None, image_id=None, created=False)
 
 
 @dataclass(frozen=True)
@@ -330,6 +354,7 @@ class _StudyHeader:
     study_instance_uid: str
     sop_instance_uid: str
     patient_id: str
+    issuer_of_patient_id: str
     age: int | None
     sex: str
     accession_number: str
@@ -355,6 +380,7 @@ def _network_header(data: bytes) -> _StudyHeader:
         study_instance_uid=study,
         sop_instance_uid=instance,
         patient_id=element_text(ds, "PatientID")[:64],
+        issuer_of_patient_id=element_text(ds, "IssuerOfPatientID")[:64],
         age=None if age is None else int(age),
         sex=sex if sex in Case.Sex.values else Case.Sex.UNKNOWN,
         accession_number=element_text(ds, "AccessionNumber")[:16],
@@ -397,28 +423,81 @@ def _network_owner():
     return user
 
 
-def _study_case(study: _StudyHeader, *, source: str, source_ae: str, sender) -> Case:
-    case, created = Case.objects.get_or_create(
-        study_instance_uid=study.study_instance_uid,
-        defaults={
-            "owner": sender or _network_owner(),
-            "source": source,
-            "source_ae": source_ae[:16],
-            "patient_id": study.patient_id,
-            "age": study.age,
-            "sex": study.sex,
-            "accession_number": study.accession_number,
-            "study_description": study.study_description,
-            "study_at": study.study_at,
-        },
+def _study_case(study: _StudyHeader, *, source: str, source_ae: str, owner) -> Case:
+    """The open case of this study, patient and owner; else a new one, linked to the
+    latest other case of the study when there is one."""
+    key = {
+        "study_instance_uid": study.study_instance_uid,
+        "owner": owner,
+        "patient_id": study.patient_id,
+        "issuer_of_patient_id": study.issuer_of_patient_id,
+    }
+    detail = f"instance received by {Case.Source(source).label}" + (
+        f" from {source_ae}" if source_ae else ""
     )
-    via = f"{Case.Source(source).label}" + (f" from {source_ae}" if source_ae else "")
-    action = AuditEvent.Action.CREATED if created else AuditEvent.Action.RECEIVED
-    detail = f"instance received by {via}"
-    if case.status == Case.Status.REPORTED:  # the report stands; its owner may amend it
-        detail += " after the report was signed"
-    audit_record(actor=sender, action=action, case=case, detail=detail)
+    case = _open_study_case(key)
+    if case is None:
+        created = _study_case_create(study, key, source=source, source_ae=source_ae, detail=detail)
+        if created is not None:
+            return created
+        case = _open_study_case(key)  # made meanwhile by another association
+        if case is None:
+            raise IntegrityError("no open case of the study after a conflict")
+    audit_record(actor=owner, action=AuditEvent.Action.RECEIVED, case=case, detail=detail)
     return case
+
+
+def _study_case_create(
+    study: _StudyHeader, key: Mapping[str, Any], *, source: str, source_ae: str, detail: str
+) -> Case | None:
+    """A new case for the study, audited (and on the study's other case, if any); None if
+    another association made the same one first."""
+    linked = Case.objects.filter(study_instance_uid=study.study_instance_uid).order_by("-pk")
+    linked = linked.first()
+    reason = _study_link_reason(linked, key) if linked is not None else ""
+    try:
+        with transaction.atomic():  # a savepoint: the conflict fails alone
+            case = Case.objects.create(
+                **key,
+                source=source,
+                source_ae=source_ae[:16],
+                age=study.age,
+                sex=study.sex,
+                accession_number=study.accession_number,
+                study_description=study.study_description,
+                study_at=study.study_at,
+                same_study_as=linked,
+                same_study_reason=reason,
+            )
+    except IntegrityError:
+        return None
+    owner = key["owner"]
+    if linked is not None:
+        detail += f"; same Study Instance UID as case {linked.pk} ({reason})"
+        audit_record(
+            actor=owner,
+            action=AuditEvent.Action.RECEIVED,
+            case=linked,
+            detail=f"an instance of this study went to new case {case.pk} ({reason})",
+        )
+    audit_record(actor=owner, action=AuditEvent.Action.CREATED, case=case, detail=detail)
+    return case
+
+
+def _open_study_case(key: Mapping[str, Any]) -> Case | None:
+    return Case.objects.filter(**key).exclude(status=Case.Status.REPORTED).first()
+
+
+def _study_link_reason(linked: Case, key: Mapping[str, Any]) -> str:
+    """Why an instance did not join the earlier case of its study (no identifiers)."""
+    if (linked.patient_id, linked.issuer_of_patient_id) != (
+        key["patient_id"],
+        key["issuer_of_patient_id"],
+    ):
+        return "another patient"
+    if linked.owner_id != key["owner"].pk:
+        return "another sender"
+    return "its report was signed"
 
 
 def _network_image(

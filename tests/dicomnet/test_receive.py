@@ -130,24 +130,6 @@ def test_a_failure_while_saving_leaves_no_row_and_no_file(chest_dicom, monkeypat
     assert not originals.exists() or not any(originals.rglob("*.bin"))
 
 
-def test_an_instance_arriving_after_the_report_joins_the_case_and_the_trail_says_so(
-    chest_dicom, radiologist
-):
-    study = pydicom.uid.generate_uid()
-    first = _receive(chest_dicom(study_uid=study))
-    Image.objects.update(status=Image.Status.REFUSED, refusal_reason="unreadable")
-    case = services.case_refresh_status(case_id=first.case_id)
-    services.case_claim(case=case, user=radiologist)
-    services.review_submit(
-        case=case, author=radiologist, agrees_with_ai=None, finding="normal", report="Clear."
-    )
-    late = _receive(chest_dicom(study_uid=study))
-    assert late.case_id == first.case_id and late.created
-    assert Case.objects.get().status == Case.Status.REPORTED  # the signed report stands
-    event = AuditEvent.objects.filter(action="received").get()
-    assert event.detail.endswith("after the report was signed")
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_received_instance_is_stored_before_the_transaction_that_records_it(
     chest_dicom, monkeypatch

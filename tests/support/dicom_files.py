@@ -45,6 +45,7 @@ def radiograph(
     body_part: str = "CHEST",
     age: str = "003Y",
     patient_id: str = "PAT-0042",
+    issuer: str = "",
     accession: str = "ACC-1001",
     syntax: str = "explicit",
 ) -> Dataset:
@@ -58,6 +59,8 @@ def radiograph(
     ds.StudyInstanceUID = study_uid or generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.PatientName, ds.PatientID = "Test^Child", patient_id
+    if issuer:
+        ds.IssuerOfPatientID = issuer
     ds.PatientBirthDate, ds.PatientSex, ds.PatientAge = "20230101", "F", age
     ds.StudyDate, ds.StudyTime, ds.StudyID = "20261130", "101500", "1"
     ds.AccessionNumber, ds.StudyDescription = accession, "XR CHEST 1 VIEW"
