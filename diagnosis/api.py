@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from diagnosis import roles, selectors, services
+from diagnosis.files import file_response
 from diagnosis.models import AuditEvent
 from diagnosis.serializers import (
     CaseCreateSerializer,
@@ -230,12 +231,8 @@ class ImageFileApi(APIView):
 
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     def get(self, request: Request, image_id: int, kind: str) -> FileResponse:
-        handle, content_type = services.image_file_open(
-            user=request.user, image_id=image_id, kind=kind
-        )
-        response = FileResponse(handle, content_type=content_type)
-        response["Cache-Control"] = "private, no-store"
-        return response
+        stored = services.image_file_open(user=request.user, image_id=image_id, kind=kind)
+        return file_response(stored)
 
 
 _HEADER_ELEMENT_FIELDS = {

@@ -100,10 +100,22 @@ def _recently_recorded(event: AuditEvent) -> bool:
     ).exists()
 
 
-def image_file_open(*, user, image_id: int, kind: str) -> tuple[Any, str]:
-    """(open file, content type) of an image's preview, heatmap or original, for a user who
-    may see its case (else 404), audited: every original download; previews and heatmaps
-    coalesced (a page shows them at every visit)."""
+@dataclass(frozen=True)
+class StoredFile:
+    handle: Any  # open, binary
+    content_type: str
+    # What a browser saves it as: "case-12-image-2.dcm" for originals (storage names are
+    # random and end in .bin); empty for previews and heatmaps, shown inline.
+    download_name: str = ""
+
+
+_ORIGINAL_TYPES = {"dicom": ("application/dicom", "dcm"), "png": ("image/png", "png")}
+
+
+def image_file_open(*, user, image_id: int, kind: str) -> StoredFile:
+    """An image's preview, heatmap or original, for a user who may see its case (else
+    404), audited: every original download; previews and heatmaps coalesced (a page shows
+    them at every visit)."""
     from diagnosis import selectors
 
     image = selectors.image_get_for_user(user=user, image_id=image_id)
@@ -115,7 +127,15 @@ def image_file_open(*, user, image_id: int, kind: str) -> tuple[Any, str]:
         detail=f"{kind} of image {image.pk}",
         coalesce=kind != "original",
     )
-    return field.open("rb"), content_type
+    name = _original_download_name(image) if kind == "original" else ""
+    return StoredFile(field.open("rb"), content_type, name)
+
+
+def _original_download_name(image: Image) -> str:
+    """case-<id>-image-<n>.<ext>: n counts the case's images from 1, in the order shown."""
+    number = Image.objects.filter(case_id=image.case_id, pk__lte=image.pk).count()
+    extension = _ORIGINAL_TYPES.get(image.original_format, ("", "jpg"))[1]
+    return f"case-{image.case_id}-image-{number}.{extension}"
 
 
 def _image_file(image: Image, kind: str) -> tuple[Any, str]:
@@ -130,8 +150,7 @@ def _image_file(image: Image, kind: str) -> tuple[Any, str]:
             raise Http404("No heatmap for this image yet.")
         return prediction.heatmap, "image/png"
     if kind == "original":
-        formats = {"dicom": "application/dicom", "png": "image/png"}
-        return image.original, formats.get(image.original_format, "image/jpeg")
+        return image.original, _ORIGINAL_TYPES.get(image.original_format, ("image/jpeg",))[0]
     raise Http404("No such file.")
 
 

@@ -30,6 +30,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from diagnosis import roles, selectors, services
 from diagnosis.access import is_api_request
+from diagnosis.files import file_response
 from diagnosis.forms import AuditFilterForm, CaseForm, ReassignForm, ReviewForm
 from diagnosis.models import AuditEvent, Case
 
@@ -137,10 +138,7 @@ def image_retry(request: HttpRequest, image_id: int) -> HttpResponse:
 @require_GET
 def image_file(request: HttpRequest, image_id: int, kind: str) -> FileResponse:
     """Preview, heatmap or original bytes, only for users who may see the case; audited."""
-    handle, content_type = services.image_file_open(user=request.user, image_id=image_id, kind=kind)
-    response = FileResponse(handle, content_type=content_type)
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return file_response(services.image_file_open(user=request.user, image_id=image_id, kind=kind))
 
 
 @never_cache  # a live list: never a stale copy from a cache or the back button
