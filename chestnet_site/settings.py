@@ -347,6 +347,9 @@ if CHESTNET_PACS and not re.fullmatch(r"[^@\\]{1,16}@[^@:\s]+:\d{1,5}", CHESTNET
 # two attempts of one send (doubling from 2 s); how far back results are looked for.
 CHESTNET_PACS_SWEEP_S = env_int("CHESTNET_PACS_SWEEP_S", 5, minimum=1)
 CHESTNET_PACS_RETRY_MAX_S = env_int("CHESTNET_PACS_RETRY_MAX_S", 300, minimum=1)
+# Tries of one object before it is marked failed (visible; an admin retries it): with the
+# doubling backoff from 2 s, 10 tries span about 18 minutes.
+CHESTNET_PACS_MAX_ATTEMPTS = env_int("CHESTNET_PACS_MAX_ATTEMPTS", 10, minimum=1)
 CHESTNET_PACS_LOOKBACK_H = env_int("CHESTNET_PACS_LOOKBACK_H", 24, minimum=1)
 
 # Celery: ids only, JSON only; late acks so a worker killed mid-task leaves it redelivered.

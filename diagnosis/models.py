@@ -104,6 +104,9 @@ class Case(models.Model):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="same_study_cases"
     )
     same_study_reason = models.CharField(max_length=120, blank=True)
+    # What of this case's findings could not be sent to the PACS after every try ("AI
+    # findings (SR)"); empty when all went out. Set by the DICOM network's outbox.
+    pacs_failure = models.CharField(max_length=200, blank=True)
     accession_number = models.CharField(max_length=16, blank=True)
     study_description = models.CharField(max_length=64, blank=True)
     # When the study was acquired, from the header's StudyDate and StudyTime (network cases;

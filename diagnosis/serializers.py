@@ -156,6 +156,9 @@ class CaseSerializer(serializers.ModelSerializer):
             "study_instance_uid",
             "accession_number",
             "study_description",
+            "same_study_as",
+            "same_study_reason",
+            "pacs_failure",
             "images",
             "review",
         ]
@@ -219,6 +222,7 @@ class WorklistCaseSerializer(serializers.ModelSerializer):
             "source",
             "source_ae",
             "study_instance_uid",
+            "pacs_failure",
             "preview_url",
         ]
 

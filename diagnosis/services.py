@@ -540,6 +540,18 @@ def _network_image(
     return image
 
 
+def case_pacs_failure_set(*, case_id: int, failure: str) -> None:
+    """Note on the case what could not be sent back to the PACS (empty: nothing)."""
+    Case.objects.filter(pk=case_id).exclude(pacs_failure=failure).update(pacs_failure=failure)
+
+
+def case_pacs_retry_audit(*, case_id: int | None, user, what: str) -> None:
+    """An admin sent a failed object of the case to the PACS again."""
+    case = Case.objects.filter(pk=case_id).first() if case_id else None
+    detail = f"retry sending {what} to the PACS"
+    audit_record(actor=user, action=AuditEvent.Action.ADMIN_CHANGED, case=case, detail=detail)
+
+
 # --- inference (runs in the worker) ----------------------------------------------------
 
 

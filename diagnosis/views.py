@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from chestnet_site.health import checks_run
 from diagnosis import roles, selectors, services
 from diagnosis.access import is_api_request
 from diagnosis.files import file_response
@@ -394,6 +395,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     state["broker"], state["workers"] = _broker_state()
     state["dicom_listener"] = _dicom_listener_state()
     state["storage"] = _storage_state()
+    state.update(checks_run())  # the other apps' checks (the PACS outbox)
     status = 200 if state["database"] == "ok" else 503
     return JsonResponse({"status": "ok" if status == 200 else "degraded", **state}, status=status)
 

@@ -18,6 +18,9 @@ class OutboundObject(models.Model):
         SENT = "sent"
         # The result it carried was replaced (a re-analysis) before it went out.
         SUPERSEDED = "superseded"
+        # Not built or not delivered after CHESTNET_PACS_MAX_ATTEMPTS tries: shown on the
+        # case, the worklist, the admin's outbox (with a retry) and /healthz.
+        FAILED = "failed"
 
     # What it carries, once: "image-12-run-2-findings", "review-7".
     key = models.CharField(max_length=80, unique=True)

@@ -28,7 +28,9 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian
-from pydicom.valuerep import DA, DT, TM
+from pydicom import config
+from pydicom.multival import MultiValue
+from pydicom.valuerep import DA, DT, TM, validate_value
 
 MANUFACTURER = "ChestNet"
 ALGORITHM_NAME = "ChestNet"
@@ -401,15 +403,41 @@ def dataset_bytes(ds: pydicom.Dataset) -> bytes:
 
 
 def _header(source: pydicom.Dataset) -> pydicom.Dataset:
-    """A copy of `source` that highdicom can build from: a PACS may leave out Type 2
-    patient and study attributes or send a sex outside M/F/O, which highdicom rejects."""
+    """A copy of `source` that highdicom can build from. A PACS may leave out Type 2
+    patient and study attributes or send a sex outside M/F/O, and de-identification
+    pipelines write values their VR does not allow (a 56-character hash as a birth date or
+    an accession number): highdicom rejects both. A value that does not conform is left
+    empty where the attribute is Type 2 (those highdicom requires) and left out otherwise,
+    never a reason not to build."""
     header = copy.deepcopy(source)
+    for element in list(header):
+        if element.VR == "SQ" or element.tag.is_private or element.tag.group <= 0x0002:
+            continue
+        if not _conforms(element):
+            if element.keyword in _REQUIRED_HEADER:
+                element.value = None
+            else:
+                del header[element.tag]
     for keyword in _REQUIRED_HEADER:
         if keyword not in header:
             setattr(header, keyword, None)
     if header.PatientSex not in ("M", "F", "O"):
         header.PatientSex = None
     return header
+
+
+def _conforms(element: pydicom.DataElement) -> bool:
+    """Whether every value of the element is valid for its VR (length, characters, form)."""
+    if element.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN", "UT", "UR", "UC"):
+        return True  # bulk or unlimited: nothing highdicom checks
+    values = element.value if isinstance(element.value, MultiValue) else [element.value]
+    try:
+        for value in values:
+            if value is not None and value != "":
+                validate_value(element.VR, value, config.RAISE)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def _person_name(display_name: str) -> str:

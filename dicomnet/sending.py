@@ -48,13 +48,18 @@ def outbound_deliver(*, outbound_id: int) -> str:
     except SendFailed as exc:
         retry_at = services.outbound_failed(outbound=outbound, started_at=started, error=str(exc))
         logger.warning(
-            "Sending %s to %s failed (%s); retry at %s", outbound.key, destination, exc, retry_at
+            "Sending %s to %s failed (%s); %s",
+            outbound.key,
+            destination,
+            exc,
+            f"retry at {retry_at}" if retry_at else "no more tries: marked failed",
         )
         return "failed"
     except Exception as exc:  # a bug or an unreadable file: recorded, retried, visible
-        logger.exception("Building %s failed", outbound.key)
+        # The exception's class only: its message may quote a header value (a birth date).
+        logger.error("Building %s failed: %s", outbound.key, type(exc).__name__)
         services.outbound_failed(
-            outbound=outbound, started_at=started, error=f"internal error: {exc}"
+            outbound=outbound, started_at=started, error=f"could not build ({type(exc).__name__})"
         )
         return "failed"
     services.outbound_sent(outbound=outbound, started_at=started, detail=f"{destination}: {detail}")

@@ -8,11 +8,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 from pydicom.uid import generate_uid
 
 from diagnosis import selectors
+from diagnosis import services as diagnosis_services
 from dicomnet.models import OutboundObject, SendAttempt
 from dicomnet.objects import new_uid
 
@@ -121,12 +122,28 @@ def outbound_sent(*, outbound: OutboundObject, started_at: datetime, detail: str
     SendAttempt.objects.create(
         outbound=outbound, started_at=started_at, outcome=SendAttempt.Outcome.SENT, detail=detail
     )
+    _case_delivery_note(outbound.case_id)
 
 
 @transaction.atomic
-def outbound_failed(*, outbound: OutboundObject, started_at: datetime, error: str) -> datetime:
+def outbound_failed(
+    *, outbound: OutboundObject, started_at: datetime, error: str
+) -> datetime | None:
     """Record the failure and when to try again: 2 s, doubling, at most
-    CHESTNET_PACS_RETRY_MAX_S. Never given up: a PACS that is down delays results only."""
+    CHESTNET_PACS_RETRY_MAX_S; after CHESTNET_PACS_MAX_ATTEMPTS tries the object is failed
+    (None): its case says so until an admin's retry gets it through."""
+    SendAttempt.objects.create(
+        outbound=outbound,
+        started_at=started_at,
+        outcome=SendAttempt.Outcome.FAILED,
+        detail=error[:300],
+    )
+    if outbound.attempts >= settings.CHESTNET_PACS_MAX_ATTEMPTS:
+        OutboundObject.objects.filter(pk=outbound.pk).update(
+            status=OutboundObject.Status.FAILED, last_error=error[:300]
+        )
+        _case_delivery_note(outbound.case_id)
+        return None
     delay = min(
         settings.CHESTNET_PACS_RETRY_MAX_S, FIRST_RETRY_S * 2 ** min(outbound.attempts - 1, 20)
     )
@@ -134,13 +151,53 @@ def outbound_failed(*, outbound: OutboundObject, started_at: datetime, error: st
     OutboundObject.objects.filter(pk=outbound.pk).update(
         status=OutboundObject.Status.PENDING, next_attempt_at=retry_at, last_error=error[:300]
     )
-    SendAttempt.objects.create(
-        outbound=outbound,
-        started_at=started_at,
-        outcome=SendAttempt.Outcome.FAILED,
-        detail=error[:300],
-    )
     return retry_at
+
+
+@transaction.atomic
+def outbound_retry(*, outbound_ids: list[int], user) -> int:
+    """An admin sends failed objects again, now, with a fresh count of tries (audited on
+    each object's case); returns how many."""
+    failed = list(
+        OutboundObject.objects.filter(pk__in=outbound_ids, status=OutboundObject.Status.FAILED)
+    )
+    OutboundObject.objects.filter(pk__in=[o.pk for o in failed]).update(
+        status=OutboundObject.Status.PENDING, attempts=0, next_attempt_at=timezone.now()
+    )
+    for outbound in failed:
+        diagnosis_services.case_pacs_retry_audit(
+            case_id=outbound.case_id, user=user, what=str(outbound.get_kind_display())
+        )
+        _case_delivery_note(outbound.case_id)
+    return len(failed)
+
+
+def _case_delivery_note(case_id: int | None) -> None:
+    """The case's note of what could not be sent to the PACS, from its failed objects."""
+    if case_id is None:
+        return
+    kinds = (
+        OutboundObject.objects.filter(case_id=case_id, status=OutboundObject.Status.FAILED)
+        .values_list("kind", flat=True)
+        .distinct()
+    )
+    labels = sorted(str(OutboundObject.Kind(kind).label) for kind in kinds)
+    diagnosis_services.case_pacs_failure_set(case_id=case_id, failure="; ".join(labels))
+
+
+def outbox_health() -> dict[str, int]:
+    """For /healthz: objects that failed for good, and those waiting to be sent."""
+    counts = dict(
+        OutboundObject.objects.filter(
+            status__in=[OutboundObject.Status.FAILED, OutboundObject.Status.PENDING]
+        )
+        .values_list("status")
+        .annotate(n=Count("pk"))
+    )
+    return {
+        "failed": counts.get(OutboundObject.Status.FAILED, 0),
+        "pending": counts.get(OutboundObject.Status.PENDING, 0),
+    }
 
 
 def outbound_supersede(*, outbound: OutboundObject) -> None:

@@ -167,6 +167,7 @@ def test_healthz_reports_database_and_broker_without_login(client, db, monkeypat
         "workers": 0,
         "dicom_listener": "off",
         "storage": "ok",
+        "pacs_outbox": {"failed": 0, "pending": 0},
     }
 
 

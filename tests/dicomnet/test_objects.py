@@ -543,3 +543,32 @@ def test_dcmdump_reads_the_sc(chest, tmp_path):
     assert dumped.returncode == 0, dumped.stderr
     assert "BurnedInAnnotation" in dumped.stdout and "[YES]" in dumped.stdout
     assert "[WSD]" in dumped.stdout
+
+
+def _hashed(chest: pydicom.Dataset) -> pydicom.Dataset:
+    """A de-identification pipeline's output: hashes where its VR allows no such value."""
+    hashed = copy.deepcopy(chest)
+    digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15"  # 56 characters
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns when told such a value
+        hashed.PatientBirthDate = digest
+        hashed.AccessionNumber = digest
+        hashed.PatientAge = "54"  # AS without its unit
+        hashed.StudyTime = "25:99"
+    return hashed
+
+
+def test_non_conformant_copied_values_are_left_empty_or_out_and_both_objects_build(chest):
+    hashed = _hashed(chest)
+
+    sr, sc = _sr([_flagged(hashed)]), _sc(hashed)
+
+    for built in (sr, sc):
+        assert built["PatientBirthDate"].is_empty and built["AccessionNumber"].is_empty  # Type 2
+        assert "PatientAge" not in built  # Type 3: left out
+        assert (
+            built.PatientID == chest.PatientID and built.StudyInstanceUID == chest.StudyInstanceUID
+        )
+    for built in (sr, sc):
+        reread = pydicom.dcmread(io.BytesIO(dataset_bytes(built)))
+        assert reread.PatientID == chest.PatientID
