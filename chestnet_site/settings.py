@@ -338,6 +338,13 @@ for _aet in [CHESTNET_DICOM_AET, *CHESTNET_DICOM_ALLOWED_AETS]:
     if not re.fullmatch(r"[^\\\x00-\x1f]{1,16}", _aet) or not _aet.strip():
         raise ImproperlyConfigured(f"{_aet!r} is not an AE title (1 to 16 characters, no '\\').")
 # The account network-received cases belong to (created inactive: it cannot log in).
+# The implementation version name the listener sends in every association it accepts: the
+# health check tells it from another DICOM service holding the port. Not a setting to change.
+CHESTNET_DICOM_IMPLEMENTATION_NAME = "CHESTNET"
+# The largest DICOM instance the listener and STOW-RS take (per instance, in MB); larger
+# ones are refused with Out of Resources (0xA700), written to disk as they arrive, never
+# held whole in memory.
+CHESTNET_DICOM_MAX_MB = env_int("CHESTNET_DICOM_MAX_MB", CHESTNET_MAX_UPLOAD_MB, minimum=1)
 CHESTNET_DICOM_OWNER = env_str("CHESTNET_DICOM_OWNER", "dicom-network") or "dicom-network"
 # Where the AI's findings go back to: "AET@host:port" (empty: nothing is sent).
 CHESTNET_PACS = env_str("CHESTNET_PACS", "") or ""

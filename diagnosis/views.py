@@ -440,7 +440,8 @@ def _broker_state() -> tuple[str, int]:
 
 
 def _dicom_listener_state() -> str:
-    """'ok' when the listener answers a C-ECHO, 'off' when CHESTNET_DICOM_PORT is 0."""
+    """'ok' when our listener answers a C-ECHO (another DICOM service on its port is
+    'unavailable'), 'off' when CHESTNET_DICOM_PORT is 0."""
     if not settings.CHESTNET_DICOM_PORT:
         return "off"
     from pynetdicom import AE
@@ -458,6 +459,9 @@ def _dicom_listener_state() -> str:
         return "ok"
     if not assoc.is_established:
         return "unavailable"
+    if assoc.acceptor.implementation_version_name != settings.CHESTNET_DICOM_IMPLEMENTATION_NAME:
+        assoc.release()
+        return "unavailable"  # another DICOM service holds the port, not our listener
     try:
         answered = assoc.send_c_echo()
     finally:

@@ -4,12 +4,15 @@ clinical app's one receiving service, like a browser upload goes to its upload s
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import logging
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import connections
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from diagnosis import services
@@ -25,9 +28,15 @@ from dicomnet.sop import (
 logger = logging.getLogger(__name__)
 
 
+class ListenerUnavailable(Exception):
+    """The listener cannot start (its port is in use, say): one line says why and what to
+    change; the rest of ChestNet runs without it."""
+
+
 def listener_ae() -> AE:
     """The application entity: our AE title only, the allowed callers only (if listed)."""
     ae = AE(ae_title=settings.CHESTNET_DICOM_AET)
+    ae.implementation_version_name = settings.CHESTNET_DICOM_IMPLEMENTATION_NAME
     for sop_class in ACCEPTED_SOP_CLASSES:
         ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
@@ -38,13 +47,23 @@ def listener_ae() -> AE:
 
 
 def instance_store(event: Any) -> int:
-    """EVT_C_STORE: keep the instance as sent (file meta and dataset, not re-encoded)."""
+    """EVT_C_STORE: keep the instance as sent (file meta and dataset, not re-encoded).
+    pynetdicom has written it to a temporary file as it arrived (`serve` turns on its
+    chunked receiving): one larger than CHESTNET_DICOM_MAX_MB is refused unread."""
     calling_ae = str(event.assoc.requestor.ae_title).strip()
     if outbox.is_own_object(str(event.request.AffectedSOPInstanceUID or "")):
         return SUCCESS  # our own SR or overlay, forwarded back with its study
+    path = Path(event.dataset_path)
+    if path.stat().st_size > settings.CHESTNET_DICOM_MAX_MB * 1024 * 1024:
+        logger.warning(
+            "C-STORE from %s refused: larger than CHESTNET_DICOM_MAX_MB (%s MB)",
+            calling_ae,
+            settings.CHESTNET_DICOM_MAX_MB,
+        )
+        return OUT_OF_RESOURCES
     try:
         received = services.instance_receive(
-            data=event.encoded_dataset(), source="dimse", source_ae=calling_ae
+            data=path.read_bytes(), source="dimse", source_ae=calling_ae
         )
     except services.InstanceRejected as exc:
         logger.warning("C-STORE from %s refused: %s", calling_ae, exc)
@@ -52,13 +71,12 @@ def instance_store(event: Any) -> int:
     except Exception:
         logger.exception("C-STORE from %s failed", calling_ae)
         return OUT_OF_RESOURCES
-    logger.info(
-        "C-STORE from %s: image %s of case %s%s",
-        calling_ae,
-        received.image_id,
-        received.case_id,
-        "" if received.created else " (already received)",
-    )
+    if received.created:
+        logger.info(
+            "C-STORE from %s: image %s of case %s", calling_ae, received.image_id, received.case_id
+        )
+    else:
+        logger.info("C-STORE from %s: already received", calling_ae)
     return SUCCESS
 
 
@@ -72,6 +90,44 @@ HANDLERS: list[Any] = [(evt.EVT_C_STORE, instance_store), (evt.EVT_CONN_CLOSE, _
 
 def serve(*, host: str, port: int, block: bool = True) -> Any:
     """Listen on host:port; blocking, or return the server (tests stop it)."""
+    if not _is_loopback(host) and not settings.CHESTNET_DICOM_ALLOWED_AETS:
+        raise ListenerUnavailable(
+            f"DICOM listener not started: it would listen on {host}, beyond this host, and "
+            "CHESTNET_DICOM_ALLOWED_AETS is empty. List the calling AE titles of your "
+            "modalities and PACS there (comma-separated), or bind to 127.0.0.1."
+        )
+    # Each received dataset goes to a temporary file as it arrives, not into memory.
+    _config.STORE_RECV_CHUNKED_DATASET = True
     ae = listener_ae()
+    try:
+        if not block:
+            return ae.start_server((host, port), block=False, evt_handlers=HANDLERS)
+        server = ae.make_server((host, port), evt_handlers=HANDLERS)
+    except OSError as exc:  # EADDRINUSE, EACCES below 1024, an address not on this host
+        raise ListenerUnavailable(_unavailable_line(host, port, exc)) from None
     logger.info("DICOM listener %s on %s:%s", settings.CHESTNET_DICOM_AET, host, port)
-    return ae.start_server((host, port), block=block, evt_handlers=HANDLERS)
+    try:
+        server.serve_forever()
+    finally:
+        server.shutdown()
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _unavailable_line(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        why = f"port {port} on {host} is in use (another PACS, or a second ChestNet?)"
+    elif exc.errno == errno.EACCES:
+        why = f"port {port} needs privileges this process does not have"
+    else:
+        why = f"{host}:{port} cannot be bound ({exc.strerror or exc})"
+    return (
+        f"DICOM listener not started: {why}. Set CHESTNET_DICOM_PORT to a free port "
+        "(or 0 to turn the listener off); the web app and workers run without it."
+    )

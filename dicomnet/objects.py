@@ -25,11 +25,11 @@ import numpy as np
 import pydicom
 from highdicom.coding_schemes import CodingSchemeIdentificationItem
 from PIL import Image, ImageDraw, ImageFont
+from pydicom import config
+from pydicom.multival import MultiValue
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian
-from pydicom import config
-from pydicom.multival import MultiValue
 from pydicom.valuerep import DA, DT, TM, validate_value
 
 MANUFACTURER = "ChestNet"

@@ -8,7 +8,9 @@ No queued work is lost and no process is left behind:
 - the private Redis keeps its queue in an append-only file in CHESTNET_HOME/redis;
 - a child that exits is started again (Redis on the same port, so its URL stays valid),
   after 1 s, doubling while it keeps exiting within seconds of starting; the fifth such
-  exit in a row stops everything (a setup error, say a port in use, not a crash);
+  exit in a row stops everything (a setup error, say a port in use, not a crash), except
+  for an optional part (the DICOM listener): it is left off, with its one line of why, and
+  the rest runs on (a listener whose port is taken says so and exits 78: not restarted);
 - Ctrl-C or SIGTERM stops the children in order, web first, Redis last. Killed outright, this
   process takes its children with it: the kernel SIGKILLs them (PR_SET_PDEATHSIG), Celery
   does the same to its pool processes and gunicorn's workers exit once their master is
@@ -39,6 +41,7 @@ CELERY_WORKER = [*CELERY, "worker", "--loglevel", "INFO"]
 DEMO = "clinician, clinician2, radiologist, admin (password: chestnet-demo)"
 RESTART_AFTER_S, RESTART_AFTER_MAX_S = 1.0, 30.0
 QUICK_EXIT_S, QUICK_EXITS_MAX = 10.0, 5
+EX_CONFIG = 78  # a part that cannot start as configured (dicom_listener: port in use)
 
 
 class GaveUp(RuntimeError):
@@ -55,6 +58,8 @@ class Child:
     started_at: float = 0.0
     restart_at: float | None = None
     quick_exits: int = 0
+    optional: bool = False  # the rest runs without it when it cannot start
+    off: bool = False  # an optional part left off
 
     def start(self) -> None:
         self.started_at, self.restart_at = time.monotonic(), None
@@ -78,7 +83,8 @@ def main() -> int:
             children.append(_redis(home, env))
         _prepare(env)
         for name, command in _services(home, port):
-            children.append(Child(name, _launcher(command, env)))
+            optional = name == "DICOM listener"
+            children.append(Child(name, _launcher(command, env), optional=optional))
             children[-1].start()
         print(
             f"\nChestNet is running at http://127.0.0.1:{port}/\nDemo logins: {DEMO}\n"
@@ -179,11 +185,16 @@ def supervise(children: list[Child], stop_requested: Callable[[], bool]) -> None
 
 def _keep_alive(child: Child) -> None:
     assert child.process is not None
+    if child.off:
+        return
     if child.restart_at is None:
         code = child.process.poll()
         if code is not None:
             # What is left of its process group (a gunicorn worker holding the port) goes too.
             stop_process(child.process, timeout=0, group=True)
+            if child.optional and code == EX_CONFIG:
+                _leave_off(child, "cannot start as configured (see the line above)")
+                return
             _schedule_restart(child, f"exited with code {code}")
     elif time.monotonic() >= child.restart_at:
         try:
@@ -196,6 +207,9 @@ def _keep_alive(child: Child) -> None:
 def _schedule_restart(child: Child, what: str) -> None:
     quick = time.monotonic() - child.started_at < QUICK_EXIT_S
     child.quick_exits = child.quick_exits + 1 if quick else 0
+    if child.quick_exits >= QUICK_EXITS_MAX and child.optional:
+        _leave_off(child, f"{what}, {child.quick_exits} times in a row right after starting")
+        return
     if child.quick_exits >= QUICK_EXITS_MAX:
         raise GaveUp(
             f"{child.name} {what}, {child.quick_exits} times in a row right after starting."
@@ -203,6 +217,15 @@ def _schedule_restart(child: Child, what: str) -> None:
     delay = min(RESTART_AFTER_MAX_S, RESTART_AFTER_S * 2**child.quick_exits)
     child.restart_at = time.monotonic() + delay
     print(f"{child.name} {what}; starting it again in {delay:.0f} s.", file=sys.stderr, flush=True)
+
+
+def _leave_off(child: Child, what: str) -> None:
+    child.off, child.restart_at = True, None
+    print(
+        f"{child.name} is off: it {what}. The web app and workers go on; /healthz reports it.",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

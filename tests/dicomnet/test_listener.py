@@ -103,3 +103,96 @@ def test_every_projection_radiography_class_is_accepted_in_the_common_transfer_s
     finally:
         assoc.release()
     assert len(ACCEPTED_SOP_CLASSES) * len(syntaxes) == len(accepted)
+
+
+def _large_dicom(tmp_path, megabytes: int):
+    """A DX of about `megabytes` MB on disk (16-bit pixels)."""
+    import numpy as np
+
+    side = int((megabytes * 1024 * 1024 / 2) ** 0.5)
+    pixels = np.random.default_rng(3).integers(0, 4096, size=(side, side), dtype=np.uint16)
+    path = tmp_path / "large.dcm"
+    path.write_bytes(dicom_files.to_bytes(dicom_files.radiograph(pixels=pixels)))
+    return path
+
+
+SEND = """
+import sys
+from pydicom import dcmread
+from pynetdicom import AE
+from pynetdicom.sop_class import DigitalXRayImageStorageForPresentation as DX
+from pydicom.uid import ExplicitVRLittleEndian
+ae = AE(ae_title="MODALITY")
+ae.add_requested_context(DX, ExplicitVRLittleEndian)
+assoc = ae.associate("127.0.0.1", int(sys.argv[2]), ae_title="CHESTNET")
+status = assoc.send_c_store(dcmread(sys.argv[1]))
+assoc.release()
+print(f"{status.Status:04X}")
+"""
+
+
+def test_an_instance_over_the_limit_is_refused_out_of_resources_without_being_held(
+    listener, settings, tmp_path
+):
+    """Sent from another process, so this process's memory is the listener's alone."""
+    import subprocess
+    import sys
+    import tracemalloc
+
+    settings.CHESTNET_DICOM_MAX_MB = 5
+    path = _large_dicom(tmp_path, 24)
+    tracemalloc.start()
+    try:
+        sent = subprocess.run(
+            [sys.executable, "-c", SEND, str(path), str(listener)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sent.stdout.strip() == "A700"  # Out of Resources
+    assert peak < 8 * 1024 * 1024, f"the listener held {peak / 2**20:.1f} MB"
+    assert not Case.objects.exists() and not Image.objects.exists()
+    settings.CHESTNET_DICOM_MAX_MB = 50  # the same instance under a larger limit is stored
+    again = subprocess.run(
+        [sys.executable, "-c", SEND, str(path), str(listener)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert again.stdout.strip() == "0000" and Image.objects.count() == 1
+
+
+def test_bound_beyond_this_host_the_listener_needs_an_allow_list(settings):
+    from dicomnet.listener import ListenerUnavailable
+
+    settings.CHESTNET_DICOM_ALLOWED_AETS = []
+    with pytest.raises(ListenerUnavailable, match="CHESTNET_DICOM_ALLOWED_AETS is empty"):
+        serve(host="0.0.0.0", port=free_port(), block=False)
+    settings.CHESTNET_DICOM_ALLOWED_AETS = ["MODALITY"]
+    server = serve(host="0.0.0.0", port=free_port(), block=False)
+    server.shutdown()
+    settings.CHESTNET_DICOM_ALLOWED_AETS = []  # on this host only, any caller may store
+    server = serve(host="127.0.0.1", port=free_port(), block=False)
+    server.shutdown()
+
+
+def test_the_command_says_in_one_line_that_the_port_is_in_use_and_exits_78(capsys):
+    import socket
+
+    from django.core.management import call_command
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(SystemExit) as exited:
+            call_command("dicom_listener", port=port, bind="127.0.0.1")
+    assert exited.value.code == 78
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"port {port} on 127.0.0.1 is in use" in err
+    assert "CHESTNET_DICOM_PORT" in err

@@ -37,11 +37,14 @@ class Stack(NamedTuple):
     runner: subprocess.Popen
 
 
-def _start_runner(home: Path, log: Path) -> tuple[subprocess.Popen, int, dict[str, str]]:
+def _start_runner(
+    home: Path, log: Path, *, dicom_port: int | None = None
+) -> tuple[subprocess.Popen, int, dict[str, str]]:
     """`make run`'s runner on embedded defaults (SQLite, its own Redis)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(CHESTNET_HOME=str(home), PORT=str(port), CHESTNET_DICOM_PORT=str(free_port()))
+    dicom = str(dicom_port or free_port())
+    env.update(CHESTNET_HOME=str(home), PORT=str(port), CHESTNET_DICOM_PORT=dicom)
     with log.open("wb") as out:
         runner = subprocess.Popen(
             [sys.executable, "scripts/run_local.py"],
@@ -77,7 +80,12 @@ def test_run_local_serves_and_stops_everything_on_sigterm(tmp_path):
 
 
 def _wait_for_health(
-    port: int, runner: subprocess.Popen, *, workers: int = 0, timeout: float = 120
+    port: int,
+    runner: subprocess.Popen,
+    *,
+    workers: int = 0,
+    timeout: float = 120,
+    listener: str = "ok",
 ) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -85,12 +93,43 @@ def _wait_for_health(
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as response:
                 health = json.loads(response.read())
-            if health["workers"] >= workers and health["dicom_listener"] == "ok":
+            if health["workers"] >= workers and health["dicom_listener"] == listener:
                 return health
         except OSError:
             pass
         time.sleep(0.5)
     raise AssertionError("the local run never became healthy")
+
+
+def test_a_dicom_port_held_by_another_pacs_is_one_line_and_the_rest_runs_on(tmp_path):
+    """dcm4chee, Orthanc or a second ChestNet on the port: the listener says so once and is
+    left off; the web app and workers run; /healthz does not mistake the other service's
+    C-ECHO answer for our listener."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    other = AE(ae_title="OTHERPACS")
+    other.add_supported_context(Verification)
+    other.require_called_aet = False  # answers whatever AE title it is called by
+    dicom_port = free_port()
+    server = other.start_server(("127.0.0.1", dicom_port), block=False)
+    log = tmp_path / "run.log"
+    runner, port, _env = _start_runner(tmp_path, log, dicom_port=dicom_port)
+    try:
+        health = _wait_for_health(port, runner, workers=2, listener="unavailable")
+        assert health["database"] == "ok" and health["broker"] == "ok"
+        time.sleep(3)  # a restart would have come by now (the first is after 1 s)
+        assert runner.poll() is None
+        output = log.read_text()
+        line = f"DICOM listener not started: port {dicom_port} on 127.0.0.1 is in use"
+        assert output.count(line) == 1, output
+        assert "CHESTNET_DICOM_PORT" in output and "DICOM listener is off" in output
+        assert "Traceback" not in output and "Stopping everything" not in output
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        code = runner.wait(60)
+        server.shutdown()
+    assert code == 0
 
 
 def test_management_commands_work_beside_a_running_local_stack(tmp_path, shared_data):

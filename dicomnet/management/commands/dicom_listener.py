@@ -8,7 +8,11 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from dicomnet.listener import serve
+from dicomnet.listener import ListenerUnavailable, serve
+
+# Exit status of a listener that cannot start for a reason a restart will not fix (its port
+# is in use): `make run` then runs on without it instead of starting it again.
+EX_CONFIG = 78
 
 
 class Command(BaseCommand):
@@ -21,5 +25,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, port: int, bind: str, **options: Any) -> None:
         if port == 0:
             raise CommandError("CHESTNET_DICOM_PORT is 0: the DICOM listener is turned off.")
-        self.stdout.write(f"DICOM listener {settings.CHESTNET_DICOM_AET} on {bind}:{port}")
-        serve(host=bind, port=port)
+        try:
+            serve(host=bind, port=port)
+        except ListenerUnavailable as exc:
+            self.stderr.write(str(exc))
+            raise SystemExit(EX_CONFIG) from None
