@@ -176,6 +176,7 @@ AXES_VERBOSE = False  # no banner at every process start; failures are still log
 CHESTNET_PROXY_COUNT = env_int("CHESTNET_PROXY_COUNT", 0, minimum=0)
 # API tokens stop working this long after they were issued; logging out revokes them.
 CHESTNET_API_TOKEN_TTL_H = env_int("CHESTNET_API_TOKEN_TTL_H", 12, minimum=1)
+CHESTNET_INTEGRATION_TOKEN_TTL_D = env_int("CHESTNET_INTEGRATION_TOKEN_TTL_D", 365, minimum=1)
 # Web sessions end after CHESTNET_SESSION_IDLE_MIN without an action (background polls do
 # not count: diagnosis.access.SessionActivityMiddleware) and, by default, with the browser.
 CHESTNET_SESSION_IDLE_MIN = env_int("CHESTNET_SESSION_IDLE_MIN", 30, minimum=1)

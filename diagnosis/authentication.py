@@ -13,9 +13,18 @@ from django.utils import timezone
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
+from diagnosis.roles import is_integration
+
 
 def token_expired(token: Any) -> bool:
-    return token.created < timezone.now() - timedelta(hours=settings.CHESTNET_API_TOKEN_TTL_H)
+    """A person's token lasts CHESTNET_API_TOKEN_TTL_H hours (they log in again); an
+    integration's CHESTNET_INTEGRATION_TOKEN_TTL_D days (it has no password: an admin
+    renews it with `manage.py integration_account NAME`)."""
+    if is_integration(token.user):
+        lifetime = timedelta(days=settings.CHESTNET_INTEGRATION_TOKEN_TTL_D)
+    else:
+        lifetime = timedelta(hours=settings.CHESTNET_API_TOKEN_TTL_H)
+    return token.created < timezone.now() - lifetime
 
 
 class ExpiringTokenAuthentication(TokenAuthentication):

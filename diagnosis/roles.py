@@ -7,7 +7,10 @@ from typing import Final
 CLINICIAN: Final = "clinician"
 RADIOLOGIST: Final = "radiologist"
 ADMIN: Final = "admin"
-ALL_ROLES: Final = (CLINICIAN, RADIOLOGIST, ADMIN)
+# A service account of a PACS, router or script: stores studies (STOW-RS) and nothing
+# else; it reads no case, not even those it stored, and cannot sign in to the pages.
+INTEGRATION: Final = "integration"
+ALL_ROLES: Final = (CLINICIAN, RADIOLOGIST, ADMIN, INTEGRATION)
 
 
 def _groups(user) -> set[str]:
@@ -32,5 +35,18 @@ def is_clinician(user) -> bool:
     return CLINICIAN in _groups(user)
 
 
+def is_integration(user) -> bool:
+    return INTEGRATION in _groups(user)
+
+
 def sees_all_cases(user) -> bool:
     return is_radiologist(user) or is_admin(user)
+
+
+def sees_own_cases(user) -> bool:
+    return is_clinician(user)
+
+
+def may_store_studies(user) -> bool:
+    """STOW-RS: clinicians (into their own cases), admins and integrations."""
+    return is_clinician(user) or is_admin(user) or is_integration(user)

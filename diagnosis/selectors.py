@@ -38,9 +38,12 @@ from ml.outcome import REFUSAL_REASONS
 
 
 def case_list_for(*, user) -> QuerySet[Case]:
-    """Clinicians see their own cases; radiologists and admins see all."""
+    """Clinicians see their own cases; radiologists and admins see all; anyone else
+    (an integration's service account, a user without a role) none."""
     cases = Case.objects.select_related("owner", "claimed_by").order_by("-created_at")
-    return cases if roles.sees_all_cases(user) else cases.filter(owner=user)
+    if roles.sees_all_cases(user):
+        return cases
+    return cases.filter(owner=user) if roles.sees_own_cases(user) else cases.none()
 
 
 def case_get_for_user(*, user, case_id: int) -> Case:

@@ -1334,11 +1334,10 @@ def image_header_for_user(*, user, image_id: int) -> dict[str, Any]:
     (coalesced, like previews).
 
     Identifiers: radiologists and administrators see every case's patient ID anyway, and a
-    clinician sees their own case's; they get the whole header. Anyone else who may open the
-    case (its owner without a clinical role, e.g. a clinician whose role was withdrawn) gets
-    it as the PS3.15 Basic Profile would leave it: every attribute the profile removes,
-    empties or replaces (names, IDs, dates, addresses, UIDs, ...) and private attributes
-    are omitted, and counted."""
+    clinician sees their own case's; they get the whole header. Anyone else would get it as
+    the PS3.15 Basic Profile would leave it (every attribute the profile removes, empties or
+    replaces, and private attributes, omitted and counted): defence in depth, since
+    `selectors.case_list_for` gives users without a clinical role no case at all."""
     from diagnosis import roles, selectors
 
     image = selectors.image_get_for_user(user=user, image_id=image_id)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import io
 import re
+import tempfile
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 
 class StowError(Exception):
@@ -25,8 +27,124 @@ class Outcome:
     failure: int | None = None  # None: stored
 
 
-def parts_read(content_type: str, body: bytes) -> list[bytes]:
-    """The application/dicom parts of a multipart/related body."""
+@dataclass(frozen=True)
+class SpooledPart:
+    """One part of the body, written to disk as it arrived: its instance (from the content
+    offset on), or only its size when it is over the limit (nothing kept of it past that)."""
+
+    path: Path
+    content_offset: int  # where the DICOM data starts (after the part's headers)
+    size: int  # of the content
+    too_large: bool
+
+    def read(self) -> bytes:
+        with self.path.open("rb") as handle:
+            handle.seek(self.content_offset)
+            return handle.read()
+
+    def open(self) -> BinaryIO:
+        handle = self.path.open("rb")
+        handle.seek(self.content_offset)
+        return handle
+
+
+# A part's headers (Content-Type, Content-Length...) take a few hundred bytes; more than
+# this before the blank line is not a part we read.
+PART_HEAD_MAX = 16 * 1024
+CHUNK = 1 << 20
+
+
+def parts_spool(
+    content_type: str, stream: BinaryIO, *, folder: Path, part_limit: int, total_limit: int
+) -> list[SpooledPart]:
+    """The application/dicom parts of a multipart/related body read from `stream` in
+    chunks, each written to its own file in `folder`: never the whole body, nor a whole
+    part, in memory. A part over `part_limit` bytes is kept only as its size (too_large);
+    a body over `total_limit` is refused (413)."""
+    # RFC 2046: the delimiter is CRLF "--" boundary; the CRLF belongs to it, not the content.
+    delimiter = b"\r\n--" + _boundary(content_type)
+    spool = _Spool(folder, part_limit)
+    buffer, total, ended = b"\r\n", 0, False  # the first delimiter has no CRLF before it
+    while not ended:
+        chunk = stream.read(CHUNK)
+        total += len(chunk)
+        if total > total_limit:
+            raise StowError(413, "The request is larger than this server accepts.")
+        buffer += chunk
+        while True:
+            found = buffer.find(delimiter)
+            if found < 0:
+                keep = len(delimiter) - 1  # a delimiter may straddle two chunks
+                spool.write(buffer[: max(0, len(buffer) - keep)])
+                buffer = buffer[max(0, len(buffer) - keep) :]
+                break
+            spool.write(buffer[:found])
+            buffer = buffer[found:]  # starts with the delimiter
+            after = buffer[len(delimiter) :]
+            if len(after) < 2 and chunk:
+                break  # read on: "--" (the end) or the next part's line is yet to come
+            spool.close_part()
+            buffer = after
+            if buffer.startswith(b"--"):
+                ended = True
+                break
+            spool.open_part()
+        if not chunk and not ended:
+            raise StowError(400, "The multipart body is malformed (no closing boundary).")
+    parts = spool.parts()
+    if not parts:
+        raise StowError(400, "The multipart body holds no part.")
+    return parts
+
+
+class _Spool:
+    """The current part's file while its bytes arrive."""
+
+    def __init__(self, folder: Path, part_limit: int) -> None:
+        self.folder, self.part_limit = folder, part_limit
+        self.handle: BinaryIO | None = None
+        self.path = Path()
+        self.written = 0
+        self.over = False
+        self.closed: list[tuple[Path, int, bool]] = []
+
+    def open_part(self) -> None:
+        fd, name = tempfile.mkstemp(dir=self.folder, suffix=".part")
+        self.handle, self.path = open(fd, "wb"), Path(name)  # noqa: SIM115
+        self.written, self.over = 0, False
+
+    def write(self, data: bytes) -> None:
+        if self.handle is None or not data:
+            return  # the preamble before the first part
+        self.written += len(data)
+        if self.written > self.part_limit + PART_HEAD_MAX:
+            self.over = True  # counted, not kept
+            return
+        self.handle.write(data)
+
+    def close_part(self) -> None:
+        if self.handle is None:
+            return
+        self.handle.close()
+        self.closed.append((self.path, self.written, self.over))
+        self.handle = None
+
+    def parts(self) -> list[SpooledPart]:
+        return [self._part(path, written, over) for path, written, over in self.closed]
+
+    def _part(self, path: Path, written: int, over: bool) -> SpooledPart:
+        with path.open("rb") as handle:
+            head = handle.read(PART_HEAD_MAX)
+        head_end = head.find(b"\r\n\r\n")
+        if head_end < 0:
+            raise StowError(400, "A part of the multipart body has no header end.")
+        _check_part_type(head[:head_end])
+        offset = head_end + 4
+        size = written - offset
+        return SpooledPart(path, offset, size, over or size > self.part_limit)
+
+
+def _boundary(content_type: str) -> bytes:
     media, params = _media_type(content_type)
     if media != "multipart/related":
         raise StowError(415, 'Send multipart/related; type="application/dicom".')
@@ -35,10 +153,13 @@ def parts_read(content_type: str, body: bytes) -> list[bytes]:
     boundary = params.get("boundary")
     if not boundary:
         raise StowError(400, "The multipart body has no boundary.")
-    parts = _split(body, boundary.encode("latin-1"))
-    if not parts:
-        raise StowError(400, "The multipart body holds no part.")
-    return parts
+    return boundary.encode("latin-1")
+
+
+def _check_part_type(head: bytes) -> None:
+    media = re.search(rb"(?im)^content-type:\s*([^;\r\n]+)", head)
+    if media and media.group(1).strip().lower() != b"application/dicom":
+        raise StowError(415, "Every part must be application/dicom.")
 
 
 def _media_type(header: str) -> tuple[str, dict[str, str]]:
@@ -48,25 +169,6 @@ def _media_type(header: str) -> tuple[str, dict[str, str]]:
         name, _, value = item.strip().partition("=")
         params[name.strip().lower()] = value.strip().strip('"')
     return media.strip().lower(), params
-
-
-def _split(body: bytes, boundary: bytes) -> list[bytes]:
-    # RFC 2046: the delimiter is CRLF "--" boundary; the CRLF belongs to it, not the content.
-    pieces = (b"\r\n" + body).split(b"\r\n--" + boundary)
-    if len(pieces) < 3 or not pieces[-1].startswith(b"--"):
-        raise StowError(400, "The multipart body is malformed (no closing boundary).")
-    return [_content(piece) for piece in pieces[1:-1]]
-
-
-def _content(piece: bytes) -> bytes:
-    """One part: the rest of the boundary line, headers, a blank line, the content."""
-    head, separator, content = piece.partition(b"\r\n\r\n")
-    if not separator:
-        raise StowError(400, "A part of the multipart body has no header end.")
-    media = re.search(rb"(?im)^content-type:\s*([^;\r\n]+)", head)
-    if media and media.group(1).strip().lower() != b"application/dicom":
-        raise StowError(415, "Every part must be application/dicom.")
-    return content
 
 
 @dataclass(frozen=True)
@@ -84,10 +186,7 @@ def part_read(data: bytes) -> Part:
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        sop_class = str(ds.file_meta.get("MediaStorageSOPClassUID") or ds.get("SOPClassUID", ""))
-        instance = str(
-            ds.file_meta.get("MediaStorageSOPInstanceUID") or ds.get("SOPInstanceUID", "")
-        )
+        sop_class, instance = _uids(ds)
         if data[128:132] != b"DICM":
             buffer = io.BytesIO()
             ds.save_as(buffer, enforce_file_format=True)
@@ -95,6 +194,24 @@ def part_read(data: bytes) -> Part:
     except Exception:  # anything a hostile part can make pydicom raise
         return Part(data, "", "")
     return Part(data, sop_class, instance)
+
+
+def part_identify(handle: BinaryIO) -> Part:
+    """The SOP class and instance of a part too large to read, from its header alone (read
+    up to the pixel data), without its data; empty UIDs when that cannot be read."""
+    import pydicom
+
+    try:
+        sop_class, instance = _uids(pydicom.dcmread(handle, force=True, stop_before_pixels=True))
+    except Exception:  # anything a hostile part can make pydicom raise
+        return Part(b"", "", "")
+    return Part(b"", sop_class, instance)
+
+
+def _uids(ds: Any) -> tuple[str, str]:
+    sop_class = str(ds.file_meta.get("MediaStorageSOPClassUID") or ds.get("SOPClassUID", ""))
+    instance = str(ds.file_meta.get("MediaStorageSOPInstanceUID") or ds.get("SOPInstanceUID", ""))
+    return sop_class, instance
 
 
 def response_body(outcomes: list[Outcome]) -> dict[str, Any]:

@@ -5,6 +5,8 @@ the DICOM listener."""
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -23,7 +25,6 @@ from dicomnet import sop, stow
 from dicomnet.sop import ACCEPTED_SOP_CLASSES
 
 logger = logging.getLogger(__name__)
-CHUNK = 1 << 20
 
 
 class DicomJsonRenderer(JSONRenderer):
@@ -48,33 +49,42 @@ class StowApi(APIView):
 
     @extend_schema(operation_id="dicomweb_store_instances", **STOW_SCHEMA)
     def post(self, request: Request, study_instance_uid: str = "") -> Response:
-        if not (roles.is_clinician(request.user) or roles.is_admin(request.user)):
+        if not roles.may_store_studies(request.user):
             raise PermissionDenied("Only clinicians and integrations can store studies.")
-        try:
-            parts = stow.parts_read(request.content_type or "", _body(request))
-        except stow.StowError as exc:
-            return Response({"detail": str(exc)}, status=exc.status)
-        outcomes = [_store(part, request.user, study_instance_uid) for part in parts]
+        with tempfile.TemporaryDirectory(prefix="stow-") as folder:
+            try:
+                parts = _parts(request, Path(folder))
+            except stow.StowError as exc:
+                return Response({"detail": str(exc)}, status=exc.status)
+            outcomes = [_store(part, request.user, study_instance_uid) for part in parts]
         return Response(stow.response_body(outcomes), status=stow.response_status(outcomes))
 
 
-def _body(request: Request) -> bytes:
-    """The body, refused (413) past the largest study a case may hold."""
-    limit = settings.CHESTNET_MAX_UPLOAD_MB * 1024 * 1024 * settings.CHESTNET_MAX_FILES_PER_CASE
+def _parts(request: Request, folder: Path) -> list[stow.SpooledPart]:
+    """The body's parts, written to `folder` as they arrive; refused (413) past the
+    largest study a case may hold, each instance over CHESTNET_DICOM_MAX_MB kept only as
+    its size (it fails with Out of Resources)."""
+    part_limit = settings.CHESTNET_DICOM_MAX_MB * 1024 * 1024
+    total_limit = part_limit * settings.CHESTNET_MAX_FILES_PER_CASE
     declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    if declared > limit:
+    if declared > total_limit:
         raise stow.StowError(413, "The request is larger than this server accepts.")
-    chunks, size = [], 0
-    while chunk := request._request.read(CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise stow.StowError(413, "The request is larger than this server accepts.")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return stow.parts_spool(
+        request.content_type or "",
+        request._request,
+        folder=folder,
+        part_limit=part_limit,
+        total_limit=total_limit,
+    )
 
 
-def _store(data: bytes, user: Any, study_instance_uid: str) -> stow.Outcome:
-    part = stow.part_read(data)
+def _store(spooled: stow.SpooledPart, user: Any, study_instance_uid: str) -> stow.Outcome:
+    if spooled.too_large:
+        with spooled.open() as handle:
+            part = stow.part_identify(handle)
+        logger.warning("STOW-RS: an instance over CHESTNET_DICOM_MAX_MB was refused")
+        return stow.Outcome(part.sop_class_uid, part.sop_instance_uid, failure=sop.OUT_OF_RESOURCES)
+    part = stow.part_read(spooled.read())
     sop_class, instance = part.sop_class_uid, part.sop_instance_uid
     if not sop_class or not instance:
         return stow.Outcome(sop_class, instance, failure=sop.CANNOT_UNDERSTAND)
