@@ -13,3 +13,9 @@ class DiagnosisConfig(AppConfig):
         from diagnosis import access
 
         access.connect_signals()
+        # pydicom warns, in the log and on stderr, with the value of every header element
+        # it finds invalid while reading (a birth date, an age): patient data. The values
+        # that matter are checked where they are used (ml.header, dicomnet.objects).
+        from pydicom import config
+
+        config.settings.reading_validation_mode = config.IGNORE

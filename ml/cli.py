@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("files", nargs="+")
     predict.add_argument("--model")
     predict.add_argument("--heatmap-dir", help="write <name>.heatmap.png overlays here")
+    predict.add_argument(
+        "--age",
+        type=float,
+        help="the patient's age in years, for files whose header does not give it (PNG, "
+        "JPEG); without one, a result carries an 'age unknown' warning",
+    )
     predict.set_defaults(handler=_predict)
 
     ensemble = commands.add_parser(
@@ -169,7 +175,9 @@ def _predict(args: argparse.Namespace) -> int:
     from ml.evaluate import predict_files
 
     unopened = 0
-    for line, opened in predict_files(args.files, model=args.model, heatmap_dir=args.heatmap_dir):
+    for line, opened in predict_files(
+        args.files, model=args.model, heatmap_dir=args.heatmap_dir, age_years=args.age
+    ):
         print(json.dumps(line))
         unopened += not opened
     return 1 if unopened else 0

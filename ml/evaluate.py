@@ -199,7 +199,7 @@ def _plot_confusion(axes, targets, scores, summary) -> None:
 
 
 def predict_files(
-    files: list[str], *, model: str | None, heatmap_dir: str | None
+    files: list[str], *, model: str | None, heatmap_dir: str | None, age_years: float | None = None
 ) -> Iterator[tuple[dict[str, Any], bool]]:
     """For each file in order, as it is analysed: its JSON line, and whether the file could
     be opened. Analysed files carry probability, label, threshold, model_version,
@@ -222,7 +222,8 @@ def predict_files(
             }
         else:
             opened = True
-            line = _outcome_line(predictor.predict(data, heatmap=out is not None), name, out)
+            outcome = predictor.predict(data, heatmap=out is not None, age_years=age_years)
+            line = _outcome_line(outcome, name, out)
         yield {"file": name, **line}, opened
 
 

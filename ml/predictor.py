@@ -139,7 +139,8 @@ class Predictor:
             refusal = decoded if isinstance(decoded, Refusal) else self._screen(decoded, age_years)
             outcomes.append(refusal)
             if refusal is None:
-                accepted.append((len(outcomes) - 1, decoded))  # type: ignore[arg-type]
+                decoded = self._age_noted(decoded, age_years)  # type: ignore[arg-type]
+                accepted.append((len(outcomes) - 1, decoded))
         decoded_at = time.perf_counter()
         if accepted:
             self._score(accepted, outcomes, heatmap, started, decoded_at)
@@ -155,6 +156,15 @@ class Predictor:
         if not found:
             return None
         return Refusal(reason=found[0], message=found[1], image=decoded.image)
+
+    def _age_noted(self, decoded: Decoded, age_years: float | None) -> Decoded:
+        """With no age stated and none in the header, the image is analysed (an unknown
+        age is not a reason to refuse) and the result says that the AI was validated on
+        its intended population only."""
+        if age_years is not None or (decoded.header and decoded.header.age_years is not None):
+            return decoded
+        note = f"Age unknown: the AI was validated on {self.population.describe()} only."
+        return dataclasses.replace(decoded, warnings=(*decoded.warnings, note))
 
     def _score(self, accepted, outcomes, heatmap: bool, started: float, decoded_at: float):
         batch = np.stack([to_model_input(d.image, self.image_size) for _, d in accepted])

@@ -141,3 +141,50 @@ def test_a_received_instance_is_stored_before_the_transaction_that_records_it(
     received = _receive(chest_dicom())
     assert in_transaction == [False]
     assert default_storage.exists(Image.objects.get(pk=received.image_id).original.name)
+
+
+def test_header_values_never_reach_the_log_or_warnings(caplog, recwarn):
+    """pydicom would log an invalid value it reads (a birth date) with the value itself."""
+    import warnings
+
+    ds = dicom_files.radiograph(pixels=dicom_files.chest_pixels(side=32), age="54")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.PatientBirthDate = "19700101-HASHED-6f1ed002ab5595859014ebf0951522d9"
+    caplog.set_level("DEBUG")
+    received = _receive(dicom_files.to_bytes(ds))
+    assert Case.objects.get(pk=received.case_id).age == 54
+    assert "HASHED" not in caplog.text
+    assert not [w for w in recwarn if "HASHED" in str(w.message)]
+
+
+@pytest.mark.parametrize(
+    ("age", "birth", "years"),
+    [
+        ("054Y", "", 54),
+        ("54", "", 54),  # no unit: years
+        ("6 years", "", 6),
+        ("18M", "", 1),
+        ("", "20220915", 4),  # from the birth date and the study date (2026-11-30)
+        ("", "", None),
+    ],
+)
+def test_the_age_is_read_in_its_common_forms_and_shown_on_the_worklist(
+    age, birth, years, client, radiologist
+):
+    import warnings
+
+    ds = dicom_files.radiograph(pixels=dicom_files.chest_pixels(side=32), age=age)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.PatientBirthDate = birth
+    received = _receive(dicom_files.to_bytes(ds))
+    Image.objects.update(status=Image.Status.REFUSED, refusal_reason="unreadable")
+    case = services.case_refresh_status(case_id=received.case_id)
+    assert case.age == years
+    client.force_login(radiologist)
+    row = client.get("/api/v1/worklist/").json()
+    rows = row["results"] if isinstance(row, dict) else row
+    assert rows[0]["age"] == years
+    page = client.get("/worklist/").content.decode()
+    assert (f"{years} y" if years is not None else "—") in page

@@ -108,7 +108,7 @@ def test_predict_lines_follow_the_integration_contract(
 
     chest = sorted((labelled_folder / "PNEUMONIA").iterdir())[0]
     ct = get_testdata_file("CT_small.dcm")
-    result = run_ml("predict", str(chest), ct, "--model", str(gated_ensemble_path))
+    result = run_ml("predict", str(chest), ct, "--model", str(gated_ensemble_path), "--age", "4")
     assert result.returncode == 0, result.stderr
     analysed, refused = (json.loads(line) for line in result.stdout.splitlines())
     assert {"probability", "label", "threshold", "model_version", "uncertainty", "warnings"} <= set(
@@ -120,6 +120,19 @@ def test_predict_lines_follow_the_integration_contract(
         "refused": "not_chest_radiograph",
         "message": refused["message"],
     }
+
+
+def test_predict_warns_when_no_age_is_stated_or_in_the_header(labelled_folder, tiny_model_path):
+    chest = sorted((labelled_folder / "NORMAL").glob("*.jpeg"))[0]
+    unknown = run_ml("predict", str(chest), "--model", str(tiny_model_path))
+    known = run_ml("predict", str(chest), "--model", str(tiny_model_path), "--age", "3")
+    assert unknown.returncode == known.returncode == 0, unknown.stderr + known.stderr
+    unknown_line, known_line = json.loads(unknown.stdout), json.loads(known.stdout)
+    assert "probability" in unknown_line  # analysed: an unknown age is not refused
+    assert unknown_line["warnings"] == [
+        "Age unknown: the AI was validated on children aged 1 to 5 years only."
+    ]
+    assert known_line["warnings"] == []
 
 
 def test_evaluate_leaves_refused_files_out_of_the_csv_and_counts_them(

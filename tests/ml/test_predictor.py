@@ -151,3 +151,21 @@ def test_threshold_override_changes_the_label_not_the_probability(tiny_model_pat
     )
     assert a.probability == pytest.approx(b.probability)
     assert (a.label, b.label, a.threshold) == ("NORMAL", "PNEUMONIA", 1.0)
+
+
+def test_an_unknown_age_is_analysed_with_a_warning_and_a_header_age_counts_as_known(
+    predictor, radiographs
+):
+    from tests.support import dicom_files
+
+    note = "Age unknown: the AI was validated on children aged 1 to 5 years only."
+    png = radiographs[0]
+    assert note in predictor.predict(png, heatmap=False).warnings
+    assert note not in predictor.predict(png, age_years=3, heatmap=False).warnings
+    pixels = dicom_files.chest_pixels(side=128)
+    with_age = dicom_files.radiograph(pixels=pixels, age="004Y")
+    without = dicom_files.radiograph(pixels=pixels, age="")
+    del without.PatientBirthDate
+    assert note not in predictor.predict(dicom_files.to_bytes(with_age), heatmap=False).warnings
+    outcome = predictor.predict(dicom_files.to_bytes(without), heatmap=False)
+    assert not outcome.refused and note in outcome.warnings
