@@ -471,8 +471,8 @@ def _study_case_create(
 ) -> Case | None:
     """A new case for the study, audited (and on the study's other case, if any); None if
     another association made the same one first."""
-    linked = Case.objects.filter(study_instance_uid=study.study_instance_uid).order_by("-pk")
-    linked = linked.first()
+    others = Case.objects.filter(study_instance_uid=study.study_instance_uid)
+    linked = others.order_by("-pk").first()
     reason = _study_link_reason(linked, key) if linked is not None else ""
     try:
         with transaction.atomic():  # a savepoint: the conflict fails alone
