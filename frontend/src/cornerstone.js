@@ -1,6 +1,6 @@
 // Cornerstone3D set up once per page: rendering, the DICOM loader (wadouri, decoding in a
-// web worker; the codecs' WebAssembly is bundled in static/viewer/assets/), the PNG/JPEG
-// loader and the tools.
+// web worker; the codecs' WebAssembly is bundled in static/viewer/assets/) behind ours
+// (dicomLoader.js: what the server makes of the same file), the PNG/JPEG loader and the tools.
 import { init as coreInit } from "@cornerstonejs/core";
 import { init as dicomLoaderInit } from "@cornerstonejs/dicom-image-loader";
 import {
@@ -12,6 +12,8 @@ import {
   init as toolsInit,
 } from "@cornerstonejs/tools";
 
+import { responseBytes } from "./deflated.js";
+import { registerDicomLoader } from "./dicomLoader.js";
 import { registerRasterLoader } from "./rasterLoader.js";
 
 let ready = null;
@@ -19,7 +21,8 @@ let ready = null;
 export function initCornerstone() {
   ready ||= (async () => {
     await coreInit();
-    dicomLoaderInit({ maxWebWorkers: 1 });
+    dicomLoaderInit({ maxWebWorkers: 1, beforeProcessing: responseBytes });
+    registerDicomLoader();
     registerRasterLoader();
     await toolsInit();
     for (const tool of [WindowLevelTool, PanTool, ZoomTool, LengthTool]) addTool(tool);

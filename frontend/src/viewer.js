@@ -1,8 +1,10 @@
 // The review page's viewer: one Cornerstone3D stack viewport per image, showing the original
-// file (DICOM through the wadouri loader, PNG/JPEG through rasterLoader.js) at full size and
+// file (DICOM through dicomLoader.js, PNG/JPEG through rasterLoader.js) at full size and
 // bit depth, with window/level, presets, invert, zoom (1:1, fit), pan, length measurement,
 // the Grad-CAM overlay, the DICOM header and keyboard shortcuts. The markup, with its labels,
-// is templates/diagnosis/_image_viewer.html.
+// is templates/diagnosis/_image_viewer.html. Where the browser cannot decode the original, or
+// what it drew is one flat grey, the server's rendering (the worker's preview) is shown
+// instead, with a banner saying so: never a silent black or white canvas.
 import { Enums, RenderingEngine, eventTarget, imageLoader, metaData, utilities } from "@cornerstonejs/core";
 import {
   Enums as ToolEnums,
@@ -14,6 +16,7 @@ import {
   annotation,
 } from "@cornerstonejs/tools";
 
+import { dicomImageId } from "./dicomLoader.js";
 import { HeaderPanel } from "./headerPanel.js";
 import { HeatmapLayer, imageCorners } from "./heatmap.js";
 import { PRESETS, presetRanges } from "./presets.js";
@@ -30,6 +33,13 @@ const MODES = {
 };
 const PAN_STEP = 0.1; // arrow keys pan by a tenth of the view
 const WL_STEP = 0.02; // shift+arrows change width/level by 2 % of the image's range
+// What was drawn counts as one flat grey when all of it lies within this many grey levels.
+const UNIFORM_LEVELS = 2;
+const FALLBACK_NOTICE = "Your browser could not display this image; showing the server's rendering.";
+const NO_FALLBACK_NOTICE =
+  "Your browser could not display this image, and there is no server rendering of it either " +
+  "(the server could not read the file).";
+const WINDOW_LABELS = { file: "File window", pixels: "Window from pixel data" };
 
 let engine = null;
 const renderingEngine = () => (engine ||= new RenderingEngine("chestnet-viewer"));
@@ -58,10 +68,12 @@ export class Viewer {
     const url = new URL(this.data.originalUrl, window.location.href).href;
     this.imageId =
       this.data.originalFormat === "dicom"
-        ? `wadouri:${url}`
+        ? dicomImageId(url)
         : rasterImageId(url, this.data.originalFormat);
     this.fitElement();
-    this.image = await imageLoader.loadAndCacheImage(this.imageId);
+    this.image = await imageLoader.loadAndCacheImage(this.imageId).catch((error) => {
+      throw loadError(error);
+    });
     const rendering = renderingEngine();
     rendering.enableElement({
       viewportId: this.id,
@@ -74,30 +86,100 @@ export class Viewer {
     await this.viewport.setStack([this.imageId]);
     this.defaultInvert = Boolean(this.viewport.getProperties().invert);
     this.ranges = presetRanges(this.image, this.imageId);
+    this.labelFileWindow(this.ranges.file);
     this.heatmap = this.setUpHeatmap();
     this.element.addEventListener(Events.IMAGE_RENDERED, () => this.rendered());
     this.element.addEventListener(Events.VOI_MODIFIED, () => this.showWindow());
+    const drawn = nextRender(this.element);
     this.applyPreset("file");
     this.bindControls();
     this.describeImage();
+    await drawn;
+    if (this.drawnIsUniform()) {
+      this.fail(new Error("what it drew is a single flat grey"));
+      return;
+    }
     new ResizeObserver(() => this.resized()).observe(this.stage);
     this.root.classList.add("cn-ready");
     this.status("");
   }
 
+  // The server's rendering instead of the original, with a banner that says so.
   fail(error) {
+    this.root.classList.remove("cn-ready");
     this.root.classList.add("cn-failed");
+    const fallback = this.$("[data-fallback]");
+    const rendered = Boolean(fallback?.dataset.src);
     const message = this.$("[data-viewer-error]");
     message.textContent =
-      `The original could not be shown in the browser (${error?.message || error}). ` +
-      "The preview is shown instead; the original can still be downloaded.";
+      `${rendered ? FALLBACK_NOTICE : NO_FALLBACK_NOTICE} ` +
+      `(${reasonOf(error)}.) The original can still be downloaded.`;
+    message.dataset.reason = reasonOf(error);
     message.hidden = false;
-    const fallback = this.$("[data-fallback]");
-    if (fallback && fallback.dataset.src) {
+    if (rendered) {
       fallback.src = fallback.dataset.src;
       fallback.hidden = false;
     }
+    for (const node of this.$$("[data-wl-width], [data-wl-center], [data-zoom-readout]")) {
+      node.textContent = "–";
+    }
+    const info = this.$("[data-image-info]");
+    info.textContent = rendered ? "Server rendering (8-bit preview)" : "";
+    const controls = "[data-mode], [data-preset], [data-invert], [data-overlay-tools] input";
+    for (const control of this.$$(controls)) {
+      control.disabled = true;
+      if (control.hasAttribute("aria-pressed")) control.setAttribute("aria-pressed", "false");
+    }
+    for (const action of ["zoom-in", "zoom-out", "one-to-one", "fit", "reset", "clear"]) {
+      const button = this.$(`[data-action=${action}]`);
+      if (button) button.disabled = true;
+    }
     this.status("");
+  }
+
+  // Whether the image, where the canvas shows it, is one grey within UNIFORM_LEVELS: a
+  // texture the GPU refused, a window that misses every value.
+  drawnIsUniform() {
+    const canvas = this.element.querySelector("canvas.cornerstone-canvas");
+    if (!canvas || !canvas.width || !canvas.height) return true;
+    const copy = new OffscreenCanvas(canvas.width, canvas.height);
+    const context = copy.getContext("2d", { willReadFrequently: true });
+    context.drawImage(canvas, 0, 0);
+    const box = this.element.getBoundingClientRect();
+    const ratio = canvas.width / Math.max(1, box.width);
+    const [origin, across, down] = imageCorners(this.viewport);
+    const far = [across[0] + down[0] - origin[0], across[1] + down[1] - origin[1]];
+    const xs = [origin, across, down, far].map(([x]) => x * ratio);
+    const ys = [origin, across, down, far].map(([, y]) => y * ratio);
+    const left = Math.max(0, Math.ceil(Math.min(...xs)));
+    const top = Math.max(0, Math.ceil(Math.min(...ys)));
+    const right = Math.min(canvas.width, Math.floor(Math.max(...xs)));
+    const bottom = Math.min(canvas.height, Math.floor(Math.max(...ys)));
+    if (!(right > left && bottom > top)) return true;
+    const { data } = context.getImageData(left, top, right - left, bottom - top);
+    let min = 255;
+    let max = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      if (data[i] < min) min = data[i];
+      if (data[i] > max) max = data[i];
+    }
+    return max - min <= UNIFORM_LEVELS;
+  }
+
+  // The first preset says whether the viewer opened with the file's own window or one from
+  // the pixel data, and why.
+  labelFileWindow({ source, reason }) {
+    this.root.dataset.windowSource = source;
+    const button = this.$("[data-preset=file]");
+    if (!button) return;
+    button.textContent = WINDOW_LABELS[source];
+    button.dataset.windowSource = source;
+    const why = reason ? ` ${reason}` : "";
+    button.title =
+      source === "file"
+        ? "The file's own window (2)"
+        : "Window from the pixel data: their 0.5th to 99.5th percentile, as the AI reads " +
+          `them.${why} (2)`;
   }
 
   status(text) {
@@ -289,8 +371,13 @@ export class Viewer {
 
   showZoom() {
     const [scale] = this.devicePixelsPerImagePixel();
-    const exact = Math.abs(scale - 1) < 1e-6;
     const node = this.$("[data-zoom-readout]");
+    if (!Number.isFinite(scale) || scale <= 0) {
+      node.textContent = "–";
+      delete node.dataset.scale;
+      return;
+    }
+    const exact = Math.abs(scale - 1) < 1e-6;
     node.textContent = exact ? "100 % (1:1)" : `${Math.round(scale * 100)} %`;
     node.dataset.scale = String(scale);
   }
@@ -505,4 +592,29 @@ function lengthText(data, targetId) {
 
 function round(value) {
   return Number(value.toFixed(4)).toString();
+}
+
+// Resolves on the viewport's next IMAGE_RENDERED (or after 5 s), once it is on the canvas.
+function nextRender(element) {
+  return new Promise((resolve) => {
+    const done = () => requestAnimationFrame(() => resolve());
+    element.addEventListener(Events.IMAGE_RENDERED, done, { once: true });
+    setTimeout(done, 5000);
+  });
+}
+
+// Cornerstone rejects a load with an Error, a string, a code (the codecs' exceptions), the
+// XMLHttpRequest that failed or { error }: always an Error with a readable message here.
+function loadError(failure) {
+  const cause = failure?.error ?? failure;
+  if (cause instanceof Error) return cause;
+  if (typeof XMLHttpRequest !== "undefined" && cause instanceof XMLHttpRequest) {
+    return new Error(`the original could not be fetched (HTTP ${cause.status || "error"})`);
+  }
+  if (typeof cause === "number") return new Error(`the decoder failed (code ${cause})`);
+  return new Error(String(cause || "unknown error"));
+}
+
+function reasonOf(error) {
+  return String(loadError(error).message || "unknown error").replace(/[.\s]+$/, "");
 }
