@@ -408,7 +408,11 @@ def _pixel_array(ds: Dataset) -> np.ndarray:
         return reduced
     try:
         return ds.pixel_array
-    except Exception as exc:  # pydicom raises many types for bad or undecodable pixel data
+    except BaseException as exc:  # pydicom raises many types for bad or undecodable pixel data
+        # pylibjpeg-rle (Rust) panics on a corrupt RLE frame: pyo3's PanicException derives
+        # from BaseException. Anything else that is not an Exception (Ctrl-C) goes on up.
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise
         raise UnreadableImage(
             "The DICOM pixel data cannot be decoded (truncated, or an unsupported compression)."
         ) from exc

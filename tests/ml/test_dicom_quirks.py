@@ -171,6 +171,22 @@ def test_legacy_file_truncated_in_its_pixel_data_is_unreadable(fraction):
         decode(data[: int(len(data) * fraction)])
 
 
+def test_a_corrupt_rle_frame_is_unreadable_not_a_decoder_panic():
+    """pylibjpeg-rle (Rust) panics on it; pyo3's PanicException is a BaseException that
+    would get past every `except Exception` of the worker."""
+    from pydicom.uid import RLELossless
+
+    ds = _dataset(_object())
+    ds.compress(RLELossless)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = bytearray(buffer.getvalue())
+    data[-400:-20] = b"\xff" * 380  # the segment runs past its end
+
+    with pytest.raises(UnreadableImage):
+        decode(bytes(data))
+
+
 # --- Display windows that do not fit -------------------------------------------------------
 
 
