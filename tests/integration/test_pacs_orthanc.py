@@ -275,3 +275,72 @@ def test_a_ct_instance_and_an_unknown_calling_ae_are_refused(listener, listener_
     assert not Case.objects.filter(
         study_instance_uid__in=[ct.StudyInstanceUID, dx.StudyInstanceUID]
     ).exists()
+
+
+# One file per transfer syntax the listener accepts (tests/support/transfer_syntaxes.py),
+# and how a modality proposes it: storescu's own switch, or Orthanc forwarding the file in
+# its own syntax where storescu has none (JPEG lossless process 14).
+ROUND_TRIP = {
+    "explicit-le-mono2": ("-xe",),
+    "implicit-le-mono1": ("-xi",),
+    "deflated-explicit-le": ("-xd",),
+    "explicit-be-signed": ("-xb",),
+    "jpeg-baseline-8bit": ("-xy",),
+    "jpeg-extended-12bit": ("-xx",),
+    "jpeg-lossless": None,
+    "jpeg-lossless-sv1-mono1": ("-xs",),
+    "jpeg-ls-lossless-signed": ("-xt",),
+    "jpeg-ls-near-lossless-cr": ("-xu",),
+    "j2k-lossless": ("-xv",),
+    "j2k-lossy-cr": ("-xw",),
+    "rle-16bit": ("-xr",),
+}
+
+
+def test_every_accepted_transfer_syntax_goes_from_the_modality_to_a_signed_report_in_the_pacs(
+    pacs, listener, network_worker, listener_port, tmp_path
+):
+    """Sent by a modality (storescu) or forwarded by the PACS, read, signed, and the AI's
+    findings and the report back in the PACS in the same study, for every syntax."""
+    import pydicom
+
+    from dicomnet.sop import TRANSFER_SYNTAXES
+    from tests.support import transfer_syntaxes
+
+    if not transfer_syntaxes.DCMCJPEG:
+        pytest.skip("dcmtk's dcmcjpeg is not installed")
+    samples = {name: transfer_syntaxes.sample(name) for name in ROUND_TRIP}
+    assert {sample.syntax for sample in samples.values()} == set(TRANSFER_SYNTAXES)
+    studies = {}
+    for name, sample in samples.items():
+        path = tmp_path / f"{name}.dcm"
+        path.write_bytes(sample.data)
+        studies[name] = str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+        if ROUND_TRIP[name] is None:
+            stored = pacs.post("/instances", sample.data)
+            pacs.post("/modalities/chestnet/store", stored["ParentStudy"])
+        else:
+            done = _storescu(listener_port, path, propose=ROUND_TRIP[name])
+            assert done.returncode == 0, (name, done.stdout, done.stderr)
+    radiologist = factories.UserFactory(username="round-trip", role=roles.RADIOLOGIST)
+    for name, study in studies.items():
+        case = wait_for(lambda study=study: _analysed_case(study), timeout=180)
+        image = case.images.get()
+        assert image.refusal_reason not in ("unreadable", "unsupported"), (
+            name,
+            image.refusal_message,
+        )
+        assert image.status in (Image.Status.DONE, Image.Status.REFUSED), (name, image.error)
+        services.case_claim(case=case, user=radiologist)
+        analysed = image.status == Image.Status.DONE
+        services.review_submit(
+            case=case,
+            author=radiologist,
+            agrees_with_ai=True if analysed else None,
+            finding="normal",
+            report=name,
+        )
+    for name, study in studies.items():
+        wait_for(lambda study=study: _sent(pacs, study, "AI findings"), timeout=120)
+        report = wait_for(lambda study=study: _sent(pacs, study, "report"), timeout=120)
+        assert name in _dcmdump(pacs.get_bytes(f"/instances/{report[0]}/file"), tmp_path)
