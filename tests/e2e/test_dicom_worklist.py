@@ -70,7 +70,7 @@ def test_radiologist_sees_a_study_received_from_the_pacs_on_the_worklist(
     page.goto(f"{live_server.url}/cases/{case.pk}/")
     facts = page.locator("dl.facts")
     assert facts.locator("dt:has-text('Patient') + dd").inner_text() == "PAT-0042"
-    assert facts.locator("dt:has-text('Age / sex') + dd").inner_text() == "3 / Female"
+    assert facts.locator("dt:has-text('Age / sex') + dd").inner_text() == "3 y / Female"
     assert facts.locator("dd[data-source]").inner_text() == "DICOM from ORTHANC · acc. ACC-1001"
     study = facts.locator("dt:has-text('Study') + dd").inner_text()
     assert study == "XR CHEST 1 VIEW · accession ACC-1001"
