@@ -109,7 +109,9 @@ class StoredFile:
     download_name: str = ""
 
 
+# (Content-Type, extension) of an original by its format; anything else is a JPEG.
 _ORIGINAL_TYPES = {"dicom": ("application/dicom", "dcm"), "png": ("image/png", "png")}
+_JPEG = ("image/jpeg", "jpg")
 
 
 def image_file_open(*, user, image_id: int, kind: str) -> StoredFile:
@@ -134,7 +136,7 @@ def image_file_open(*, user, image_id: int, kind: str) -> StoredFile:
 def _original_download_name(image: Image) -> str:
     """case-<id>-image-<n>.<ext>: n counts the case's images from 1, in the order shown."""
     number = Image.objects.filter(case_id=image.case_id, pk__lte=image.pk).count()
-    extension = _ORIGINAL_TYPES.get(image.original_format, ("", "jpg"))[1]
+    extension = _ORIGINAL_TYPES.get(image.original_format, _JPEG)[1]
     return f"case-{image.case_id}-image-{number}.{extension}"
 
 
@@ -150,7 +152,7 @@ def _image_file(image: Image, kind: str) -> tuple[Any, str]:
             raise Http404("No heatmap for this image yet.")
         return prediction.heatmap, "image/png"
     if kind == "original":
-        return image.original, _ORIGINAL_TYPES.get(image.original_format, ("image/jpeg",))[0]
+        return image.original, _ORIGINAL_TYPES.get(image.original_format, _JPEG)[0]
     raise Http404("No such file.")
 
 

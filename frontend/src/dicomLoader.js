@@ -14,8 +14,10 @@
 //   - Presentation LUT Shape INVERSE shows white-is-low, as MONOCHROME1 does.
 // The image's pixel values are then the modality values (slope 1, intercept 0), the units of
 // the file's Window Center/Width.
-import { imageLoader, metaData, utilities } from "@cornerstonejs/core";
+import { imageLoader, metaData } from "@cornerstonejs/core";
 import { Enums as MetadataEnums } from "@cornerstonejs/metadata";
+
+import { greyImage, minMax } from "./greyImage.js";
 
 const SCHEME = "chestnet-dicom";
 // The whole header as parsed (keywords as keys), for what Cornerstone's modules leave out.
@@ -136,45 +138,24 @@ function narrowest(values) {
 // --- the image and its metadata ------------------------------------------------------
 
 function cornerstoneImage(imageId, decoded, values, series) {
-  const { rows, columns } = decoded;
-  const [min, max] = minMax(values);
-  const voxelManager = utilities.VoxelManager.createImageVoxelManager({
-    width: columns,
-    height: rows,
-    numberOfComponents: 1,
-    scalarData: values,
-    id: imageId,
-  });
-  const spacing = planeModule(imageId);
-  return {
-    imageId,
-    minPixelValue: min,
-    maxPixelValue: max,
-    slope: 1,
-    intercept: 0,
-    windowCenter: decoded.windowCenter,
-    windowWidth: decoded.windowWidth,
-    voiLUTFunction: decoded.voiLUTFunction,
-    rows,
-    columns,
-    height: rows,
-    width: columns,
-    color: false,
-    rgba: false,
-    numberOfComponents: 1,
-    columnPixelSpacing: spacing.columnPixelSpacing,
-    rowPixelSpacing: spacing.rowPixelSpacing,
+  return greyImage(imageId, values, {
+    rows: decoded.rows,
+    columns: decoded.columns,
+    // The file's own window (undefined when it has none), in these modality units.
+    window: {
+      center: decoded.windowCenter,
+      width: decoded.windowWidth,
+      fn: decoded.voiLUTFunction,
+    },
+    spacing: planeModule(imageId),
     invert: metaData.get("imagePixelModule", imageId)?.photometricInterpretation === "MONOCHROME1",
-    sizeInBytes: values.byteLength,
     dataType: values.constructor.name,
     preScale: {
       enabled: true,
       scaled: true,
       scalingParameters: { rescaleSlope: 1, rescaleIntercept: 0, modality: series?.modality },
     },
-    getPixelData: () => voxelManager.getScalarData(),
-    voxelManager,
-  };
+  });
 }
 
 function planeModule(imageId) {
@@ -236,15 +217,4 @@ function toNumber(value, fallback) {
   return value === undefined || value === null || value === "" || !Number.isFinite(number)
     ? fallback
     : number;
-}
-
-function minMax(data) {
-  let min = Infinity;
-  let max = -Infinity;
-  for (let i = 0; i < data.length; i++) {
-    const value = data[i];
-    if (value < min) min = value;
-    if (value > max) max = value;
-  }
-  return [min, max];
 }

@@ -2,8 +2,10 @@
 // keep their 16 bits (fast-png); other files are decoded by the browser without colour
 // management or EXIF rotation, as the server reads them. Colour becomes luma (ITU-R 601,
 // as Pillow's "L"), which is what the AI was shown.
-import { imageLoader, metaData, utilities } from "@cornerstonejs/core";
+import { imageLoader, metaData } from "@cornerstonejs/core";
 import { decode as decodePng, convertIndexedToRgb } from "fast-png";
+
+import { greyImage } from "./greyImage.js";
 
 const SCHEME = "chestnet-raster";
 const images = new Map(); // imageId -> { width, height, bits }
@@ -63,43 +65,9 @@ function toGray(data, width, height, channels, bits) {
   return { pixels, width, height, bits: bits > 8 ? 16 : 8 };
 }
 
+// The full range as the window: the viewer then opens with the window from the pixels.
 function cornerstoneImage(imageId, { pixels, width, height }) {
-  let min = pixels[0];
-  let max = pixels[0];
-  for (let i = 1; i < pixels.length; i++) {
-    if (pixels[i] < min) min = pixels[i];
-    else if (pixels[i] > max) max = pixels[i];
-  }
-  const voxelManager = utilities.VoxelManager.createImageVoxelManager({
-    width,
-    height,
-    numberOfComponents: 1,
-    scalarData: pixels,
-    id: imageId,
-  });
-  return {
-    imageId,
-    minPixelValue: min,
-    maxPixelValue: max,
-    slope: 1,
-    intercept: 0,
-    windowCenter: (max + min) / 2,
-    windowWidth: Math.max(1, max - min),
-    voiLUTFunction: "LINEAR",
-    rows: height,
-    columns: width,
-    height,
-    width,
-    color: false,
-    rgba: false,
-    numberOfComponents: 1,
-    columnPixelSpacing: 1,
-    rowPixelSpacing: 1,
-    invert: false,
-    sizeInBytes: pixels.byteLength,
-    getPixelData: () => voxelManager.getScalarData(),
-    voxelManager,
-  };
+  return greyImage(imageId, pixels, { rows: height, columns: width });
 }
 
 // No Pixel Spacing: Cornerstone then fills in 1 and marks it a default, so lengths are in px.

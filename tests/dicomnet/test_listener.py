@@ -135,36 +135,36 @@ def test_an_instance_over_the_limit_is_refused_out_of_resources_without_being_he
     listener, settings, tmp_path
 ):
     """Sent from another process, so this process's memory is the listener's alone."""
-    import subprocess
-    import sys
     import tracemalloc
 
     settings.CHESTNET_DICOM_MAX_MB = 5
     path = _large_dicom(tmp_path, 24)
     tracemalloc.start()
     try:
-        sent = subprocess.run(
-            [sys.executable, "-c", SEND, str(path), str(listener)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
+        sent = _send(path, listener)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert sent.stdout.strip() == "A700"  # Out of Resources
+    assert sent == "A700"  # Out of Resources
     assert peak < 8 * 1024 * 1024, f"the listener held {peak / 2**20:.1f} MB"
     assert not Case.objects.exists() and not Image.objects.exists()
     settings.CHESTNET_DICOM_MAX_MB = 50  # the same instance under a larger limit is stored
-    again = subprocess.run(
-        [sys.executable, "-c", SEND, str(path), str(listener)],
+    assert _send(path, listener) == "0000" and Image.objects.count() == 1
+
+
+def _send(path, port: int) -> str:
+    """The C-STORE status (hex) of `path` sent by a pynetdicom SCU in another process."""
+    import subprocess
+    import sys
+
+    sent = subprocess.run(
+        [sys.executable, "-c", SEND, str(path), str(port)],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
-    assert again.stdout.strip() == "0000" and Image.objects.count() == 1
+    return sent.stdout.strip()
 
 
 def test_bound_beyond_this_host_the_listener_needs_an_allow_list(settings):
