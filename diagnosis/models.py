@@ -215,6 +215,13 @@ class Image(models.Model):
     sop_instance_uid = models.CharField(max_length=64, blank=True)
     # What the reader calls it: the uploaded file's name, or the DICOM view ("PA chest").
     name = models.CharField(max_length=120, blank=True)
+    # Acquisition facts from the header, written when the worker reads the file: the input
+    # mix that monitoring watches for drift ("" or None until read, or where not given).
+    modality = models.CharField(max_length=16, blank=True)
+    manufacturer = models.CharField(max_length=64, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    bits_stored = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["pk"]

@@ -462,3 +462,115 @@ def review_with_images(*, review_id: int) -> tuple[Review, list[Image]] | None:
         return None
     images = Image.objects.filter(case_id=review.case_id).exclude(sop_instance_uid="")
     return review, list(images.order_by("pk"))
+
+
+# --- outcomes for monitoring and site calibration ----------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    """One read image, what the AI made of it and, once signed, what the radiologist found:
+    the row that monitoring and site calibration count. No patient data."""
+
+    image_id: int
+    case_id: int
+    at: datetime  # when the AI's result (prediction or refusal) was stored, else uploaded
+    source: str  # Case.Source: "upload", "dimse" or "stow"
+    sender: str  # the calling AE title ("" for uploads)
+    modality: str
+    manufacturer: str
+    width: int | None
+    height: int | None
+    bits_stored: int | None
+    status: str  # Image.Status: "done" or "refused"
+    refusal_reason: str
+    model_version: str  # the prediction's, or the refusing artifact's
+    probability: float | None
+    ai_label: str | None  # "NORMAL" / "PNEUMONIA" at the threshold it was served at
+    threshold: float | None
+    finding: str | None  # the latest signed report's finding, None while unsigned
+    signed_at: datetime | None
+
+    @property
+    def truth(self) -> int | None:
+        """1 pneumonia, 0 normal, None: unsigned, "other" or "indeterminate"."""
+        return {"pneumonia": 1, "normal": 0}.get(self.finding or "")
+
+    @property
+    def source_name(self) -> str:
+        return self.sender if self.sender else self.source
+
+
+def image_outcomes(
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    model_version: str | None = None,
+    source: str | None = None,
+    modality: str | None = None,
+    manufacturer: str | None = None,
+    signed_only: bool = False,
+) -> list[ImageOutcome]:
+    """Every analysed or refused image (optionally only those of signed cases), oldest
+    first. `since`/`until` bound the result's time; `source` is a Case.Source or a calling
+    AE title. Meant for figures, not for listing to a user: no access rule applies, so
+    callers must be admin or radiologist views that show aggregates only."""
+    images = (
+        Image.objects.filter(status__in=[Image.Status.DONE, Image.Status.REFUSED])
+        .select_related("case", "prediction")
+        .order_by("pk")
+    )
+    if source:
+        images = images.filter(Q(case__source=source) | Q(case__source_ae=source))
+    if modality:
+        images = images.filter(modality=modality)
+    if manufacturer:
+        images = images.filter(manufacturer=manufacturer)
+    if model_version:
+        images = images.filter(
+            Q(prediction__model_version=model_version)
+            | Q(status=Image.Status.REFUSED, refusal_model_version=model_version)
+        )
+    latest = _latest_findings(images.values_list("case_id", flat=True))
+    rows = []
+    for image in images:
+        prediction = getattr(image, "prediction", None) if image.status == "done" else None
+        at = prediction.created_at if prediction else (image.claimed_at or image.created_at)
+        if (since and at < since) or (until and at >= until):
+            continue
+        finding, signed_at = latest.get(image.case_id, (None, None))
+        if signed_only and finding is None:
+            continue
+        rows.append(
+            ImageOutcome(
+                image_id=image.pk,
+                case_id=image.case_id,
+                at=at,
+                source=image.case.source,
+                sender=image.case.source_ae,
+                modality=image.modality,
+                manufacturer=image.manufacturer,
+                width=image.width,
+                height=image.height,
+                bits_stored=image.bits_stored,
+                status=image.status,
+                refusal_reason=image.refusal_reason,
+                model_version=prediction.model_version if prediction else image.refusal_model_version,
+                probability=prediction.probability if prediction else None,
+                ai_label=prediction.label if prediction else None,
+                threshold=prediction.threshold if prediction else None,
+                finding=finding,
+                signed_at=signed_at,
+            )
+        )
+    rows.sort(key=lambda row: (row.at, row.image_id))
+    return rows
+
+
+def _latest_findings(case_ids: Any) -> dict[int, tuple[str, datetime]]:
+    """case id -> (finding, signed_at) of its latest report version."""
+    latest: dict[int, tuple[str, datetime]] = {}
+    reviews = Review.objects.filter(case_id__in=case_ids).order_by("case_id", "version")
+    for case_id, finding, signed_at in reviews.values_list("case_id", "finding", "signed_at"):
+        latest[case_id] = (finding, signed_at)
+    return latest

@@ -30,7 +30,7 @@ from diagnosis.models import AuditEvent, Case, Image, Prediction, PriorPredictio
 from ml.header import element_text, read_header
 from ml.outcome import Refusal
 from ml.overlay import heatmap_png, heatmap_size
-from ml.preprocessing import ImageError, UnreadableImage, inspect, preview_jpeg
+from ml.preprocessing import Acquisition, ImageError, UnreadableImage, acquisition, inspect, preview_jpeg
 
 logger = logging.getLogger(__name__)
 
@@ -634,9 +634,13 @@ def inference_run(*, image_id: int, token: str, predictor_loader: Callable[[], A
         [outcomes[image.pk] for image in readable],
         ages=[image.case.age for image in readable],
     )
+    facts = {image.pk: acquisition(outcomes[image.pk]) for image in readable}
     outcomes.update(zip([image.pk for image in readable], predicted, strict=True))
     results = [
-        _analysed(image, outcomes[image.pk], started=started, batch=len(images)) for image in images
+        _analysed(
+            image, outcomes[image.pk], started=started, batch=len(images), facts=facts.get(image.pk)
+        )
+        for image in images
     ]
     stored = analyses_store(token=token, results=results)
     mine = next((r for r in results if isinstance(r, Analysed) and r.image_id == image_id), None)
@@ -665,6 +669,7 @@ class Analysed:
     heatmap: bytes | None = None
     timings: dict[str, float] | None = None
     has_preview: bool = False  # the image keeps the preview it has (a re-analysis)
+    acquisition: Acquisition | None = None  # the header's facts, for monitoring
 
     @property
     def outcome_name(self) -> str:
@@ -710,7 +715,9 @@ def _predict_one(predictor: Any, data: bytes, age_years: int | None) -> Any:
         return exc
 
 
-def _analysed(image: Image, outcome: Any, *, started: float, batch: int) -> Analysed | Exception:
+def _analysed(
+    image: Image, outcome: Any, *, started: float, batch: int, facts: Acquisition | None = None
+) -> Analysed | Exception:
     """The preview and heatmap of one outcome, from the pixels the model read: the file is
     decoded once. An unreadable file has neither."""
     if isinstance(outcome, Exception):
@@ -720,14 +727,16 @@ def _analysed(image: Image, outcome: Any, *, started: float, batch: int) -> Anal
         preview = _preview(pixels) if pixels is not None else None
         kept = bool(image.preview)
         if outcome.refused:
-            return Analysed(image.pk, outcome, preview, has_preview=kept)
+            return Analysed(image.pk, outcome, preview, has_preview=kept, acquisition=facts)
         heatmap = None
         if preview is not None and outcome.heatmap is not None:
             heatmap = heatmap_png(outcome.heatmap, size=heatmap_size(preview.size))
         timings = {**outcome.timings, "worker_total": (time.perf_counter() - started) * 1000}
         if batch > 1:
             timings["batch"] = batch
-        return Analysed(image.pk, outcome, preview, heatmap, timings, has_preview=kept)
+        return Analysed(
+            image.pk, outcome, preview, heatmap, timings, has_preview=kept, acquisition=facts
+        )
     except Exception as exc:
         logger.exception("Rendering the result of image %s failed", image.pk)
         return exc
@@ -822,6 +831,8 @@ def _analyses_store(
             image.preview_width, image.preview_height = result.preview.size  # type: ignore[union-attr]
         elif written.preview:  # another task stored one meanwhile: keep it, drop this one
             _delete_files([written.preview])
+        if result.acquisition is not None:
+            _acquisition_apply(image, result.acquisition)
         if result.outcome.refused:
             _refusal_apply(image, result.outcome)
         else:
@@ -832,11 +843,20 @@ def _analyses_store(
     Prediction.objects.bulk_create(predictions)
     fields = ["status", "preview", "preview_width", "preview_height"]
     fields += ["refusal_reason", "refusal_message", "refusal_model_version", "error"]
+    fields += ["modality", "manufacturer", "width", "height", "bits_stored"]
     rows_update(changed, fields)
     if failed:
         Image.objects.filter(pk__in=failed).update(status=Image.Status.FAILED, error=FAILED_GENERIC)
     _cases_refresh(case_ids={image.case_id for image in held.values()})
     return {image.pk for image in changed}
+
+
+def _acquisition_apply(image: Image, facts: Acquisition) -> None:
+    image.modality = facts.modality
+    image.manufacturer = facts.manufacturer
+    image.width = facts.width or None
+    image.height = facts.height or None
+    image.bits_stored = facts.bits_stored or None
 
 
 def _refusal_apply(image: Image, refusal: Refusal) -> None:

@@ -155,6 +155,42 @@ def _inspect_dicom(data: bytes, max_pixels: int) -> Inspected:
         raise UnreadableImage("The DICOM file is malformed or truncated.") from exc
 
 
+@dataclass(frozen=True)
+class Acquisition:
+    """Who made an image and how, from its header, for monitoring the inputs a site sends
+    (the mix of scanners, sizes and bit depths): "" or 0 where the file does not say."""
+
+    format: str = ""
+    modality: str = ""
+    manufacturer: str = ""
+    width: int = 0
+    height: int = 0
+    bits_stored: int = 0
+
+
+def acquisition(data: bytes) -> Acquisition:
+    """The acquisition facts of PNG, JPEG or DICOM bytes, read from the header alone.
+    Never raises: an unreadable file gives the empty facts."""
+    try:
+        if is_dicom(data) or _legacy_dicom_header(data) is not None:
+            import pydicom
+
+            ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+            return Acquisition(
+                format="dicom",
+                modality=str(ds.get("Modality", "") or "").strip().upper()[:16],
+                manufacturer=str(ds.get("Manufacturer", "") or "").strip()[:64],
+                width=int(ds.get("Columns", 0) or 0),
+                height=int(ds.get("Rows", 0) or 0),
+                bits_stored=int(ds.get("BitsStored", 0) or 0),
+            )
+        with Image.open(io.BytesIO(data)) as image:
+            bits = 16 if image.mode in {"I;16", "I;16B", "I;16L", "I"} else 8
+            return Acquisition(image_format(data), "", "", image.width, image.height, bits)
+    except Exception:  # messy headers are the norm: facts are for monitoring, never a gate
+        return Acquisition()
+
+
 def decode(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Decoded:
     """Decode PNG, JPEG or DICOM bytes (Part 10, or legacy without preamble) to an image."""
     if not data:
