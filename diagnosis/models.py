@@ -357,6 +357,7 @@ class AuditEvent(models.Model):
         ADMIN_DELETED = "admin_deleted", "Deleted in the admin"
         ACTIVATED = "activated", "Model activated"
         ACTIVATION_OVERRIDDEN = "activation_overridden", "Model activated below its floors"
+        ALERT_ACKNOWLEDGED = "alert_acknowledged", "Monitoring alert acknowledged"
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"

@@ -174,3 +174,47 @@ def operating_points(targets: np.ndarray, scores: np.ndarray, *, limit: int = 20
         }
         for i in keep
     ]
+
+
+def wilson_interval(successes: int, total: int, *, z: float = 1.959964) -> tuple[float, float] | None:
+    """The Wilson score 95% interval of a proportion; None when there is nothing to count.
+    Unlike the normal approximation it stays inside [0, 1] and is honest at 0/n and n/n."""
+    if total <= 0:
+        return None
+    p = successes / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def histogram(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts of scores in [edges[i], edges[i+1]) (the last bin closed), as calibration_bins
+    and the score references on cards count them."""
+    which = np.clip(np.digitize(np.asarray(scores, float), edges[1:-1]), 0, len(edges) - 2)
+    return np.bincount(which, minlength=len(edges) - 1)
+
+
+def population_stability_index(
+    reference: np.ndarray, current: np.ndarray, *, floor: float = 1e-4
+) -> float:
+    """PSI = sum (c - r) ln(c / r) over bins of two count vectors, after normalising each to
+    proportions (empty bins floored so the logarithm stays finite). Rule of thumb: < 0.1
+    stable, 0.1-0.25 a moderate shift, > 0.25 a major one."""
+    r = np.asarray(reference, float)
+    c = np.asarray(current, float)
+    if r.sum() <= 0 or c.sum() <= 0:
+        raise ValueError("Both distributions need at least one count.")
+    r = np.maximum(r / r.sum(), floor)
+    c = np.maximum(c / c.sum(), floor)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def ks_statistic(reference: np.ndarray, current: np.ndarray) -> float:
+    """The Kolmogorov-Smirnov distance between two binned distributions: the largest gap
+    between their cumulative proportions at the bin edges (a lower bound of the raw-score
+    statistic, exact when no bin is split)."""
+    r = np.asarray(reference, float)
+    c = np.asarray(current, float)
+    if r.sum() <= 0 or c.sum() <= 0:
+        raise ValueError("Both distributions need at least one count.")
+    return float(np.max(np.abs(np.cumsum(r) / r.sum() - np.cumsum(c) / c.sum())))

@@ -10,11 +10,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-PACKAGES = ("ml", "chestnet_site", "registry", "diagnosis", "mlops", "dicomnet")
+PACKAGES = ("ml", "chestnet_site", "registry", "diagnosis", "mlops", "dicomnet", "monitoring")
 
-# Floors, bottom up. A module may import its own floor and those below; `mlops` and
-# `dicomnet` (the DICOM network), side by side on the top floor, reach the clinical app only
-# through its services, selectors and roles, never its models, and not each other.
+# Floors, bottom up. A module may import its own floor and those below; `mlops`, `dicomnet`
+# (the DICOM network) and `monitoring`, side by side on the top floor, reach the clinical
+# app only through its services, selectors and roles, never its models, and not each other.
 ALLOWED: dict[str, tuple[str, ...]] = {
     "ml": ("ml",),
     "chestnet_site": ("chestnet_site",),
@@ -34,6 +34,15 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "chestnet_site",
         "registry",
         "dicomnet",
+        "diagnosis.services",
+        "diagnosis.selectors",
+        "diagnosis.roles",
+    ),
+    "monitoring": (
+        "ml",
+        "chestnet_site",
+        "registry",
+        "monitoring",
         "diagnosis.services",
         "diagnosis.selectors",
         "diagnosis.roles",

@@ -1,0 +1,168 @@
+"""Alerts: the active version's recent figures checked against configurable floors (settings
+CHESTNET_ALERT_*), raised where they fall past them, cleared when they are back, and
+acknowledged by a person (audited). Checked by beat every CHESTNET_ALERT_CHECK_S, by
+`manage.py monitoring_check` and when the monitoring page opens."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from chestnet_site.errors import ServiceError
+from chestnet_site.text import visible
+from diagnosis import selectors as clinical
+from diagnosis import services as clinical_services
+from monitoring import figures
+from monitoring.models import Alert
+from registry import selectors as registry
+
+logger = logging.getLogger(__name__)
+
+# diagnosis.models.AuditEvent.Action value (monitoring never imports the clinical models).
+ALERT_ACKNOWLEDGED = "alert_acknowledged"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One figure over its window, against its limit; `value` None: too few images."""
+
+    kind: str
+    value: float | None
+    limit: float
+    window: int
+    below: bool  # True: a floor (alert when under), False: a ceiling (alert when over)
+
+    @property
+    def breached(self) -> bool:
+        if self.value is None:
+            return False
+        return self.value < self.limit if self.below else self.value > self.limit
+
+    def message(self, version: str) -> str:
+        words = dict(Alert.Kind.choices)[self.kind]
+        relation = "floor" if self.below else "ceiling"
+        return (
+            f"{words}: {self.value:.3f} over the last {self.window} images of {version} "
+            f"({relation} {self.limit:.3f})."
+        )
+
+
+def checks_for(version: str, card: dict[str, Any]) -> list[Check]:
+    """The alert figures of `version` over its last CHESTNET_ALERT_WINDOW images."""
+    window = settings.CHESTNET_ALERT_WINDOW
+    minimum = settings.CHESTNET_ALERT_MIN_IMAGES
+    rows = clinical.image_outcomes(model_version=version)[-window:]
+    signed = clinical.image_outcomes(model_version=version, signed_only=True)
+    judged = [r for r in signed if r.status == "done" and r.truth is not None][-window:]
+    confusion = figures.confusion_counts(judged)
+    positives = confusion["tp"] + confusion["fn"]
+    negatives = confusion["tn"] + confusion["fp"]
+    analysed = [r for r in rows if r.probability is not None]
+    refused = sum(r.status == "refused" for r in rows)
+    psi = None
+    reference = figures.score_reference(card)
+    if reference is not None and len(analysed) >= minimum:
+        psi = figures.score_drift(analysed, reference)["psi"]
+    return [
+        Check(
+            Alert.Kind.SENSITIVITY,
+            confusion["tp"] / positives if positives >= minimum else None,
+            settings.CHESTNET_ALERT_MIN_SENSITIVITY,
+            positives,
+            below=True,
+        ),
+        Check(
+            Alert.Kind.SPECIFICITY,
+            confusion["tn"] / negatives if negatives >= minimum else None,
+            settings.CHESTNET_ALERT_MIN_SPECIFICITY,
+            negatives,
+            below=True,
+        ),
+        Check(
+            Alert.Kind.REFUSAL_RATE,
+            refused / len(rows) if len(rows) >= minimum else None,
+            settings.CHESTNET_ALERT_MAX_REFUSAL_RATE,
+            len(rows),
+            below=False,
+        ),
+        Check(
+            Alert.Kind.SCORE_DRIFT, psi, settings.CHESTNET_ALERT_MAX_PSI, len(analysed), below=False
+        ),
+    ]
+
+
+def alerts_check() -> list[Alert]:
+    """Check the active version; raise, update or clear its alerts. Returns the open ones."""
+    active = registry.active_version()
+    if active is None:
+        return []
+    now = timezone.now()
+    with transaction.atomic():
+        open_alerts = {
+            alert.kind: alert
+            for alert in Alert.objects.select_for_update().filter(
+                model_version=active.version, cleared_at__isnull=True
+            )
+        }
+        for check in checks_for(active.version, active.card):
+            alert = open_alerts.get(check.kind)
+            if check.breached:
+                assert check.value is not None  # breached implies a value
+                if alert is None:
+                    alert = Alert(kind=check.kind, model_version=active.version)
+                    logger.warning("Monitoring alert raised: %s", check.message(active.version))
+                alert.value, alert.limit, alert.window = check.value, check.limit, check.window
+                alert.message = check.message(active.version)[:300]
+                alert.checked_at = now
+                alert.save()
+            elif alert is not None and check.value is not None:
+                alert.cleared_at = alert.checked_at = now
+                alert.save(update_fields=["cleared_at", "checked_at"])
+                logger.info("Monitoring alert cleared: %s (%s)", check.kind, active.version)
+    return list(Alert.objects.filter(cleared_at__isnull=True))
+
+
+class AcknowledgeRefused(ServiceError):
+    pass
+
+
+def alert_acknowledge(*, alert_id: int, user, note: str) -> Alert:
+    """Record that `user` has seen the alert and what they are doing about it (audited)."""
+    note = visible(note)
+    if not note:
+        raise AcknowledgeRefused("Say what is being done about the alert (a note is required).")
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().filter(pk=alert_id).first()
+        if alert is None:
+            raise AcknowledgeRefused("No such alert.")
+        if alert.acknowledged_at is not None:
+            raise AcknowledgeRefused("This alert was already acknowledged.")
+        alert.acknowledged_by = user
+        alert.acknowledged_at = timezone.now()
+        alert.acknowledgement = note[:300]
+        alert.save(update_fields=["acknowledged_by", "acknowledged_at", "acknowledgement"])
+        clinical_services.audit_record(
+            actor=user,
+            action=ALERT_ACKNOWLEDGED,
+            detail=f"{alert.get_kind_display()} ({alert.model_version}): {note}",
+        )
+    return alert
+
+
+def open_alerts() -> list[Alert]:
+    return list(Alert.objects.filter(cleared_at__isnull=True).select_related("acknowledged_by"))
+
+
+def alerts_health() -> dict[str, Any]:
+    """For /healthz: open alerts by kind, and how many nobody has acknowledged yet."""
+    alerts = list(Alert.objects.filter(cleared_at__isnull=True).values_list("kind", "acknowledged_at"))
+    return {
+        "open_alerts": sorted({kind for kind, _ in alerts}),
+        "unacknowledged": sum(at is None for _, at in alerts),
+    }
+
