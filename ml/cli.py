@@ -1,4 +1,4 @@
-"""`python -m ml train | evaluate | predict | benchmark`."""
+"""`python -m ml train | evaluate | predict | ensemble | promote | calibrate | benchmark`."""
 
 from __future__ import annotations
 
@@ -102,6 +102,22 @@ def _parser() -> argparse.ArgumentParser:
         "--target-sensitivity", type=float, help="re-choose the threshold on validation"
     )
     promote.set_defaults(handler=_promote)
+
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="refit the calibration and threshold on a site's labelled DATA_DIR/{NORMAL,PNEUMONIA}",
+    )
+    calibrate.add_argument("data_dir")
+    calibrate.add_argument("--output", required=True, help="the calibrated .keras to write")
+    calibrate.add_argument("--model", help="the base .keras artifact (default: the shipped model)")
+    calibrate.add_argument("--target-sensitivity", type=float, default=0.97)
+    calibrate.add_argument(
+        "--min-per-class", type=int, default=50, help="fewest analysed images of each class"
+    )
+    calibrate.add_argument("--version", help="default: <base version>-site-<YYYYMMDD>")
+    calibrate.add_argument("--site", default="", help="the site's name, recorded on the card")
+    calibrate.add_argument("--batch-size", type=int, default=32)
+    calibrate.set_defaults(handler=_calibrate)
 
     benchmark = commands.add_parser("benchmark", help="time preprocessing, forward pass, heatmap")
     benchmark.add_argument("--model")
@@ -232,6 +248,35 @@ def _promote(args: argparse.Namespace) -> int:
         target_sensitivity=args.target_sensitivity,
     )
     print(f"{card['version']} (from {card['candidate_version']}) sha256 {card['sha256']}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import shlex
+
+    from ml.calibrate import calibrate_folder
+
+    card = calibrate_folder(
+        args.data_dir,
+        output=args.output,
+        model=args.model,
+        version=args.version,
+        target_sensitivity=args.target_sensitivity,
+        min_per_class=args.min_per_class,
+        batch_size=args.batch_size,
+        site=args.site,
+        command="python -m ml " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    entry = card["site_calibration"]
+    keys = [
+        *("threshold", "scale", "shift", "sensitivity", "sensitivity_ci95", "specificity"),
+        *("specificity_ci95", "expected_calibration_error", "roc_auc", "figures_are"),
+    ]
+    scoring = entry["scoring"]
+    summary = {"version": card["version"], "base_version": entry["base_version"]}
+    summary.update(counts=entry["images"], **{key: entry[key] for key in keys})
+    summary.update(refused=scoring["refused"], refused_by_reason=scoring["refused_by_reason"])
+    print(json.dumps(summary, indent=2))
     return 0
 
 

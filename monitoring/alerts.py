@@ -160,9 +160,49 @@ def open_alerts() -> list[Alert]:
 
 def alerts_health() -> dict[str, Any]:
     """For /healthz: open alerts by kind, and how many nobody has acknowledged yet."""
-    alerts = list(Alert.objects.filter(cleared_at__isnull=True).values_list("kind", "acknowledged_at"))
+    alerts = list(
+        Alert.objects.filter(cleared_at__isnull=True).values_list("kind", "acknowledged_at")
+    )
     return {
         "open_alerts": sorted({kind for kind, _ in alerts}),
         "unacknowledged": sum(at is None for _, at in alerts),
     }
 
+
+_GAUGES: dict[str, str] = {
+    Alert.Kind.SENSITIVITY: "chestnet_monitoring_sensitivity",
+    Alert.Kind.SPECIFICITY: "chestnet_monitoring_specificity",
+    Alert.Kind.REFUSAL_RATE: "chestnet_monitoring_refusal_rate",
+    Alert.Kind.SCORE_DRIFT: "chestnet_monitoring_score_psi",
+}
+
+
+def gauges() -> list[tuple[str, str, dict[str, str], float]]:
+    """For /metrics: the active version's alert figures over their windows (those with
+    enough images), their limits, and the open alerts by kind."""
+    active = registry.active_version()
+    samples: list[tuple[str, str, dict[str, str], float]] = []
+    if active is not None:
+        labels = {"model_version": active.version}
+        for check in checks_for(active.version, active.card):
+            words = dict(Alert.Kind.choices)[check.kind]
+            if check.value is not None:
+                samples.append(
+                    (
+                        _GAUGES[check.kind],
+                        f"{check.kind} over the alert window",
+                        labels,
+                        check.value,
+                    )
+                )
+            samples.append(
+                (f"{_GAUGES[check.kind]}_limit", f"The alert limit: {words}", labels, check.limit)
+            )
+    open_by_kind: dict[str, int] = dict.fromkeys(_GAUGES, 0)
+    for kind in Alert.objects.filter(cleared_at__isnull=True).values_list("kind", flat=True):
+        open_by_kind[kind] = open_by_kind.get(kind, 0) + 1
+    for kind, count in open_by_kind.items():
+        samples.append(
+            ("chestnet_monitoring_alerts_open", "Open monitoring alerts", {"kind": kind}, count)
+        )
+    return samples

@@ -8,6 +8,8 @@ class MonitoringConfig(AppConfig):
 
     def ready(self) -> None:
         from chestnet_site.health import check_register
-        from monitoring.alerts import alerts_health
+        from monitoring.alerts import alerts_health, gauges
+        from monitoring.prometheus import gauge_source_register
 
         check_register("monitoring", alerts_health)
+        gauge_source_register(gauges)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from diagnosis.selectors import ImageOutcome as Outcome
 from ml import metrics
 
 # The score histogram monitoring compares against a version's reference: 10 equal bins,
@@ -21,22 +22,6 @@ from ml import metrics
 SCORE_EDGES = np.linspace(0.0, 1.0, 11)
 # Bins coarser than the reference's are merged into these, finer ones are summed.
 RELIABILITY_BINS = 10
-
-
-class Outcome(Protocol):
-    status: str
-    refusal_reason: str
-    probability: float | None
-    ai_label: str | None
-    finding: str | None
-    modality: str
-    manufacturer: str
-    width: int | None
-    height: int | None
-    bits_stored: int | None
-
-    @property
-    def truth(self) -> int | None: ...
 
 
 def _rate(successes: int, total: int) -> tuple[float | None, list[float] | None]:
@@ -204,7 +189,5 @@ def input_drift(current: Sequence[Outcome], baseline: Sequence[Outcome]) -> dict
         keys = sorted(set(now[fact]) | set(before[fact]))
         a = np.array([before[fact].get(k, 0) for k in keys], float)
         b = np.array([now[fact].get(k, 0) for k in keys], float)
-        drift[fact] = (
-            metrics.population_stability_index(a, b) if a.sum() and b.sum() else None
-        )
+        drift[fact] = metrics.population_stability_index(a, b) if a.sum() and b.sum() else None
     return {"psi": drift, "baseline_images": len(baseline)}

@@ -153,7 +153,9 @@ def _splits(rows: Sequence[ImageOutcome]) -> dict[str, dict[str, Any]]:
         groups: dict[str, list[ImageOutcome]] = defaultdict(list)
         for row in rows:
             groups[key(row)].append(row)
-        result[name] = {value: figures.group_figures(group) for value, group in sorted(groups.items())}
+        result[name] = {
+            value: figures.group_figures(group) for value, group in sorted(groups.items())
+        }
     return result
 
 

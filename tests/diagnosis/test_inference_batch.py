@@ -308,3 +308,43 @@ def test_a_reanalysed_image_keeps_its_preview_and_no_second_one_is_written(setti
     image.refresh_from_db()
     assert image.preview.name == preview
     assert _stored_files(settings) - files == {image.prediction.heatmap.name}
+
+
+def test_the_worker_records_each_images_acquisition_facts_analysed_or_refused():
+    from ml.outcome import Refusal
+    from tests.support import dicom_files
+
+    pixels = (np.arange(300 * 200).reshape(300, 200) % 4096).astype(np.uint16)
+    dicom = dicom_files.to_bytes(dicom_files.radiograph(pixels=pixels, modality="CR"))
+    analysed = factories.ImageFactory(
+        case=factories.CaseFactory(), original=ContentFile(dicom, name="x.dcm")
+    )
+    refused = factories.ImageFactory(
+        case=factories.CaseFactory(), original=ContentFile(png_bytes(96, 80), name="x.png")
+    )
+
+    class RefusingPng(FakePredictor):
+        def predict(self, data, *, heatmap=False, age_years=None):
+            if data.startswith(b"\x89PNG"):
+                return Refusal(reason="not_chest_radiograph", message="A photograph.")
+            return super().predict(data, heatmap=heatmap, age_years=age_years)
+
+    predictor = RefusingPng()
+    for image in (analysed, refused):
+        services.inference_run(
+            image_id=image.pk, token=f"t{image.pk}", predictor_loader=lambda: predictor
+        )
+    analysed.refresh_from_db()
+    refused.refresh_from_db()
+    assert analysed.status == "done" and refused.status == "refused"
+    facts = ("modality", "manufacturer", "width", "height", "bits_stored")
+    assert [getattr(analysed, f) for f in facts] == ["CR", "TestVendor", 200, 300, 12]
+    assert [getattr(refused, f) for f in facts] == ["", "", 96, 80, 8]
+
+
+def test_acquisition_facts_never_raise_on_a_broken_file():
+    from ml.preprocessing import Acquisition, acquisition
+
+    assert acquisition(b"") == Acquisition()
+    broken = acquisition(b"\x00" * 128 + b"DICM" + b"\xff" * 40)
+    assert (broken.manufacturer, broken.width, broken.bits_stored) == ("", 0, 0)

@@ -146,8 +146,9 @@ def test_the_api_counts_equal_the_cases_own_labels_and_findings(
     assert summary["signed_by_finding"]["indeterminate"] == 2
     zeta = data["by_manufacturer"]["Zeta"]
     assert zeta["analysed"] == 10
-    assert sum(data["by_manufacturer"][m]["confusion"]["tp"] for m in data["by_manufacturer"]) == (
-        expected["tp"]
+    assert (
+        sum(data["by_manufacturer"][m]["confusion"]["tp"] for m in data["by_manufacturer"])
+        == (expected["tp"])
     )
     assert data["query"]["version"] == VERSION
     assert data["reliability"]["count"] == 31
@@ -212,8 +213,17 @@ def test_score_drift_is_near_zero_for_the_reference_and_large_when_shifted():
             self.probability = p
 
     rng = np.random.default_rng(0)
-    same = [Row(p) for p in np.concatenate([rng.uniform(lo, lo + 0.1, n) for lo, n in zip(
-        np.arange(0, 1, 0.1), [300, 100, 50, 50, 50, 50, 50, 50, 100, 300], strict=True)])]
+    same = [
+        Row(p)
+        for p in np.concatenate(
+            [
+                rng.uniform(lo, lo + 0.1, n)
+                for lo, n in zip(
+                    np.arange(0, 1, 0.1), [300, 100, 50, 50, 50, 50, 50, 50, 100, 300], strict=True
+                )
+            ]
+        )
+    ]
     shifted = [Row(p) for p in rng.uniform(0.3, 0.7, 500)]
     assert figures.score_drift(same, reference)["psi"] < 0.02
     drift = figures.score_drift(shifted, reference)
@@ -278,3 +288,27 @@ def test_a_refusal_rate_alert_and_drift_alert(version, settings):
         _analysed_case(0.5)
     kinds = {alert.kind for alert in alerts.alerts_check()}
     assert kinds == {Alert.Kind.REFUSAL_RATE, Alert.Kind.SCORE_DRIFT}
+
+
+def test_metrics_carry_the_monitoring_figures_and_open_alerts(
+    version, radiologist, client, settings
+):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings.CHESTNET_ALERT_MIN_IMAGES = 5
+    settings.CHESTNET_ALERT_MAX_PSI = 100.0
+    for i in range(10):
+        _sign(_analysed_case(0.9 if i < 6 else 0.1), radiologist, "normal")
+    alerts.alerts_check()
+    text = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    labels = (("model_version", VERSION),)
+    assert samples[("chestnet_monitoring_specificity", labels)] == pytest.approx(0.4)
+    assert samples[("chestnet_monitoring_specificity_limit", labels)] == pytest.approx(0.75)
+    assert ("chestnet_monitoring_sensitivity", labels) not in samples  # no positives yet
+    assert samples[("chestnet_monitoring_alerts_open", (("kind", "specificity"),))] == 1
+    assert samples[("chestnet_monitoring_alerts_open", (("kind", "sensitivity"),))] == 0
