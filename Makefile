@@ -39,7 +39,7 @@ LINTED := chestnet_site registry diagnosis mlops dicomnet monitoring ml scripts/
 	scripts/ood_corpus.py scripts/gate_report.py scripts/recipe_report.py \
 	scripts/validation_stress.py scripts/upload_memory.py scripts/worklist_benchmark.py scripts/pipeline_benchmark.py scripts/encoding_benchmark.py \
 	scripts/remote_workers_benchmark.py scripts/site_calibration_study.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
-	tests/ml tests/mlops tests/dicomnet tests/registry tests/support tests/test_architecture.py \
+	tests/ml tests/mlops tests/dicomnet tests/registry tests/monitoring tests/support tests/test_architecture.py \
 	tests/test_docker_files.py tests/test_storage_settings.py tests/test_database_settings.py \
 	tests/test_worker_environment.py manage.py
 

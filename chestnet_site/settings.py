@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -85,6 +86,7 @@ INSTALLED_APPS = [
     "diagnosis",
     "mlops",
     "dicomnet",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -116,6 +118,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "diagnosis.context_processors.roles",
+                "monitoring.context_processors.alerts",
             ],
         },
     },
@@ -186,6 +189,23 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("CHESTNET_SESSION_AT_BROWSER_CLOSE", 
 # Requests per minute to the API, per signed-in user and per address for anonymous ones.
 CHESTNET_API_USER_RATE_PER_MIN = env_int("CHESTNET_API_USER_RATE_PER_MIN", 600, minimum=1)
 CHESTNET_API_ANON_RATE_PER_MIN = env_int("CHESTNET_API_ANON_RATE_PER_MIN", 60, minimum=1)
+# /metrics for Prometheus (docs/operations.md, "Metrics"): read with this bearer token
+# (empty: no token opens it), or from these addresses or networks ("none": from none),
+# matched against the connection's own address; a request relayed by a proxy needs the token.
+CHESTNET_METRICS_TOKEN = env_str("CHESTNET_METRICS_TOKEN", "") or ""
+if CHESTNET_METRICS_TOKEN and len(CHESTNET_METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("CHESTNET_METRICS_TOKEN must be at least 32 characters.")
+CHESTNET_METRICS_ALLOWED_IPS = env_list("CHESTNET_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+if CHESTNET_METRICS_ALLOWED_IPS == ["none"]:
+    CHESTNET_METRICS_ALLOWED_IPS = []
+for _network in CHESTNET_METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"CHESTNET_METRICS_ALLOWED_IPS must list addresses or networks (10.0.0.0/8), "
+            f"got {_network!r}."
+        ) from None
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
@@ -326,6 +346,32 @@ CHESTNET_ACTIVATION_MIN_SPECIFICITY = env_float(
     "CHESTNET_ACTIVATION_MIN_SPECIFICITY", 0.80, minimum=0, maximum=1
 )
 CHESTNET_ACTIVATION_MIN_TEST_IMAGES = env_int("CHESTNET_ACTIVATION_MIN_TEST_IMAGES", 200, minimum=0)
+# Site calibration (mlops.calibration): the share of the site's signed cases held back to
+# evaluate the calibrated version (the rest fit it), the fewest images of each class the
+# fitting part needs, and the sensitivity the new threshold is chosen for.
+CHESTNET_CALIBRATION_HOLDOUT = env_float(
+    "CHESTNET_CALIBRATION_HOLDOUT", 0.3, minimum=0.05, maximum=0.9
+)
+CHESTNET_CALIBRATION_MIN_PER_CLASS = env_int("CHESTNET_CALIBRATION_MIN_PER_CLASS", 50, minimum=1)
+CHESTNET_CALIBRATION_TARGET_SENSITIVITY = env_float(
+    "CHESTNET_CALIBRATION_TARGET_SENSITIVITY", 0.97, minimum=0.5, maximum=0.999
+)
+# Monitoring alerts (monitoring.alerts): the active version's last CHESTNET_ALERT_WINDOW
+# images, judged once a figure counts CHESTNET_ALERT_MIN_IMAGES (positives for sensitivity,
+# negatives for specificity); drift is the PSI of scores against the version's reference.
+CHESTNET_ALERT_WINDOW = env_int("CHESTNET_ALERT_WINDOW", 200, minimum=1)
+CHESTNET_ALERT_MIN_IMAGES = env_int("CHESTNET_ALERT_MIN_IMAGES", 20, minimum=1)
+CHESTNET_ALERT_MIN_SENSITIVITY = env_float(
+    "CHESTNET_ALERT_MIN_SENSITIVITY", 0.90, minimum=0, maximum=1
+)
+CHESTNET_ALERT_MIN_SPECIFICITY = env_float(
+    "CHESTNET_ALERT_MIN_SPECIFICITY", 0.75, minimum=0, maximum=1
+)
+CHESTNET_ALERT_MAX_REFUSAL_RATE = env_float(
+    "CHESTNET_ALERT_MAX_REFUSAL_RATE", 0.20, minimum=0, maximum=1
+)
+CHESTNET_ALERT_MAX_PSI = env_float("CHESTNET_ALERT_MAX_PSI", 0.25, minimum=0)
+CHESTNET_ALERT_CHECK_S = env_int("CHESTNET_ALERT_CHECK_S", 300, minimum=5)
 
 # The DICOM network (dicomnet). The listener (C-STORE SCP, C-ECHO) started by `make run`:
 # port 0 turns it off; the address it binds (0.0.0.0 to take studies from other hosts) and
@@ -383,6 +429,7 @@ CELERY_TASK_ROUTES = {
     "mlops.tasks.training_run_task": {"queue": "training"},
     "mlops.tasks.evaluation_run_task": {"queue": "training"},
     "mlops.tasks.dataset_import_task": {"queue": "training"},
+    "mlops.tasks.calibration_run_task": {"queue": "training"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A message a dead worker held (acks_late) goes back to the queue this long after delivery;
@@ -416,6 +463,10 @@ CELERY_BEAT_SCHEDULE = {
     "send-findings-to-pacs": {
         "task": "dicomnet.tasks.outbound_sweep_task",
         "schedule": float(CHESTNET_PACS_SWEEP_S),
+    },
+    "check-monitoring-alerts": {
+        "task": "monitoring.tasks.alerts_check_task",
+        "schedule": float(CHESTNET_ALERT_CHECK_S),
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(CHESTNET_HOME / "celerybeat-schedule")

@@ -555,7 +555,9 @@ def image_outcomes(
                 bits_stored=image.bits_stored,
                 status=image.status,
                 refusal_reason=image.refusal_reason,
-                model_version=prediction.model_version if prediction else image.refusal_model_version,
+                model_version=prediction.model_version
+                if prediction
+                else image.refusal_model_version,
                 probability=prediction.probability if prediction else None,
                 ai_label=prediction.label if prediction else None,
                 threshold=prediction.threshold if prediction else None,

@@ -30,7 +30,14 @@ from diagnosis.models import AuditEvent, Case, Image, Prediction, PriorPredictio
 from ml.header import element_text, read_header
 from ml.outcome import Refusal
 from ml.overlay import heatmap_png, heatmap_size
-from ml.preprocessing import Acquisition, ImageError, UnreadableImage, acquisition, inspect, preview_jpeg
+from ml.preprocessing import (
+    Acquisition,
+    ImageError,
+    UnreadableImage,
+    acquisition,
+    inspect,
+    preview_jpeg,
+)
 
 logger = logging.getLogger(__name__)
 

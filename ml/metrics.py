@@ -176,7 +176,9 @@ def operating_points(targets: np.ndarray, scores: np.ndarray, *, limit: int = 20
     ]
 
 
-def wilson_interval(successes: int, total: int, *, z: float = 1.959964) -> tuple[float, float] | None:
+def wilson_interval(
+    successes: int, total: int, *, z: float = 1.959964
+) -> tuple[float, float] | None:
     """The Wilson score 95% interval of a proportion; None when there is nothing to count.
     Unlike the normal approximation it stays inside [0, 1] and is honest at 0/n and n/n."""
     if total <= 0:

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 
 from ml.config import ARCHS
+from mlops.calibration import CalibrationFilters
 from mlops.models import Label
 from mlops.services import RUN_DEFAULTS, RUN_LIMITS
 
@@ -76,3 +78,56 @@ class ActivateForm(forms.Form):
 
 class RollbackForm(forms.Form):
     override_reason = _override_reason()
+
+
+class CalibrationForm(forms.Form):
+    """Which signed cases a site calibration uses, and how it is judged."""
+
+    since = forms.DateField(
+        required=False, label="Signed cases from", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        required=False, label="to (inclusive)", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    source = forms.CharField(
+        required=False, max_length=64, help_text="upload, dimse, stow or a calling AE title"
+    )
+    modality = forms.CharField(required=False, max_length=16)
+    manufacturer = forms.CharField(required=False, max_length=64)
+    holdout_percent = forms.IntegerField(
+        min_value=5, max_value=90, label="Held back to judge it (% of cases)"
+    )
+    target_sensitivity = forms.FloatField(min_value=0.5, max_value=0.999)
+    site = forms.CharField(required=False, max_length=100, label="Site name (on the card)")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["holdout_percent"].initial = round(settings.CHESTNET_CALIBRATION_HOLDOUT * 100)
+        self.fields["target_sensitivity"].initial = settings.CHESTNET_CALIBRATION_TARGET_SENSITIVITY
+        for name in ("source", "modality", "manufacturer"):  # suggestions: the page's datalists
+            self.fields[name].widget.attrs["list"] = f"calibration-{name}-choices"
+
+    def clean(self) -> dict:
+        data = super().clean() or {}
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            raise forms.ValidationError("The first date is after the last.")
+        return data
+
+    def filters(self) -> CalibrationFilters:
+        data = self.cleaned_data
+        return CalibrationFilters(
+            since=data.get("since"),
+            until=data.get("until"),
+            source=data.get("source", "").strip(),
+            modality=data.get("modality", "").strip(),
+            manufacturer=data.get("manufacturer", "").strip(),
+        )
+
+    def options(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "holdout": data["holdout_percent"] / 100,
+            "target_sensitivity": data["target_sensitivity"],
+            "site": data.get("site", ""),
+        }

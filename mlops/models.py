@@ -1,5 +1,5 @@
-"""Labelled datasets, imports, training runs and evaluations of model versions (the
-versions themselves live in the registry). Web-side writes happen in mlops.services,
+"""Labelled datasets, imports, training runs, evaluations and site calibrations of model
+versions (the versions themselves live in the registry). Web-side writes happen in mlops.services,
 worker-side ones in mlops.execute."""
 
 from __future__ import annotations
@@ -214,8 +214,59 @@ class Evaluation(models.Model):
         return f"Evaluation {self.pk}"
 
 
+class SiteCalibration(models.Model):
+    """A base version calibrated on this site's signed cases into a new version: the
+    filters that chose the cases, the case-level split into a fitting and a held-back part
+    (`items`, fixed when it was requested), the fit, and the base's and the new version's
+    figures on the held-back part (mlops.calibration, mlops.execute.calibration)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    base_version = models.ForeignKey(
+        "registry.ModelVersion", on_delete=models.PROTECT, related_name="site_calibrations"
+    )
+    new_version = models.OneToOneField(
+        "registry.ModelVersion",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="site_calibration",
+    )
+    filters = models.JSONField(default=dict)  # since, until, source, modality, manufacturer
+    options = models.JSONField(default=dict)  # holdout, target_sensitivity, min_per_class...
+    # One row per image: [image id, case id, probability, served threshold, truth, held back].
+    items = models.JSONField(default=list)
+    counts = models.JSONField(default=dict)  # {"fitting": {"NORMAL": n, ...}, "held_back": ...}
+    fit = models.JSONField(default=dict)  # scale, shift, threshold, in-sample figures
+    before = models.JSONField(default=dict)  # the base version on the held-back part
+    after = models.JSONField(default=dict)  # the calibrated version on the held-back part
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Site calibration {self.pk} of {self.base_version_id}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+
 class Event(models.Model):
-    """Audit trail of imports, relabels, exclusions, splits, runs and evaluations."""
+    """Audit trail of imports, relabels, exclusions, splits, runs, evaluations and site
+    calibrations."""
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"

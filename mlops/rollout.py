@@ -2,7 +2,8 @@
 rollback under that policy (the browser and `manage.py activate_model` alike).
 
 A version is judged on evidence: its latest finished test evaluation here (mlops
-Evaluation), else its card's held-out validation (the shipped default, an imported file).
+Evaluation), else its card's held-out validation (the shipped default, an imported file; for
+a site calibration, the site's held-back cases: mlops.execute.calibration).
 At the threshold it would serve, the evidence must reach the floors (ROC AUC, sensitivity,
 specificity: settings CHESTNET_ACTIVATION_MIN_*) on at least
 CHESTNET_ACTIVATION_MIN_TEST_IMAGES images. Below them, activation needs an override reason,
@@ -109,7 +110,10 @@ def activation_evidence(*, version: ModelVersion, threshold: float) -> Evidence:
     if evaluation is not None:
         source = f"test evaluation on {evaluation.dataset.name}"
         return _evidence(source, evaluation.metrics, threshold, complete_curve=True)
-    return _evidence("card's validation", version.validation, threshold, complete_curve=False)
+    # A site calibration's card carries the figures on the site's held-back cases.
+    held_back = version.validation.get("held_back_site_cases")
+    source = "card's validation on held-back site cases" if held_back else "card's validation"
+    return _evidence(source, version.validation, threshold, complete_curve=False)
 
 
 def activation_check(*, version: ModelVersion, threshold: float) -> Verdict:

@@ -6,7 +6,16 @@ import hashlib
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 
-from mlops.models import Dataset, DatasetImage, Evaluation, Event, Label, Split, TrainingRun
+from mlops.models import (
+    Dataset,
+    DatasetImage,
+    Evaluation,
+    Event,
+    Label,
+    SiteCalibration,
+    Split,
+    TrainingRun,
+)
 from registry.models import ModelVersion
 
 
@@ -100,3 +109,22 @@ def evaluation_pair(
         )
 
     return digest, latest(a), latest(b)
+
+
+def calibration_of(version: ModelVersion) -> SiteCalibration | None:
+    """The site calibration that produced this version, if it is one."""
+    return (
+        SiteCalibration.objects.select_related("base_version", "requested_by")
+        .defer("items")
+        .filter(new_version=version)
+        .first()
+    )
+
+
+def calibrations_from(version: ModelVersion) -> QuerySet[SiteCalibration]:
+    """The site calibrations of this version (as their base), newest first."""
+    return (
+        SiteCalibration.objects.filter(base_version=version)
+        .select_related("new_version", "requested_by")
+        .defer("items")
+    )

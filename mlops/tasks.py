@@ -1,6 +1,7 @@
 """Thin Celery tasks: ids in, one call of the worker side (mlops.execute). Training,
-evaluation and dataset imports run on the `training` queue; the feedback pull is periodic,
-on the default queue. TensorFlow is imported inside the worker child, never at import."""
+evaluation, site calibration and dataset imports run on the `training` queue; the feedback
+pull is periodic, on the default queue. TensorFlow is imported inside the worker child,
+never at import."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from celery import shared_task
 from celery.signals import task_failure
 from django.conf import settings
 
-from mlops.execute import evaluation, feedback, imports, training_run
+from mlops.execute import calibration, evaluation, feedback, imports, training_run
 
 LONG = {
     "soft_time_limit": settings.CHESTNET_TRAINING_TIME_LIMIT_S,
@@ -33,6 +34,11 @@ def evaluation_run_task(evaluation_id: int) -> str:
     return evaluation.evaluation_execute(evaluation_id=evaluation_id)
 
 
+@shared_task(**LONG)
+def calibration_run_task(calibration_id: int) -> str:
+    return calibration.calibration_execute(calibration_id=calibration_id)
+
+
 @shared_task(acks_late=True, ignore_result=True)
 def feedback_pull_task() -> int:
     return feedback.feedback_pull()
@@ -47,6 +53,7 @@ def _child_lost(sender=None, args=None, exception=None, **kwargs) -> None:
     lost = {
         training_run_task.name: training_run.training_run_lost,
         evaluation_run_task.name: evaluation.evaluation_lost,
+        calibration_run_task.name: calibration.calibration_lost,
         dataset_import_task.name: imports.import_job_lost,
     }.get(sender.name)
     if lost is not None:

@@ -26,6 +26,17 @@ urlpatterns = [
     path("versions/compare/", views.version_compare, name="version_compare"),
     path("versions/<int:version_id>/", views.version_detail, name="version_detail"),
     path("versions/<int:version_id>/activate/", views.version_activate, name="version_activate"),
+    path("versions/<int:version_id>/calibrate/", views.version_calibrate, name="version_calibrate"),
+    path(
+        "calibrations/<int:calibration_id>/",
+        views.calibration_detail,
+        name="calibration_detail",
+    ),
+    path(
+        "calibrations/<int:calibration_id>/status/",
+        views.calibration_status,
+        name="calibration_status",
+    ),
     path(
         "activations/<int:activation_id>/rollback/", views.version_rollback, name="version_rollback"
     ),

@@ -7,6 +7,7 @@ import functools
 import os
 from typing import TypeVar
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
@@ -17,13 +18,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from diagnosis import roles
 from diagnosis import selectors as clinical
 from diagnosis import services as clinical_services
-from mlops import forms, rollout, selectors, services
-from mlops.models import Dataset, DatasetImage, Evaluation, ImportJob, TrainingRun
+from mlops import calibration, forms, rollout, selectors, services
+from mlops.models import Dataset, DatasetImage, Evaluation, ImportJob, SiteCalibration, TrainingRun
 from registry import selectors as registry
 from registry.models import Activation, ModelVersion
 
@@ -358,6 +359,8 @@ def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
             "floors": rollout.floors(),
             "plots": PLOTS,
             "points": registry.operating_points(version),
+            "site_calibration": _calibration_view(selectors.calibration_of(version)),
+            "calibrations": selectors.calibrations_from(version)[:10],
         },
     )
 
@@ -488,6 +491,108 @@ METRIC_ROWS = (
 def _compare_rows(eval_a: Evaluation | None, eval_b: Evaluation | None) -> list[tuple]:
     done = [e.metrics if e and e.status == Evaluation.Status.DONE else {} for e in (eval_a, eval_b)]
     return [(key, done[0].get(key), done[1].get(key)) for key in METRIC_ROWS]
+
+
+# --- site calibration ------------------------------------------------------------------
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def version_calibrate(request: HttpRequest, version_id: int) -> HttpResponse:
+    """GET: the form and how many signed images of each class it matches (recounted for
+    every change of the filters); POST: start the calibration, or say why it cannot."""
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    if request.method == "GET":
+        form = forms.CalibrationForm(request.GET or _calibration_defaults())
+        return _calibrate_page(request, version, form)
+    form = forms.CalibrationForm(request.POST)
+    if form.is_valid():
+        try:
+            job = calibration.calibration_start(
+                version=version, filters=form.filters(), user=request.user, **form.options()
+            )
+        except services.ServiceError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, "Site calibration queued on the training worker.")
+            return redirect("mlops:calibration_detail", calibration_id=job.pk)
+    return _calibrate_page(request, version, form)
+
+
+def _calibration_defaults() -> dict:
+    form = forms.CalibrationForm()
+    return {name: form.fields[name].initial for name in ("holdout_percent", "target_sensitivity")}
+
+
+def _calibrate_page(
+    request: HttpRequest, version: ModelVersion, form: forms.CalibrationForm
+) -> HttpResponse:
+    context: dict = {"version": version, "form": form, "preview": None}
+    if form.is_valid():
+        options = form.options()
+        context["preview"] = calibration.calibration_set(
+            version=version,
+            filters=form.filters(),
+            holdout=options["holdout"],
+            min_per_class=settings.CHESTNET_CALIBRATION_MIN_PER_CLASS,
+        )
+        context["counts"] = context["preview"].counts()
+    context["min_per_class"] = settings.CHESTNET_CALIBRATION_MIN_PER_CLASS
+    context["choices"] = _filter_choices(version)
+    status = 200 if form.is_valid() and request.method == "GET" else 400
+    return render(request, "mlops/calibrate.html", context, status=status)
+
+
+def _filter_choices(version: ModelVersion) -> dict[str, list[str]]:
+    """The sources, modalities and manufacturers among the version's signed images, offered
+    as suggestions in the form."""
+    rows = calibration.calibration_outcomes(
+        version=version, filters=calibration.CalibrationFilters()
+    )
+    return {
+        "source": sorted({r.source for r in rows} | {r.sender for r in rows if r.sender}),
+        "modality": sorted({r.modality for r in rows if r.modality}),
+        "manufacturer": sorted({r.manufacturer for r in rows if r.manufacturer}),
+    }
+
+
+@admin_required
+@require_GET
+def calibration_detail(request: HttpRequest, calibration_id: int) -> HttpResponse:
+    job = get_object_or_404(
+        SiteCalibration.objects.select_related("base_version", "new_version", "requested_by").defer(
+            "items"
+        ),
+        pk=calibration_id,
+    )
+    return render(request, "mlops/calibration_detail.html", {"view": _calibration_view(job)})
+
+
+@admin_required
+@never_cache
+@require_GET
+def calibration_status(request: HttpRequest, calibration_id: int) -> JsonResponse:
+    job = get_object_or_404(
+        SiteCalibration.objects.select_related("new_version").defer("items"), pk=calibration_id
+    )
+    version = job.new_version
+    return JsonResponse(
+        {
+            "status": job.status,
+            "error": job.error,
+            "version": version.version if version else None,
+            "version_url": reverse("mlops:version_detail", args=[version.pk]) if version else None,
+        }
+    )
+
+
+def _calibration_view(job: SiteCalibration | None) -> dict | None:
+    """The job with its before/after table and its filters in words, for the templates."""
+    if job is None:
+        return None
+    rows = calibration.comparison_rows(before=job.before, after=job.after) if job.after else []
+    filters = calibration.CalibrationFilters.from_json(job.filters).describe()
+    return {"job": job, "rows": rows, "filters": filters}
 
 
 # --- cases: re-run with the active version ---------------------------------------------

@@ -15,7 +15,9 @@ from monitoring.views import may_monitor
 _PARAMETERS = [
     OpenApiParameter("version", str, description="model version (default: the active one)"),
     OpenApiParameter("period", str, enum=["day", "week"], description="default week"),
-    OpenApiParameter("start", OpenApiTypes.DATE, description="first day (default: 14 days or 8 weeks back)"),
+    OpenApiParameter(
+        "start", OpenApiTypes.DATE, description="first day (default: 14 days or 8 weeks back)"
+    ),
     OpenApiParameter("end", OpenApiTypes.DATE, description="last day, inclusive (default today)"),
     OpenApiParameter("source", str, description="upload, dimse, stow, or a calling AE title"),
     OpenApiParameter("modality", str),

@@ -72,7 +72,7 @@ def reliability_svg(reliability: dict[str, Any]) -> SafeString:
         body.append(
             f'<circle cx="{_x(b["mean_probability"]):.1f}" cy="{_y(b["observed_rate"]):.1f}" '
             f'r="{radius:.1f}" fill="{BAR}"><title>{b["count"]} images: predicted '
-            f'{b["mean_probability"]:.2f}, observed {b["observed_rate"]:.2f}</title></circle>'
+            f"{b['mean_probability']:.2f}, observed {b['observed_rate']:.2f}</title></circle>"
         )
     if not points:
         body.append(_empty("No signed cases yet"))
@@ -103,7 +103,9 @@ def scores_svg(drift: dict[str, Any]) -> SafeString:
             f"{_x((low + high) / 2):.1f},{_y(share / tallest):.1f}"
             for low, high, share in zip(edges[:-1], edges[1:], ref_shares, strict=True)
         )
-        body.append(f'<polyline points="{path}" fill="none" stroke="{REFERENCE}" stroke-width="2"/>')
+        body.append(
+            f'<polyline points="{path}" fill="none" stroke="{REFERENCE}" stroke-width="2"/>'
+        )
     if not total:
         body.append(_empty("No analysed images"))
     return _frame("Scores (bars) vs reference (line)", "P(pneumonia)", "Share", body)

@@ -14,6 +14,9 @@ class ModelVersion(models.Model):
     class Origin(models.TextChoices):
         SHIPPED = "shipped", "Shipped default"
         TRAINED = "trained", "Trained here"
+        # A base version's probabilities and threshold refitted on this site's signed
+        # cases (mlops site calibration); the base version is on its card.
+        CALIBRATED = "calibrated", "Calibrated to this site"
 
     version = models.CharField(max_length=100, unique=True)
     origin = models.CharField(max_length=10, choices=Origin.choices)

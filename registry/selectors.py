@@ -69,7 +69,7 @@ def operating_points(version: ModelVersion) -> list[dict]:
 def threshold_for(version: ModelVersion, choice: str) -> tuple[float, str]:
     """(threshold, description) for "card" or a target sensitivity such as "0.97"."""
     if choice == CARD_DEFAULT:
-        rule = version.card.get("threshold_rule", "as trained")[:80]
+        rule = _fitting(version.card.get("threshold_rule", "as trained"), 84)
         return float(version.card["threshold"]), f"card default: {rule}"
     try:
         target = float(choice)
@@ -84,3 +84,11 @@ def threshold_for(version: ModelVersion, choice: str) -> tuple[float, str]:
         f"sensitivity ≥ {target:.2f} (validation: sensitivity {point['sensitivity']:.3f}, "
         f"specificity {point['specificity']:.3f})"
     )
+
+
+def _fitting(text: str, limit: int) -> str:
+    """`text` cut at a word to at most `limit` characters, with "…" where cut
+    (Activation.operating_point holds 100 characters)."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:(") + "…"

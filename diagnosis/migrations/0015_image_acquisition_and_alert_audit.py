@@ -4,40 +4,63 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('diagnosis', '0014_integration_role'),
+        ("diagnosis", "0014_integration_role"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='image',
-            name='bits_stored',
+            model_name="image",
+            name="bits_stored",
             field=models.PositiveSmallIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='image',
-            name='height',
+            model_name="image",
+            name="height",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='image',
-            name='manufacturer',
+            model_name="image",
+            name="manufacturer",
             field=models.CharField(blank=True, max_length=64),
         ),
         migrations.AddField(
-            model_name='image',
-            name='modality',
+            model_name="image",
+            name="modality",
             field=models.CharField(blank=True, max_length=16),
         ),
         migrations.AddField(
-            model_name='image',
-            name='width',
+            model_name="image",
+            name="width",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='auditevent',
-            name='action',
-            field=models.CharField(choices=[('created', 'Created'), ('received', 'Instance received'), ('viewed', 'Viewed'), ('listed', 'Listed'), ('claimed', 'Claimed'), ('released', 'Released'), ('reassigned', 'Reassigned'), ('signed', 'Signed'), ('amended', 'Amended'), ('retried', 'Retried'), ('reanalysed', 'Reanalysed'), ('viewed_file', 'Viewed file'), ('login', 'Login'), ('login_failed', 'Login failed'), ('logout', 'Logout'), ('admin_changed', 'Changed in the admin'), ('admin_deleted', 'Deleted in the admin'), ('activated', 'Model activated'), ('activation_overridden', 'Model activated below its floors'), ('alert_acknowledged', 'Monitoring alert acknowledged')], max_length=32),
+            model_name="auditevent",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("created", "Created"),
+                    ("received", "Instance received"),
+                    ("viewed", "Viewed"),
+                    ("listed", "Listed"),
+                    ("claimed", "Claimed"),
+                    ("released", "Released"),
+                    ("reassigned", "Reassigned"),
+                    ("signed", "Signed"),
+                    ("amended", "Amended"),
+                    ("retried", "Retried"),
+                    ("reanalysed", "Reanalysed"),
+                    ("viewed_file", "Viewed file"),
+                    ("login", "Login"),
+                    ("login_failed", "Login failed"),
+                    ("logout", "Logout"),
+                    ("admin_changed", "Changed in the admin"),
+                    ("admin_deleted", "Deleted in the admin"),
+                    ("activated", "Model activated"),
+                    ("activation_overridden", "Model activated below its floors"),
+                    ("alert_acknowledged", "Monitoring alert acknowledged"),
+                ],
+                max_length=32,
+            ),
         ),
     ]

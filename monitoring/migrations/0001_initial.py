@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,25 +14,56 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Alert',
+            name="Alert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('sensitivity', 'Sensitivity below its floor'), ('specificity', 'Specificity below its floor'), ('refusal_rate', 'Refusal rate above its ceiling'), ('score_drift', 'Score distribution drifted')], max_length=20)),
-                ('model_version', models.CharField(max_length=100)),
-                ('value', models.FloatField()),
-                ('limit', models.FloatField()),
-                ('window', models.PositiveIntegerField()),
-                ('message', models.CharField(max_length=300)),
-                ('raised_at', models.DateTimeField(auto_now_add=True)),
-                ('checked_at', models.DateTimeField()),
-                ('cleared_at', models.DateTimeField(blank=True, null=True)),
-                ('acknowledged_at', models.DateTimeField(blank=True, null=True)),
-                ('acknowledgement', models.CharField(blank=True, max_length=300)),
-                ('acknowledged_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("sensitivity", "Sensitivity below its floor"),
+                            ("specificity", "Specificity below its floor"),
+                            ("refusal_rate", "Refusal rate above its ceiling"),
+                            ("score_drift", "Score distribution drifted"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("model_version", models.CharField(max_length=100)),
+                ("value", models.FloatField()),
+                ("limit", models.FloatField()),
+                ("window", models.PositiveIntegerField()),
+                ("message", models.CharField(max_length=300)),
+                ("raised_at", models.DateTimeField(auto_now_add=True)),
+                ("checked_at", models.DateTimeField()),
+                ("cleared_at", models.DateTimeField(blank=True, null=True)),
+                ("acknowledged_at", models.DateTimeField(blank=True, null=True)),
+                ("acknowledgement", models.CharField(blank=True, max_length=300)),
+                (
+                    "acknowledged_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-raised_at', '-pk'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('cleared_at__isnull', True)), fields=('kind', 'model_version'), name='monitoring_one_open_alert_per_kind_and_version')],
+                "ordering": ["-raised_at", "-pk"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("cleared_at__isnull", True)),
+                        fields=("kind", "model_version"),
+                        name="monitoring_one_open_alert_per_kind_and_version",
+                    )
+                ],
             },
         ),
     ]

@@ -23,3 +23,16 @@ def rate(group: dict[str, Any], name: str) -> str:
 @register.filter
 def number(value: Any, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+_FACTS = {
+    "manufacturer": "Manufacturer",
+    "modality": "Modality",
+    "bits_stored": "Bits stored",
+    "size": "Size (longer side)",
+}
+
+
+@register.simple_tag
+def fact_name(fact: str) -> str:
+    return _FACTS.get(fact, fact)

@@ -1,5 +1,6 @@
-// Live progress for imports and training runs: polls a JSON endpoint, no reloads, and
-// draws the training curves as inline SVG (no external libraries).
+// Live progress for imports, training runs and site calibrations: polls a JSON endpoint
+// (no reloads, except once when a calibration ends) and draws the training curves as
+// inline SVG (no external libraries).
 (function () {
   "use strict";
   var SVG = "http://www.w3.org/2000/svg";
@@ -44,6 +45,18 @@
         box.appendChild(ul);
       }
     }, function (s) { return s.status === "done" || s.status === "failed"; });
+  }
+
+  // --- site calibrations: the page is drawn on the server, reloaded once the job ends ---
+  var cal = document.getElementById("calibration-root");
+  if (cal && ["queued", "running"].indexOf(cal.getAttribute("data-status")) >= 0) {
+    poll(cal.getAttribute("data-status-url"), function (s) {
+      setStatus(document.getElementById("calibration-status"), s.status);
+    }, function (s) {
+      var finished = s.status === "done" || s.status === "failed";
+      if (finished) window.location.reload();
+      return finished;
+    });
   }
 
   // --- training runs ---

@@ -168,6 +168,7 @@ def test_healthz_reports_database_and_broker_without_login(client, db, monkeypat
         "dicom_listener": "off",
         "storage": "ok",
         "pacs_outbox": {"failed": 0, "pending": 0},
+        "monitoring": {"open_alerts": [], "unacknowledged": 0},
     }
 
 

@@ -24,6 +24,7 @@ def queued(monkeypatch):
         "mlops.tasks.dataset_import_task": "import",
         "mlops.tasks.training_run_task": "training",
         "mlops.tasks.evaluation_run_task": "evaluation",
+        "mlops.tasks.calibration_run_task": "calibration",
         "diagnosis.tasks.inference_run_task": "inference",
     }
     sent: dict[str, list[int]] = {key: [] for key in keys.values()}
