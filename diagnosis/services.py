@@ -819,18 +819,23 @@ def _file_save(field: Any, name: str, data: bytes) -> str:
 def _analyses_store(
     token: str, results: Sequence[Analysed | Exception], files: dict[int, _Written]
 ) -> set[int]:
+    # Before the images: a model switch locks the version rows first, then images.
+    withdrawn = _withdrawn_versions(results)
     held = {
         image.pk: image
         for image in Image.objects.select_for_update().filter(
             claim_token=token, status=Image.Status.PROCESSING
         )
     }
-    predictions, changed = [], []
+    predictions, changed, again = [], [], []
     for result in results:
         if isinstance(result, Exception):
             continue
         image = held.get(result.image_id)
         if image is None:
+            continue
+        if str(result.outcome.model_version) in withdrawn:
+            again.append(image)
             continue
         written = files[result.image_id]
         if written.preview and not image.preview:
@@ -846,7 +851,8 @@ def _analyses_store(
             predictions.append(_prediction(image, result, written.heatmap))
             image.status = Image.Status.DONE
         changed.append(image)
-    failed = set(held) - {image.pk for image in changed}
+    failed = set(held) - {image.pk for image in changed} - {image.pk for image in again}
+    _withdrawn_requeue(again, withdrawn)
     Prediction.objects.bulk_create(predictions)
     fields = ["status", "preview", "preview_width", "preview_height"]
     fields += ["refusal_reason", "refusal_message", "refusal_model_version", "error"]
@@ -856,6 +862,46 @@ def _analyses_store(
         Image.objects.filter(pk__in=failed).update(status=Image.Status.FAILED, error=FAILED_GENERIC)
     _cases_refresh(case_ids={image.case_id for image in held.values()})
     return {image.pk for image in changed}
+
+
+def _withdrawn_versions(results: Sequence[Analysed | Exception]) -> set[str]:
+    """The registered versions among these results' that are no longer active. Their rows
+    are locked: a switch that withdraws one either committed before (this store sees it
+    and re-queues the image) or waits for this store to commit (and then re-queues the
+    case with the other unreported results of the withdrawn version). A version the
+    registry does not know (no registry yet: the shipped default) is served as it is."""
+    from registry.models import ModelVersion
+
+    versions = {
+        str(result.outcome.model_version) for result in results if isinstance(result, Analysed)
+    }
+    if not versions:
+        return set()
+    rows = ModelVersion.objects.select_for_update().filter(version__in=versions).order_by("pk")
+    return {version for version, active in rows.values_list("version", "is_active") if not active}
+
+
+def _withdrawn_requeue(images: list[Image], withdrawn: set[str]) -> None:
+    """Queue again images analysed by a version withdrawn while they were in analysis: the
+    result is dropped (never shown), the attempt is not counted against the image."""
+    if not images:
+        return
+    Image.objects.filter(pk__in=[image.pk for image in images]).update(
+        status=Image.Status.QUEUED,
+        claim_token="",
+        enqueued_at=timezone.now(),
+        attempts=F("attempts") - 1,
+    )
+    for image in images:
+        image_enqueue_on_commit(image_id=image.pk)
+    for case_id in sorted({image.case_id for image in images}):
+        audit_record(
+            actor=None,
+            action=AuditEvent.Action.REANALYSED,
+            case=Case(pk=case_id),
+            detail=f"model {', '.join(sorted(withdrawn))} withdrawn during analysis: queued again",
+        )
+    logger.info("%s image(s) analysed by a withdrawn version queued again", len(images))
 
 
 def _acquisition_apply(image: Image, facts: Acquisition) -> None:
