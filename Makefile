@@ -35,20 +35,21 @@ test: install browser dicom-tools
 test-fast: install
 	$(PY) -m pytest -m "not integration and not e2e and not slow" $(PYTEST_ARGS)
 
-LINTED := chestnet_site registry diagnosis mlops dicomnet monitoring ml scripts/run_local.py scripts/benchmark.py \
+LINTED := chestnet_site accounts registry diagnosis mlops dicomnet monitoring ml scripts/run_local.py scripts/benchmark.py \
 	scripts/ood_corpus.py scripts/gate_report.py scripts/recipe_report.py \
 	scripts/validation_stress.py scripts/upload_memory.py scripts/worklist_benchmark.py scripts/pipeline_benchmark.py scripts/encoding_benchmark.py \
 	scripts/remote_workers_benchmark.py scripts/site_calibration_study.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
-	tests/ml tests/mlops tests/dicomnet tests/registry tests/monitoring tests/support tests/test_architecture.py \
+	tests/ml tests/mlops tests/dicomnet tests/registry tests/monitoring tests/accounts tests/support tests/test_architecture.py \
 	tests/test_docker_files.py tests/test_storage_settings.py tests/test_database_settings.py \
-	tests/test_worker_environment.py manage.py
+	tests/test_worker_environment.py tests/test_production_settings.py tests/test_throttling.py \
+	tests/test_security_headers.py manage.py
 
 lint: install
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
 
 # mypy with django-stubs (pyproject.toml) over every package of the product.
-TYPECHECKED := ml chestnet_site registry diagnosis mlops dicomnet monitoring
+TYPECHECKED := ml chestnet_site accounts registry diagnosis mlops dicomnet monitoring
 typecheck: install
 	$(VENV)/bin/mypy --follow-imports=silent --check-untyped-defs $(TYPECHECKED)
 

@@ -1,8 +1,9 @@
 """The one settings module. Everything deployment-specific comes from the environment through
 the typed helpers in `chestnet_site.env`; defaults are safe for a local checkout (SQLite,
 DEBUG off unless the local run command turns it on, and then for local host names only).
-With CHESTNET_ENV=production the site refuses to start with DEBUG on or without a strong
-SECRET_KEY, and passes `manage.py check --deploy --fail-level WARNING`."""
+With CHESTNET_ENV=production the site refuses to start with DEBUG on, without a strong
+SECRET_KEY or with `*` in ALLOWED_HOSTS, and the web process (chestnet_site.wsgi) refuses to
+start on any warning of `manage.py check --deploy`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from chestnet_site import secret_key
 from chestnet_site.env import (
     env_bool,
     env_choice,
@@ -35,8 +37,8 @@ CHESTNET_HOME = env_path("CHESTNET_HOME", BASE_DIR / "var")
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
-# docker/.env.example's placeholder; Django's own check (security.W009) also wants at least
-# 50 characters, 5 of them distinct, and no "django-insecure-" prefix.
+# docker/.env.example's placeholder; any key estimated below secret_key.MIN_BITS (256) of
+# entropy is refused too (Django's own check, security.W009, passes `password` x 7).
 _PLACEHOLDER_SECRET_KEYS = {"replace-with-a-long-random-string"}
 _LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 if PRODUCTION:
@@ -50,17 +52,23 @@ if PRODUCTION:
     if (
         SECRET_KEY in _PLACEHOLDER_SECRET_KEYS
         or SECRET_KEY.startswith("django-insecure-")
-        or len(SECRET_KEY) < 50
-        or len(set(SECRET_KEY)) < 5
+        or secret_key.estimated_bits(SECRET_KEY) < secret_key.MIN_BITS
     ):
         raise ImproperlyConfigured(
-            "SECRET_KEY is a placeholder or too weak for CHESTNET_ENV=production: use 50 or "
-            'more random characters, e.g. python3 -c "import secrets; '
-            'print(secrets.token_urlsafe(50))".'
+            "SECRET_KEY is a placeholder or too weak for CHESTNET_ENV=production (under "
+            f"{secret_key.MIN_BITS} bits of estimated entropy): generate one with "
+            'python3 -c "import secrets; print(secrets.token_urlsafe(50))".'
         )
 elif not SECRET_KEY:
     SECRET_KEY = "django-insecure-chestnet-local-development-only"  # noqa: S105
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else _LOCAL_HOSTS)
+if PRODUCTION and any("*" in host for host in ALLOWED_HOSTS):
+    # `*` answers any Host header: password-reset links and absolute URLs could then name
+    # a host the attacker chose.
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS may not contain '*' when CHESTNET_ENV=production: name the host "
+        "names the site answers to, e.g. ALLOWED_HOSTS=chestnet.example.org."
+    )
 if DEBUG and not set(ALLOWED_HOSTS) <= set(_LOCAL_HOSTS):
     # The server binds to loopback (`make run`); local host names also keep a page from
     # another site (DNS rebinding) from reaching the debug pages.
@@ -78,10 +86,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens, stored as digests (the model: accounts.ApiToken)
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served locally (no CDN)
     "axes",
+    "csp",  # django-csp: the Content-Security-Policy header (CONTENT_SECURITY_POLICY)
+    "accounts",
     "registry",
     "diagnosis",
     "mlops",
@@ -91,6 +101,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # before WhiteNoise: static files carry it too
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -99,6 +110,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "diagnosis.access.SessionActivityMiddleware",
     "diagnosis.access.UnavailableMiddleware",  # a database or image store that is down: 503
+    "diagnosis.access.ApiErrorsMiddleware",  # JSON, never an HTML (debug) page, for the API
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: turns a refused login into the lockout answer.
@@ -171,15 +183,24 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "diagnosis.access.lockout_response"
-AXES_CLIENT_IP_CALLABLE = "diagnosis.access.client_address"
+AXES_CLIENT_IP_CALLABLE = "accounts.addresses.client_address"
 AXES_DISABLE_ACCESS_LOG = True  # logins and logouts are in the audit trail (AuditEvent)
 AXES_VERBOSE = False  # no banner at every process start; failures are still logged
 # Reverse proxies in front that append the client's address to X-Forwarded-For; 0: the
 # connection's address (REMOTE_ADDR) is the client's, and the header is ignored.
 CHESTNET_PROXY_COUNT = env_int("CHESTNET_PROXY_COUNT", 0, minimum=0)
-# API tokens stop working this long after they were issued; logging out revokes them.
+# API tokens stop working this long after they were issued (a person's, an integration's);
+# an API logout revokes the token it is sent with, and only that one.
 CHESTNET_API_TOKEN_TTL_H = env_int("CHESTNET_API_TOKEN_TTL_H", 12, minimum=1)
 CHESTNET_INTEGRATION_TOKEN_TTL_D = env_int("CHESTNET_INTEGRATION_TOKEN_TTL_D", 365, minimum=1)
+# django-rest-knox: tokens hashed (SHA-512) in accounts.ApiToken, several per user, sent as
+# `Authorization: Token <secret>`; each gets its lifetime when issued (diagnosis.access).
+KNOX_TOKEN_MODEL = "accounts.ApiToken"
+REST_KNOX = {"AUTH_HEADER_PREFIX": "Token", "AUTO_REFRESH": False}
+# knox's own migrations create its default table even when KNOX_TOKEN_MODEL replaces it (they
+# do not mark it swappable): an unused table holding a key to auth_user, which PostgreSQL's
+# TRUNCATE of the users then refuses. Without them nothing of knox's reaches the database.
+MIGRATION_MODULES = {"knox": None}
 # Web sessions end after CHESTNET_SESSION_IDLE_MIN without an action (background polls do
 # not count: diagnosis.access.SessionActivityMiddleware) and, by default, with the browser.
 CHESTNET_SESSION_IDLE_MIN = env_int("CHESTNET_SESSION_IDLE_MIN", 30, minimum=1)
@@ -227,15 +248,24 @@ _S3_REQUIRED = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
 )
-# Uploads larger than this spill to disk; so do files read back from the object store
-# (django-storages' default would keep a whole 4 GB import zip in memory).
-FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# A request whose body is larger than this writes its files to temporary files (in
+# FILE_UPLOAD_TEMP_DIR; empty: the system's temporary folder) as they arrive, and they are
+# checked and stored from there in chunks: 20 files of 45 MB cost the web process a few
+# MB, not a gigabyte (docs/benchmarks.md). Django's default handlers (memory, then
+# temporary file) apply the limit to the whole request, so no request keeps more than this
+# in memory. STOW-RS bodies are spooled to the same folder (dicomnet.stow).
+FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR", "") or None
+# Files read back from the object store larger than this spill to disk (django-storages'
+# default would keep a whole 4 GB import zip in memory).
+_S3_READ_MEMORY_SIZE = 5 * 1024 * 1024
 
 
 def storage_from_env(kind: str) -> dict[str, Any]:
     """STORAGES["default"] for CHESTNET_STORAGE `kind`, the rest from the environment."""
     if kind == "local":
-        return {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+        # Django's, but a write that fails (a full disk) leaves no partial file behind.
+        return {"BACKEND": "chestnet_site.storage.FileSystemStorage"}
     missing = [name for name in _S3_REQUIRED if not env_str(name)]
     if missing:
         raise ImproperlyConfigured(
@@ -261,7 +291,7 @@ def storage_from_env(kind: str) -> dict[str, Any]:
             "default_acl": None,
             "querystring_auth": False,
             "file_overwrite": False,
-            "max_memory_size": FILE_UPLOAD_MAX_MEMORY_SIZE,
+            "max_memory_size": _S3_READ_MEMORY_SIZE,
             "client_config": _s3_client_config(),
         },
     }
@@ -308,6 +338,10 @@ DATA_UPLOAD_MAX_NUMBER_FILES = CHESTNET_MAX_FILES_PER_CASE
 CHESTNET_MODEL_PATH = env_str("CHESTNET_MODEL_PATH", "") or ""
 # A queued image with no progress for this long is enqueued again (lost publish, broker down).
 CHESTNET_REQUEUE_AFTER_S = env_int("CHESTNET_REQUEUE_AFTER_S", 60, minimum=1)
+# A stored file no row names (left by a process that died between writing it and committing
+# its row) is removed by beat's sweep once it is this old (diagnosis.orphans); the sweep runs
+# every half of it. Longer than any upload or analysis takes between the two.
+CHESTNET_ORPHAN_GRACE_S = env_int("CHESTNET_ORPHAN_GRACE_S", 3600, minimum=60)
 # When images queue up, one inference task takes up to this many and runs them through the
 # model as one batch (each keeps its own claim, attempts and result); 1 turns batching off.
 CHESTNET_INFERENCE_BATCH = env_int("CHESTNET_INFERENCE_BATCH", 8, minimum=1)
@@ -413,6 +447,22 @@ _LOCAL_BROKER_FILE = CHESTNET_HOME / "redis" / "url"
 _LOCAL_BROKER = _LOCAL_BROKER_FILE.read_text().strip() if _LOCAL_BROKER_FILE.is_file() else ""
 REDIS_URL = env_str("REDIS_URL", "") or _LOCAL_BROKER or "redis://127.0.0.1:6379/0"
 CELERY_BROKER_URL = REDIS_URL
+# The default cache holds the API's rate counts (chestnet_site.throttling): in Redis whenever
+# one is configured (REDIS_URL, `make run`'s own, and always in production), so that every
+# web process counts the same requests; otherwise in each process's memory (a plain
+# `manage.py runserver`, tests without Redis). A Redis that is down or hung costs a request
+# at most a second: the throttles then let it pass, with a warning in the log.
+if PRODUCTION or env_str("REDIS_URL") or _LOCAL_BROKER:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "chestnet",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
@@ -456,6 +506,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "diagnosis.tasks.requeue_stale_task",
         "schedule": float(max(5, CHESTNET_REQUEUE_AFTER_S // 2)),
     },
+    "remove-orphan-files": {
+        "task": "diagnosis.tasks.orphans_sweep_task",
+        "schedule": float(max(60, CHESTNET_ORPHAN_GRACE_S // 2)),
+    },
     "pull-signed-reports-into-feedback": {
         "task": "mlops.tasks.feedback_pull_task",
         "schedule": float(CHESTNET_FEEDBACK_PULL_S),
@@ -473,21 +527,20 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(CHESTNET_HOME / "celerybeat-schedule")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "diagnosis.authentication.ExpiringTokenAuthentication",
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # Counted in the default cache: per web process (LocMemCache), so the site-wide limit is
-    # this times the number of gunicorn processes.
+    # Counted in the default cache (CACHES: Redis, shared by every web process), atomically.
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "chestnet_site.throttling.AnonRateThrottle",
+        "chestnet_site.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": f"{CHESTNET_API_ANON_RATE_PER_MIN}/min",
         "user": f"{CHESTNET_API_USER_RATE_PER_MIN}/min",
     },
-    # Anonymous clients are counted by address, found as diagnosis.access.client_address
+    # Anonymous clients are counted by address, found as accounts.addresses.client_address
     # finds it (DRF's default would trust a client-written X-Forwarded-For).
     "NUM_PROXIES": CHESTNET_PROXY_COUNT,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -517,6 +570,26 @@ SPECTACULAR_SETTINGS = {
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Every response (pages, API, static files) carries this policy (docs/operations.md,
+# Security notes): scripts and styles only as files from this origin, so an
+# injected <script>, style attribute or event handler does not run. 'wasm-unsafe-eval' lets
+# the viewer's decoding worker (static/viewer/workers, which gets the policy of its own
+# response) compile the codecs' WebAssembly; it allows no JavaScript eval. Images may be
+# data: and blob: URLs (the viewer's cursors, Swagger UI's icons).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", "'wasm-unsafe-eval'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "connect-src": ["'self'"],
+        "worker-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     if not SECURE_SSL_REDIRECT:

@@ -1,68 +1,122 @@
-"""The API's way in and out: a token endpoint under the login lockout that replaces an
-expired token, a logout that revokes the token, and the documentation page."""
+"""The API's way in and out: a token endpoint under the login lockout that issues each
+client a token of its own, logouts that revoke the request's token (or all the user's), and
+the documentation page."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.contrib.auth import authenticate
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework import serializers, status
-from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
+from accounts.authentication import ApiTokenAuthentication
+from chestnet_site.throttling import AnonRateThrottle
 from diagnosis import access
-from diagnosis.authentication import ExpiringTokenAuthentication
+
+# A client that does not name itself is named by the first characters of its User-Agent.
+USER_AGENT_SHOWN = 60
 
 
-class TokenLoginApi(ObtainAuthToken):
-    """POST username and password, get {"token": ...} for `Authorization: Token <token>`.
-    The token lasts CHESTNET_API_TOKEN_TTL_H hours; asking after that issues a new one.
-    Repeated failures lock the username out from that address (429, Retry-After)."""
+class TokenLoginSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+    client = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="What will use the token (a script, an integration), as the token list "
+        "shows it; by default the start of the User-Agent.",
+    )
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        request = self.context["request"]
+        # django-axes needs the request: it checks the lockout and counts the failure.
+        user = authenticate(request=request, username=attrs["username"], password=attrs["password"])
+        if user is None:
+            raise ValidationError(
+                "Unable to log in with provided credentials.", code="authorization"
+            )
+        return {**attrs, "user": user}
+
+
+class TokenLoginApi(APIView):
+    """POST username and password (and optionally `client`), get a new token for
+    `Authorization: Token <token>`, shown this once. Each call issues another token, so each
+    client logs in for its own; a token lasts CHESTNET_API_TOKEN_TTL_H hours. Repeated
+    failures lock the username out from that address (429, Retry-After)."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
     # Password guessing across many usernames from one address meets the anonymous rate.
     throttle_classes = [AnonRateThrottle]
 
     @extend_schema(
-        request=AuthTokenSerializer,
+        request=TokenLoginSerializer,
         responses={
-            200: inline_serializer("IssuedToken", {"token": serializers.CharField()}),
+            200: inline_serializer(
+                "IssuedToken",
+                {
+                    "token": serializers.CharField(),
+                    "expiry": serializers.DateTimeField(),
+                    "client": serializers.CharField(),
+                },
+            ),
             429: OpenApiResponse(description="Locked out or throttled: see Retry-After."),
         },
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
-        serializer = self.get_serializer(data=request.data)
+        serializer = TokenLoginSerializer(data=request.data, context={"request": request})
         if not serializer.is_valid():
             # django-axes marks the request it refused (or just locked) while authenticating.
             if getattr(request, "axes_locked_out", False):
                 credentials = getattr(request, "axes_credentials", None)
                 return access.lockout_response(request, None, credentials)
             raise ValidationError(serializer.errors)
-        user = serializer.validated_data["user"]
-        token = access.token_issue(user=user)
-        # As a form login does: audited, and the lockout's failure count is reset.
-        user_logged_in.send(sender=type(user), request=request, user=user)
-        return Response({"token": token.key})
+        data = serializer.validated_data
+        client = data.get("client") or request.headers.get("User-Agent", "")[:USER_AGENT_SHOWN]
+        issued = access.api_login(request=request, user=data["user"], client=client)
+        token = issued.token
+        expiry = serializers.DateTimeField().to_representation(token.expiry)
+        return Response({"token": issued.secret, "expiry": expiry, "client": token.client})
 
 
 class TokenLogoutApi(APIView):
-    """POST with `Authorization: Token <token>`: the token stops working at once. (A web
-    session logs out at /accounts/logout/, which revokes the token too.)"""
+    """POST with `Authorization: Token <token>`: that token stops working at once; the
+    user's other tokens (other clients) keep working. Logging out of the site revokes none."""
 
-    authentication_classes = [ExpiringTokenAuthentication]
+    authentication_classes = [ApiTokenAuthentication]
+    permission_classes = [IsAuthenticated]
 
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request) -> Response:
-        user_logged_out.send(sender=type(request.user), request=request, user=request.user)
+        access.api_logout(request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenLogoutAllApi(APIView):
+    """POST with `Authorization: Token <token>`: every token of the user stops working, on
+    every client (a lost laptop, a leaked script)."""
+
+    authentication_classes = [ApiTokenAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer("RevokedTokens", {"revoked": serializers.IntegerField()})
+        },
+    )
+    def post(self, request: Request) -> Response:
+        return Response({"revoked": access.api_logout(request=request, everything=True)})
 
 
 class ApiDocsView(SpectacularSwaggerView):

@@ -11,6 +11,8 @@ from django.contrib import admin, messages
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
+import diagnosis.access_admin  # noqa: F401  (registers the API tokens' admin)
+import diagnosis.people_admin  # noqa: F401  (users: deactivated, never deleted with history)
 from diagnosis import services
 from diagnosis.models import AuditEvent, Case, Image, Prediction, Review
 
@@ -140,7 +142,8 @@ class ReviewAdmin(ReadOnlyAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["at", "actor", "action", "case_ref", "detail", "source"]
-    list_filter = ["action"]
-    search_fields = ["actor__username", "case_ref"]
+    # The actor as they were when the event was written (renamed or deactivated since).
+    list_display = ["at", "actor_username", "actor_role", "action", "case_ref", "detail", "source"]
+    list_filter = ["action", "actor_role"]
+    search_fields = ["actor_username", "case_ref"]
     date_hierarchy = "at"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFilesSent
+from django.core.signals import got_request_exception
 from django.http import FileResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -15,10 +17,11 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from rest_framework.views import APIView, set_rollback
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from diagnosis import roles, selectors, services
+from diagnosis.access import INTERNAL_ERROR_MESSAGE, unavailable_message
 from diagnosis.files import file_response
 from diagnosis.models import AuditEvent
 from diagnosis.serializers import (
@@ -29,18 +32,37 @@ from diagnosis.serializers import (
     WorklistQuerySerializer,
 )
 
+logger = logging.getLogger(__name__)
+
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, plus one top-level `detail` sentence on validation errors, and JSON
-    (not Django's HTML page) for requests refused while their body is read."""
+    (not Django's HTML page) for requests refused while their body is read. A database or
+    store that is down, or a disk or store that is full, is a 503 with a sentence; any
+    other error a JSON 500 without a traceback, with DEBUG on too (Django's debug page is
+    HTML, and shows settings and paths)."""
     refused = _request_refusal(exc)
     if refused is not None:
         return refused
     response = drf_exception_handler(exc, context)
-    if response is not None and isinstance(exc, ValidationError):
+    if response is None:
+        return _failure(exc, context)
+    if isinstance(exc, ValidationError):
         problems = " ".join(_messages(response.data))
         response.data = {"detail": f"Invalid input. {problems}", "errors": response.data}
     return response
+
+
+def _failure(exc: Exception, context: dict[str, Any]) -> Response:
+    set_rollback()
+    request = getattr(context.get("request"), "_request", None)
+    unavailable = unavailable_message(exc)
+    if unavailable is not None:
+        return Response({"detail": unavailable}, status=503, headers={"Retry-After": "60"})
+    logger.error("Internal error answering %s", getattr(request, "path", ""), exc_info=exc)
+    # As Django's own handler does for a 500: error reporters (and the test client) hear it.
+    got_request_exception.send(sender=None, request=request)
+    return Response({"detail": INTERNAL_ERROR_MESSAGE}, status=500)
 
 
 def _request_refusal(exc: Exception) -> Response | None:

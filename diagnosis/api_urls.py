@@ -9,6 +9,11 @@ from diagnosis import access_api, api
 urlpatterns = [
     path("auth/token/", api.public(access_api.TokenLoginApi.as_view()), name="api_token"),
     path("auth/logout/", api.public(access_api.TokenLogoutApi.as_view()), name="api_logout"),
+    path(
+        "auth/logout-all/",
+        api.public(access_api.TokenLogoutAllApi.as_view()),
+        name="api_logout_all",
+    ),
     path("cases/", api.public(api.CaseListCreateApi.as_view()), name="api_cases"),
     path("cases/<int:case_id>/", api.public(api.CaseDetailApi.as_view()), name="api_case"),
     path(

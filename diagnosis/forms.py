@@ -5,6 +5,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 
+from chestnet_site.text import require_words
 from diagnosis import roles, services
 from diagnosis.models import Case, Review
 
@@ -57,13 +58,15 @@ class ReviewForm(forms.Form):
     )
     report = forms.CharField(widget=forms.Textarea(attrs={"rows": 8}), max_length=10000)
     amendment_reason = forms.CharField(
-        required=False, max_length=1000, widget=forms.Textarea(attrs={"rows": 2})
+        required=False, max_length=1000, strip=False, widget=forms.Textarea(attrs={"rows": 2})
     )
 
     def __init__(
         self, *args: Any, case: Case, current: Review | None = None, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
+        # A signed report is amended: the reason is required, in words.
+        self.amends = case.status == Case.Status.REPORTED
         # Nothing to agree with when the AI analysed no image of the case.
         self.analysed = [image for image in case.images.all() if image.status == "done"]
         self.asks_ai_opinion = bool(self.analysed)
@@ -84,6 +87,12 @@ class ReviewForm(forms.Form):
         """The image's agree/disagree question, placed beside the image on the page."""
         name = f"agrees_{image.pk}"
         return self[name] if name in self.fields else None
+
+    def clean_amendment_reason(self) -> str:
+        reason = self.cleaned_data["amendment_reason"]
+        if not self.amends:
+            return reason.strip()
+        return require_words(reason, field="the reason for the amendment")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -133,4 +142,7 @@ class ReassignForm(forms.Form):
         .order_by("username"),
         label="Radiologist",
     )
-    reason = forms.CharField(max_length=500, label="Reason")
+    reason = forms.CharField(max_length=500, label="Reason", strip=False)
+
+    def clean_reason(self) -> str:
+        return require_words(self.cleaned_data["reason"], field="the reason for the reassignment")

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Coalesce
 
+from chestnet_site.history import PROTECT_HISTORY, UNLINK
 from chestnet_site.storage import RandomName
 from ml.outcome import REFUSAL_REASONS
 
@@ -20,13 +21,27 @@ class ImmutableRecord(Exception):
 
 class AppendOnlyQuerySet(models.QuerySet):
     """Rows are added, never updated or deleted in bulk: the admin, a shell or a bug in a
-    service all meet the same refusal. (Django's SET_NULL, when an unreported case is
-    deleted, goes below the queryset and still clears an audit event's link.)"""
+    service all meet the same refusal. The models using it make it their base manager too,
+    so Django's deletion cascades (which use the base manager) meet it as well; the only
+    change let through is `chestnet_site.history.UNLINK`, when an unreported case is
+    deleted: its events lose the link and keep the case's id."""
 
     def update(self, **kwargs: Any) -> int:
         raise ImmutableRecord(f"{self.model.__name__} rows are never changed.")
 
+    def _update(self, values: Any) -> int:
+        raise ImmutableRecord(f"{self.model.__name__} rows are never changed.")
+
+    def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None) -> int:
+        raise ImmutableRecord(f"{self.model.__name__} rows are never changed.")
+
+    def update_or_create(self, *args: Any, **kwargs: Any) -> Any:
+        raise ImmutableRecord(f"{self.model.__name__} rows are never changed.")
+
     def delete(self) -> tuple[int, dict[str, int]]:
+        raise ImmutableRecord(f"{self.model.__name__} rows are never deleted.")
+
+    def _raw_delete(self, using: str | None) -> int:
         raise ImmutableRecord(f"{self.model.__name__} rows are never deleted.")
 
 
@@ -60,8 +75,9 @@ class Case(models.Model):
         OTHER = "O", "Other"
         UNKNOWN = "U", "Unknown"
 
+    # PROTECT_HISTORY: a user with history is deactivated, never deleted (issue 21).
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="cases"
+        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, related_name="cases"
     )
     patient_id = models.CharField("patient identifier", max_length=64, blank=True)
     age = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -84,7 +100,7 @@ class Case(models.Model):
     # it to (with a reason, audited).
     report_owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
+        on_delete=PROTECT_HISTORY,
         null=True,
         blank=True,
         related_name="owned_reports",
@@ -277,7 +293,7 @@ class PriorPrediction(models.Model):
     timings = models.JSONField(default=dict)
     predicted_at = models.DateTimeField()
     superseded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
     )
     superseded_at = models.DateTimeField(auto_now_add=True)
 
@@ -301,7 +317,9 @@ class Review(models.Model):
     # PROTECT: a case with a signed report cannot be deleted, by any path.
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="reviews")
     version = models.PositiveSmallIntegerField()
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, related_name="+"
+    )
     # None: the AI analysed no image of the case, so there was nothing to agree with.
     agrees_with_ai = models.BooleanField(null=True)
     finding = models.CharField(max_length=16, choices=Finding.choices)
@@ -317,6 +335,7 @@ class Review(models.Model):
 
     class Meta:
         ordering = ["case", "-version"]
+        base_manager_name = "objects"  # deletion cascades meet the append-only queryset
         constraints = [
             models.UniqueConstraint(fields=["case", "version"], name="review_unique_version")
         ]
@@ -358,14 +377,24 @@ class AuditEvent(models.Model):
         ACTIVATED = "activated", "Model activated"
         ACTIVATION_OVERRIDDEN = "activation_overridden", "Model activated below its floors"
         ALERT_ACKNOWLEDGED = "alert_acknowledged", "Monitoring alert acknowledged"
+        # People's accounts (diagnosis.people): the account is named in `detail`.
+        USER_DEACTIVATED = "user_deactivated", "Account deactivated"
+        USER_REACTIVATED = "user_reactivated", "Account reactivated"
+        ROLES_CHANGED = "roles_changed", "Roles changed"
+        USER_RENAMED = "user_renamed", "Account renamed"
+        USER_DELETED = "user_deleted", "Account deleted"
+        USER_DELETE_REFUSED = "user_delete_refused", "Account deletion refused"
 
+    # A user with events is never deleted (PROTECT_HISTORY), and the event keeps who they
+    # were when it was written: a later rename, deactivation or role change alters nothing.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
     )
+    actor_username = models.CharField(max_length=150, blank=True)
+    # The actor's roles then, comma-separated ("admin,radiologist"); "" for no user.
+    actor_role = models.CharField(max_length=100, blank=True)
     action = models.CharField(max_length=32, choices=Action.choices)
-    case = models.ForeignKey(
-        Case, on_delete=models.SET_NULL, null=True, related_name="audit_events"
-    )
+    case = models.ForeignKey(Case, on_delete=UNLINK, null=True, related_name="audit_events")
     # The case's id as it was: kept when an unreported case is deleted (the FK goes null).
     case_ref = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
     # The cases a list showed, as ",3,5,9," (a portable "contains ,5," finds case 5).
@@ -378,9 +407,10 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-at", "-pk"]
+        base_manager_name = "objects"  # deletion cascades meet the append-only queryset
 
     def __str__(self) -> str:
-        return f"{self.actor} {self.action} case {self.case_ref}"
+        return f"{self.actor_username or 'system'} {self.action} case {self.case_ref}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:

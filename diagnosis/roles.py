@@ -50,3 +50,17 @@ def sees_own_cases(user) -> bool:
 def may_store_studies(user) -> bool:
     """STOW-RS: clinicians (into their own cases), admins and integrations."""
     return is_clinician(user) or is_admin(user) or is_integration(user)
+
+
+def role_names(user) -> str:
+    """The user's roles as the audit trail keeps them, sorted and comma-separated
+    ("admin,radiologist"; a superuser counts as admin); "" for no user."""
+    names = _groups(user) & set(ALL_ROLES)
+    if getattr(user, "is_superuser", False):
+        names = names | {ADMIN}
+    return ",".join(sorted(names))
+
+
+def forget_roles(user) -> None:
+    """Drop the roles cached on this user object (after its groups changed)."""
+    user.__dict__.pop("_chestnet_groups", None)

@@ -407,10 +407,12 @@ def audit_events(
     since: date | None = None,
     until: date | None = None,
 ) -> QuerySet[AuditEvent]:
-    """The audit trail, newest first, filtered by user, case and dates (inclusive)."""
+    """The audit trail, newest first, filtered by user, case and dates (inclusive). A user
+    is found by the name an event kept (they may have been renamed or deleted since) or by
+    the account's present name."""
     events = AuditEvent.objects.select_related("actor").order_by("-at", "-pk")
     if username:
-        events = events.filter(actor__username=username)
+        events = events.filter(Q(actor_username=username) | Q(actor__username=username))
     if case_id is not None:
         events = events.filter(Q(case_ref=case_id) | Q(subjects__contains=f",{case_id},"))
     if since is not None:

@@ -6,6 +6,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from chestnet_site.text import require_words
 from diagnosis import selectors, services
 from diagnosis.models import Case, Image, Prediction, Review
 from ml.outcome import REFUSAL_REASONS
@@ -327,8 +328,18 @@ class ReviewCreateSerializer(serializers.Serializer):
     finding = serializers.ChoiceField(choices=Review.Finding.choices)
     report = serializers.CharField(max_length=10000)
     amendment_reason = serializers.CharField(
-        max_length=1000, required=False, allow_blank=True, default=""
+        max_length=1000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Required when the case is reported (an amendment): a reason in words, at "
+        "least 3 letters once invisible characters are removed.",
     )
+
+    def validate_amendment_reason(self, value: str) -> str:
+        if self.context["case"].status != Case.Status.REPORTED:
+            return value
+        return require_words(value, field="the reason for the amendment")
 
     def validate_image_agreement(self, value: dict[str, bool]) -> dict[int, bool]:
         try:

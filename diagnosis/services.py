@@ -4,19 +4,20 @@ reports, and the audit trail. The HTML views, the API and the commands all call 
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.http import Http404
@@ -26,6 +27,7 @@ from chestnet_site.errors import ServiceError
 from chestnet_site.faults import TRANSIENT
 from chestnet_site.queue import enqueue, enqueue_on_commit
 from chestnet_site.rows import rows_update
+from chestnet_site.text import require_words
 from diagnosis.models import AuditEvent, Case, Image, Prediction, PriorPrediction, Review
 from ml.header import element_text, read_header
 from ml.outcome import Refusal
@@ -45,6 +47,9 @@ logger = logging.getLogger(__name__)
 PROCESSING_LEASE = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 30)
 INFERENCE_TASK = "diagnosis.tasks.inference_run_task"
 FAILED_GENERIC = "The analysis failed because of an internal error. Retry, or contact support."
+FAILED_STORAGE_FULL = (
+    "The analysis could not be stored: the image store is full. Retry once space is freed."
+)
 
 
 class ImageRejected(ValidationError):
@@ -53,10 +58,11 @@ class ImageRejected(ValidationError):
 
 @dataclass(frozen=True)
 class ValidatedImage:
-    """An upload whose header was checked: its bytes, format and declared size. Its pixels
-    are decoded by the worker, never by the web process."""
+    """An upload whose header was checked: the file (a large upload stays on disk where
+    Django spooled it, and is stored from there in chunks), its format and declared size.
+    Its pixels are decoded by the worker, never by the web process."""
 
-    data: bytes
+    file: File
     format: str
     size: tuple[int, int]  # (width, height), as the header declares
     name: str = ""  # the file's name, as the reader will see it
@@ -79,9 +85,14 @@ def audit_record(
     `source`: the client's address (logins). With `coalesce`, an identical event by the
     same user within CHESTNET_AUDIT_COALESCE_S (a page polling a case, a list refreshing)
     is not written again; returns None then."""
+    from diagnosis import roles
+
     actor = actor if getattr(actor, "pk", None) else None
     event = AuditEvent(
         actor=actor,
+        # Who they were at the time: kept whatever later becomes of the account.
+        actor_username=actor.get_username() if actor is not None else "",
+        actor_role=roles.role_names(actor) if actor is not None else "",
         action=action,
         case=case,
         case_ref=case.pk if case is not None else None,
@@ -191,7 +202,7 @@ def uploads_validate(files: Iterable[Any]) -> list[ValidatedImage]:
         try:
             if upload.size is not None and upload.size > _upload_limit():
                 raise ImageRejected(_too_large(upload.name))
-            validated.append(image_validate(name=upload.name, data=upload.read()))
+            validated.append(image_validate(name=upload.name, data=upload))
         except ImageRejected as exc:
             errors.extend(exc.messages)
     if errors:
@@ -207,19 +218,21 @@ def _too_large(name: str) -> str:
     return f"{name}: the file is larger than the {settings.CHESTNET_MAX_UPLOAD_MB} MB limit."
 
 
-def image_validate(*, name: str, data: bytes) -> ValidatedImage:
-    """Check a file from its header (format, size, frames, DICOM tags) before anything is
-    saved. The pixels are not decoded here: a 50-megapixel upload costs the web process
-    its file size, not a gigabyte of pixels. What only decoding finds, the worker reports
-    as an image it could not read."""
-    if len(data) > _upload_limit():
+def image_validate(*, name: str, data: bytes | File) -> ValidatedImage:
+    """Check a file (its bytes, or an upload) from its header (format, size, frames, DICOM
+    tags) before anything is saved. Only the header is read and the pixels are not
+    decoded: a 50 MB upload spooled to disk costs the web process kilobytes, not its size
+    nor a gigabyte of pixels. What only decoding finds, the worker reports as an image it
+    could not read."""
+    file = ContentFile(data) if isinstance(data, bytes) else data
+    if file.size > _upload_limit():
         raise ImageRejected(_too_large(name))
     try:
-        header = inspect(data)
+        header = inspect(file)
     except ImageError as exc:
         raise ImageRejected(f"{name}: {exc}") from exc
     return ValidatedImage(
-        data=data, format=header.format, size=(header.width, header.height), name=_shown_name(name)
+        file=file, format=header.format, size=(header.width, header.height), name=_shown_name(name)
     )
 
 
@@ -248,7 +261,7 @@ def case_create(
         # Stored before the transaction: no row (with SQLite, no database) is locked while
         # the files upload.
         for validated in images:
-            originals.append(_original_write(validated.data))
+            originals.append(_original_write(validated.file))
         with transaction.atomic():
             case = Case.objects.create(
                 owner=owner,
@@ -272,7 +285,7 @@ def case_create(
     return case
 
 
-def _original_write(data: bytes) -> str:
+def _original_write(data: bytes | File) -> str:
     return _file_save(Image._meta.get_field("original"), "original", data)
 
 
@@ -322,7 +335,7 @@ class Received:
 
 def instance_receive(
     *,
-    data: bytes,
+    data: bytes | Path,
     source: str,
     source_ae: str = "",
     owner=None,
@@ -336,27 +349,44 @@ def instance_receive(
     kept, marked not analysed with the reason, for the radiologist. `owner`: who sent it
     (STOW-RS); else the network account, so that a modality and the PACS forwarding parts
     of one study over C-STORE make one case. `study_instance_uid`: the study it was
-    addressed to, if any."""
-    study = _network_header(data)
-    if study_instance_uid and study.study_instance_uid != study_instance_uid:
+    addressed to, if any. `data`: the Part 10 file's bytes, or its path (the listener's and
+    STOW-RS's spooled file), read a header and a chunk at a time, never whole."""
+    with _instance_file(data) as file:
+        return _instance_store(
+            file, source=source, source_ae=source_ae, owner=owner, study=study_instance_uid
+        )
+
+
+@contextmanager
+def _instance_file(data: bytes | Path) -> Iterator[File]:
+    if isinstance(data, bytes):
+        yield ContentFile(data)
+        return
+    with data.open("rb") as handle:
+        yield File(handle)
+
+
+def _instance_store(file: File, *, source: str, source_ae: str, owner, study: str) -> Received:
+    header = _network_header(file)
+    if study and header.study_instance_uid != study:
         raise StudyMismatch("The instance belongs to another study.")
     owner = owner or _network_owner()
-    existing = Image.objects.filter(sop_instance_uid=study.sop_instance_uid).first()
+    existing = Image.objects.filter(sop_instance_uid=header.sop_instance_uid).first()
     if existing is not None:
         return _instance_again(existing, owner=owner, source=source)
-    refusal = _header_refusal(data)
-    original = _original_write(data)  # before the transaction, as for uploads
+    refusal = _header_refusal(file)
+    original = _original_write(file)  # before the transaction, as for uploads
     try:
         with transaction.atomic():
-            case = _study_case(study, source=source, source_ae=source_ae, owner=owner)
-            image = _network_image(case, study, original, refusal)
+            case = _study_case(header, source=source, source_ae=source_ae, owner=owner)
+            image = _network_image(case, header, original, refusal)
             case_refresh_status(case_id=case.pk)
     except Exception as exc:
         _delete_files([original])  # no file without its row
         if not isinstance(exc, IntegrityError):
             raise
         # The same instance, stored meanwhile by another association.
-        image = Image.objects.get(sop_instance_uid=study.sop_instance_uid)
+        image = Image.objects.get(sop_instance_uid=header.sop_instance_uid)
         return _instance_again(image, owner=owner, source=source)
     return Received(case_id=case.pk, image_id=image.pk, created=True)
 
@@ -391,12 +421,13 @@ class _StudyHeader:
     study_at: datetime | None = None
 
 
-def _network_header(data: bytes) -> _StudyHeader:
+def _network_header(file: File) -> _StudyHeader:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        file.seek(0)
+        ds = pydicom.dcmread(file, stop_before_pixels=True)
     except (InvalidDicomError, ValueError, TypeError, EOFError, OSError) as exc:
         raise InstanceRejected("The data is not a readable DICOM instance.") from exc
     study, instance = element_text(ds, "StudyInstanceUID"), element_text(ds, "SOPInstanceUID")
@@ -424,13 +455,13 @@ def _view_name(ds) -> str:
     return (view or facts.series_description or facts.view_code)[:120]
 
 
-def _header_refusal(data: bytes) -> Refusal | None:
+def _header_refusal(file: File) -> Refusal | None:
     """The upload gate (size limit, header check); its refusal becomes the image's result."""
-    if len(data) > _upload_limit():
+    if file.size > _upload_limit():
         message = f"The file is larger than the {settings.CHESTNET_MAX_UPLOAD_MB} MB limit."
         return Refusal(reason="unsupported", message=message)
     try:
-        inspect(data)
+        inspect(file)
     except UnreadableImage as exc:
         return Refusal(reason="unreadable", message=str(exc))
     except ImageError as exc:
@@ -809,11 +840,13 @@ def _files_write(results: Sequence[Analysed | Exception]) -> dict[int, _Written]
     return files
 
 
-def _file_save(field: Any, name: str, data: bytes) -> str:
-    """Write a file where `field` keeps its files (its upload_to names it without needing
-    the row), as FieldFile.save would; returns the name it got."""
+def _file_save(field: Any, name: str, data: bytes | File) -> str:
+    """Write a file (bytes, or a File streamed in chunks) where `field` keeps its files (its
+    upload_to names it without needing the row), as FieldFile.save would; returns the name
+    it got. A write that fails leaves nothing behind (chestnet_site.storage)."""
     path = field.generate_filename(None, name)
-    return field.storage.save(path, ContentFile(data), max_length=field.max_length)
+    content = ContentFile(data) if isinstance(data, bytes) else File(data.file)
+    return field.storage.save(path, content, max_length=field.max_length)
 
 
 def _analyses_store(
@@ -1144,8 +1177,7 @@ def report_reassign(*, case: Case, to, reason: str, by) -> Case:
         raise ServiceError("Only a signed report can be reassigned.")
     if not roles.is_radiologist(to):
         raise ServiceError(f"{to} is not a radiologist.")
-    if not reason.strip():
-        raise ServiceError("Give the reason for the reassignment.")
+    reason = require_words(reason, field="the reason for the reassignment")
     previous = locked.report_owner
     locked.report_owner = to
     locked.save(update_fields=["report_owner"])
@@ -1153,7 +1185,7 @@ def report_reassign(*, case: Case, to, reason: str, by) -> Case:
         actor=by,
         action=AuditEvent.Action.REASSIGNED,
         case=locked,
-        detail=f"report from {previous} to {to}: {reason.strip()}",
+        detail=f"report from {previous} to {to}: {reason}",
     )
     return locked
 
@@ -1295,8 +1327,7 @@ def review_amend(
         raise ServiceError(
             f"Only {locked.report_owner} may amend this report; an administrator can reassign it."
         )
-    if not reason.strip():
-        raise ServiceError("Give the reason for the amendment.")
+    reason = require_words(reason, field="the reason for the amendment")
     latest = locked.reviews.order_by("-version").first()
     version = (latest.version if latest else 0) + 1
     review = _review_create(

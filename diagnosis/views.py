@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
+import sys
 from typing import Any
 from urllib.parse import urlencode
 
@@ -30,7 +31,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from chestnet_site.health import checks_run
 from diagnosis import roles, selectors, services
-from diagnosis.access import is_api_request
+from diagnosis.access import is_api_request, unavailable_response
 from diagnosis.files import file_response
 from diagnosis.forms import AuditFilterForm, CaseForm, ReassignForm, ReviewForm
 from diagnosis.models import AuditEvent, Case
@@ -88,17 +89,21 @@ def case_new(request: HttpRequest) -> HttpResponse:
 def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
     case = selectors.case_get_for_user(user=request.user, case_id=case_id)
     services.audit_record(actor=request.user, action=AuditEvent.Action.VIEWED, case=case)
-    return render(
-        request,
-        "diagnosis/case_detail.html",
-        {
-            "case": case,
-            "review": selectors.review_current(case=case),
-            "rows": selectors.image_rows(case=case),
-            "intended_use": INTENDED_USE,
-            "reassign_form": ReassignForm() if roles.is_admin(request.user) else None,
-        },
-    )
+    form = ReassignForm() if roles.is_admin(request.user) else None
+    return _case_page(request, case, reassign_form=form)
+
+
+def _case_page(
+    request: HttpRequest, case: Case, *, reassign_form: ReassignForm | None, status: int = 200
+) -> HttpResponse:
+    context = {
+        "case": case,
+        "review": selectors.review_current(case=case),
+        "rows": selectors.image_rows(case=case),
+        "intended_use": INTENDED_USE,
+        "reassign_form": reassign_form,
+    }
+    return render(request, "diagnosis/case_detail.html", context, status=status)
 
 
 @require_POST
@@ -108,8 +113,12 @@ def report_reassign(request: HttpRequest, case_id: int) -> HttpResponse:
     case = selectors.case_get_for_user(user=request.user, case_id=case_id)
     form = ReassignForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose a radiologist and give the reason.")
-        return redirect("case_detail", case_id=case.pk)
+        # The page again (a view of the case), with the form and what is wrong with it.
+        services.audit_record(
+            actor=request.user, action=AuditEvent.Action.VIEWED, case=case, coalesce=True
+        )
+        messages.error(request, "Choose a radiologist and give the reason in words.")
+        return _case_page(request, case, reassign_form=form, status=400)
     try:
         services.report_reassign(
             case=case,
@@ -331,7 +340,8 @@ def case_review(request: HttpRequest, case_id: int) -> HttpResponse:
     )
 
 
-AUDIT_COLUMNS = ("at", "user", "action", "case", "cases listed", "detail", "source")
+# "user" and "role": the actor as they were when the event was written.
+AUDIT_COLUMNS = ("at", "user", "action", "case", "cases listed", "detail", "source", "role")
 
 
 @never_cache
@@ -368,15 +378,15 @@ class _Echo:
 
 def _audit_row(event: AuditEvent) -> tuple:
     listed = " ".join(str(case_id) for case_id in event.subject_ids)
-    actor = event.actor.username if event.actor else ""
     return (
         event.at.isoformat(),
-        actor,
+        event.actor_username,
         event.action,
         event.case_ref or "",
         listed,
         event.detail,
         event.source or "",
+        event.actor_role,
     )
 
 
@@ -482,7 +492,12 @@ def error_404(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 
 def error_500(request: HttpRequest) -> HttpResponse:
-    """Never a traceback: a sentence (JSON for API clients); the log has the details."""
+    """Never a traceback: a sentence (JSON for API clients); the log has the details. A
+    fault met before any view ran (a temporary folder that fills while an upload's body is
+    read) is the 503 of a service that is down or full, as a view's would be."""
+    unavailable = unavailable_response(request, sys.exc_info()[1] or Exception())
+    if unavailable is not None:
+        return unavailable
     message = "An internal error occurred; it has been logged. Try again, or contact support."
     if is_api_request(request):
         return JsonResponse({"detail": message}, status=500)

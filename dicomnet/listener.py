@@ -15,6 +15,7 @@ from django.db import connections
 from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from chestnet_site import faults
 from diagnosis import services
 from dicomnet import services as outbox
 from dicomnet.sop import (
@@ -62,13 +63,15 @@ def instance_store(event: Any) -> int:
         )
         return OUT_OF_RESOURCES
     try:
-        received = services.instance_receive(
-            data=path.read_bytes(), source="dimse", source_ae=calling_ae
-        )
+        # Read from its file a header and a chunk at a time, never whole.
+        received = services.instance_receive(data=path, source="dimse", source_ae=calling_ae)
     except services.InstanceRejected as exc:
         logger.warning("C-STORE from %s refused: %s", calling_ae, exc)
         return CANNOT_UNDERSTAND
-    except Exception:
+    except Exception as exc:
+        if faults.storage_full(exc):  # nothing was kept; the sender may try again later
+            logger.error("C-STORE from %s refused: the image store is full", calling_ae)
+            return OUT_OF_RESOURCES
         logger.exception("C-STORE from %s failed", calling_ae)
         return OUT_OF_RESOURCES
     if received.created:

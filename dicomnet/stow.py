@@ -29,23 +29,24 @@ class Outcome:
 
 @dataclass(frozen=True)
 class SpooledPart:
-    """One part of the body, written to disk as it arrived: its instance (from the content
-    offset on), or only its size when it is over the limit (nothing kept of it past that)."""
+    """One part of the body, written to disk as it arrived: its instance alone (the part's
+    headers are not written), or only its size when it is over the limit (nothing kept of
+    it past that)."""
 
     path: Path
-    content_offset: int  # where the DICOM data starts (after the part's headers)
     size: int  # of the content
     too_large: bool
 
     def read(self) -> bytes:
-        with self.path.open("rb") as handle:
-            handle.seek(self.content_offset)
-            return handle.read()
+        return self.path.read_bytes()
 
     def open(self) -> BinaryIO:
-        handle = self.path.open("rb")
-        handle.seek(self.content_offset)
-        return handle
+        return self.path.open("rb")
+
+    def is_part10(self) -> bool:
+        """A DICOM Part 10 file as stored: the 128-byte preamble, then "DICM"."""
+        with self.path.open("rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
 
 
 # A part's headers (Content-Type, Content-Length...) take a few hundred bytes; more than
@@ -98,50 +99,60 @@ def parts_spool(
 
 
 class _Spool:
-    """The current part's file while its bytes arrive."""
+    """The current part's file while its bytes arrive: its headers are held (up to
+    PART_HEAD_MAX) until their blank line, then the content is written from the file's
+    start, so the file is the instance itself."""
 
     def __init__(self, folder: Path, part_limit: int) -> None:
         self.folder, self.part_limit = folder, part_limit
         self.handle: BinaryIO | None = None
         self.path = Path()
+        self.head: bytes | None = b""  # the part's headers so far; None once they ended
         self.written = 0
         self.over = False
-        self.closed: list[tuple[Path, int, bool]] = []
+        self.closed: list[SpooledPart] = []
 
     def open_part(self) -> None:
         fd, name = tempfile.mkstemp(dir=self.folder, suffix=".part")
         self.handle, self.path = open(fd, "wb"), Path(name)  # noqa: SIM115
-        self.written, self.over = 0, False
+        self.head, self.written, self.over = b"", 0, False
 
     def write(self, data: bytes) -> None:
         if self.handle is None or not data:
             return  # the preamble before the first part
+        if self.head is not None:
+            data = self._headers(data)
         self.written += len(data)
-        if self.written > self.part_limit + PART_HEAD_MAX:
+        if self.written > self.part_limit:
             self.over = True  # counted, not kept
             return
         self.handle.write(data)
+
+    def _headers(self, data: bytes) -> bytes:
+        """Take the part's headers from the data; returns the content that follows them."""
+        assert self.head is not None
+        head = self.head + data
+        end = head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(head) > PART_HEAD_MAX:
+                raise StowError(400, "A part of the multipart body has no header end.")
+            self.head = head
+            return b""
+        _check_part_type(head[:end])
+        self.head = None
+        return head[end + 4 :]
 
     def close_part(self) -> None:
         if self.handle is None:
             return
         self.handle.close()
-        self.closed.append((self.path, self.written, self.over))
         self.handle = None
+        if self.head is not None:
+            raise StowError(400, "A part of the multipart body has no header end.")
+        self.closed.append(SpooledPart(self.path, self.written, self.over))
 
     def parts(self) -> list[SpooledPart]:
-        return [self._part(path, written, over) for path, written, over in self.closed]
-
-    def _part(self, path: Path, written: int, over: bool) -> SpooledPart:
-        with path.open("rb") as handle:
-            head = handle.read(PART_HEAD_MAX)
-        head_end = head.find(b"\r\n\r\n")
-        if head_end < 0:
-            raise StowError(400, "A part of the multipart body has no header end.")
-        _check_part_type(head[:head_end])
-        offset = head_end + 4
-        size = written - offset
-        return SpooledPart(path, offset, size, over or size > self.part_limit)
+        return list(self.closed)
 
 
 def _boundary(content_type: str) -> bytes:

@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chestnet_site import faults
 from diagnosis import roles, services
 from dicomnet import services as outbox
 from dicomnet import sop, stow
@@ -51,7 +52,9 @@ class StowApi(APIView):
     def post(self, request: Request, study_instance_uid: str = "") -> Response:
         if not roles.may_store_studies(request.user):
             raise PermissionDenied("Only clinicians and integrations can store studies.")
-        with tempfile.TemporaryDirectory(prefix="stow-") as folder:
+        # Where uploads spool too (FILE_UPLOAD_TEMP_DIR; None: the system's temporary folder).
+        spool = settings.FILE_UPLOAD_TEMP_DIR
+        with tempfile.TemporaryDirectory(prefix="stow-", dir=spool) as folder:
             try:
                 parts = _parts(request, Path(folder))
             except stow.StowError as exc:
@@ -79,12 +82,11 @@ def _parts(request: Request, folder: Path) -> list[stow.SpooledPart]:
 
 
 def _store(spooled: stow.SpooledPart, user: Any, study_instance_uid: str) -> stow.Outcome:
+    with spooled.open() as handle:
+        part = stow.part_identify(handle)  # from its header: nothing read past it
     if spooled.too_large:
-        with spooled.open() as handle:
-            part = stow.part_identify(handle)
         logger.warning("STOW-RS: an instance over CHESTNET_DICOM_MAX_MB was refused")
         return stow.Outcome(part.sop_class_uid, part.sop_instance_uid, failure=sop.OUT_OF_RESOURCES)
-    part = stow.part_read(spooled.read())
     sop_class, instance = part.sop_class_uid, part.sop_instance_uid
     if not sop_class or not instance:
         return stow.Outcome(sop_class, instance, failure=sop.CANNOT_UNDERSTAND)
@@ -92,15 +94,20 @@ def _store(spooled: stow.SpooledPart, user: Any, study_instance_uid: str) -> sto
         return stow.Outcome(sop_class, instance, failure=sop.SOP_CLASS_NOT_SUPPORTED)
     if outbox.is_own_object(instance):  # our own overlay, sent back with its study
         return stow.Outcome(sop_class, instance)
+    # A Part 10 file is stored from its spooled file, read in chunks; a part sent without
+    # the preamble is written out again with it, in memory (one instance at a time).
+    data = spooled.path if spooled.is_part10() else stow.part_read(spooled.read()).data
     try:
         services.instance_receive(
-            data=part.data, source="stow", owner=user, study_instance_uid=study_instance_uid
+            data=data, source="stow", owner=user, study_instance_uid=study_instance_uid
         )
     except services.StudyMismatch:
         return stow.Outcome(sop_class, instance, failure=sop.STUDY_MISMATCH)
     except services.InstanceRejected:
         return stow.Outcome(sop_class, instance, failure=sop.CANNOT_UNDERSTAND)
-    except Exception:
+    except Exception as exc:
+        if faults.unavailable(exc):
+            raise  # a store that is full or down: the whole request is a 503, sent again later
         logger.exception("STOW-RS: storing an instance failed")
         return stow.Outcome(sop_class, instance, failure=sop.PROCESSING_FAILURE)
     return stow.Outcome(sop_class, instance)

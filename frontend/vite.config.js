@@ -9,9 +9,28 @@ import { defineConfig } from "vite";
 
 const outDir = fileURLToPath(new URL("../static/viewer", import.meta.url));
 
+// The site's Content-Security-Policy refuses inline styles (style-src 'self'), and with them
+// a style attribute set by setAttribute. Cornerstone's SVG text labels (a length's readout)
+// set theirs so; through the CSSOM (element.style), which the policy allows, they keep it.
+// The build fails if the line is gone, rather than ship a viewer the policy breaks.
+const STYLE_ATTRIBUTE = "textElement.setAttribute('style', combinedStyle);";
+const cspSafeTextStyle = {
+  name: "chestnet-csp-safe-text-style",
+  transform(code, id) {
+    if (!id.replaceAll("\\", "/").endsWith("@cornerstonejs/tools/dist/esm/drawingSvg/drawTextBox.js")) {
+      return null;
+    }
+    if (!code.includes(STYLE_ATTRIBUTE)) {
+      throw new Error(`${id}: ${STYLE_ATTRIBUTE} not found (see vite.config.js)`);
+    }
+    return { code: code.replace(STYLE_ATTRIBUTE, "textElement.style.cssText = combinedStyle;"), map: null };
+  },
+};
+
 export default defineConfig({
   base: "./",
   publicDir: false,
+  plugins: [cspSafeTextStyle],
   resolve: {
     // See src/stubs/xmlbuilder2.js: the real one cannot load in a browser without Node's events.
     alias: { xmlbuilder2: fileURLToPath(new URL("src/stubs/xmlbuilder2.js", import.meta.url)) },

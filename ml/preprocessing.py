@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, BinaryIO, Final, Protocol, cast
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -63,6 +63,14 @@ _MAX_CLIPPED_FRACTION: Final = 0.98
 WINDOW_FALLBACK_WARNING: Final = (
     "The file's display window did not fit its pixel values; the full data range was used."
 )
+
+
+class SeekableFile(Protocol):
+    """A binary file open for reading: an upload spooled to disk, a Django File, BytesIO."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
 
 
 class ImageError(ValueError):
@@ -126,27 +134,44 @@ class Inspected:
     height: int
 
 
-def inspect(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Inspected:
+def inspect(source: bytes | SeekableFile, *, max_pixels: int = MAX_PIXELS) -> Inspected:
     """Check a file from its header alone: a PNG, JPEG or DICOM image, one frame, a sane
     size (not a decompression bomb), pixel data present. Raises ImageError as `decode`
     would for those faults; what only decoding finds (truncated pixel data, a blank image)
-    `decode` reports later, in the worker. Memory stays near the file's own size."""
-    if not data:
+    `decode` reports later, in the worker. `source`: the file's bytes, or a seekable binary
+    file read from its start (an upload spooled to disk): only the header is read from it,
+    so memory stays small whatever the file's size."""
+    handle = io.BytesIO(source) if isinstance(source, bytes) else source
+    handle.seek(0)
+    head = handle.read(_DICOM_MAGIC_OFFSET + 4)
+    if not head:
         raise UnreadableImage("The file is empty.")
-    if is_dicom(data) or _legacy_dicom_header(data) is not None:
-        header = _inspect_dicom(data, max_pixels)
+    if is_dicom(head) or _legacy_dicom_header(handle) is not None:
+        header = _inspect_dicom(handle, max_pixels, part10=is_dicom(head))
     else:
-        with _opened_raster(data, max_pixels) as image:
-            header = Inspected(image_format(data), image.width, image.height)
+        with _opened_raster(handle, max_pixels) as image:
+            header = Inspected(_raster_format(head), image.width, image.height)
     _check_shape((header.height, header.width))
     return header
 
 
-def _inspect_dicom(data: bytes, max_pixels: int) -> Inspected:
+def _raster_format(head: bytes) -> str:
+    return "png" if head.startswith(b"\x89PNG") else "jpeg"
+
+
+# Header values longer than this (the pixel data) are skipped by `inspect`, not read: pixel
+# data cut short is found by `decode`, in the worker, as before.
+_DEFERRED_VALUE_BYTES: Final = 64 * 1024
+
+
+def _inspect_dicom(handle: SeekableFile, max_pixels: int, *, part10: bool) -> Inspected:
+    import pydicom
+
     try:
-        ds = _parse_dicom(data) if is_dicom(data) else _legacy_dicom(data)
-        if ds is None:
-            raise UnsupportedImage("The DICOM file has no pixel data (is it an image?).")
+        handle.seek(0)
+        ds = pydicom.dcmread(
+            cast(BinaryIO, handle), force=not part10, defer_size=_DEFERRED_VALUE_BYTES
+        )
         _check_dicom_geometry(ds, max_pixels)
         return Inspected("dicom", int(ds.Columns), int(ds.Rows))
     except ImageError:
@@ -297,14 +322,18 @@ def _decode_raster(data: bytes, max_pixels: int) -> _Raw:
 
 
 @contextmanager
-def _opened_raster(data: bytes, max_pixels: int, *, load: bool = False) -> Iterator[Image.Image]:
-    """A PNG or JPEG checked from its header (format, size, frames); its pixels decoded
-    only with `load`. Every fault becomes an ImageError with a sentence for the user."""
+def _opened_raster(
+    source: bytes | SeekableFile, max_pixels: int, *, load: bool = False
+) -> Iterator[Image.Image]:
+    """A PNG or JPEG (bytes, or a seekable file) checked from its header (format, size,
+    frames); its pixels decoded only with `load`. Every fault becomes an ImageError with a
+    sentence for the user."""
     try:
         with warnings.catch_warnings():
             # Pillow warns, then raises, on huge images; our own limit is checked first.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            handle = io.BytesIO(source) if isinstance(source, bytes) else source
+            image = Image.open(cast(BinaryIO, handle))
             if image.format not in {"PNG", "JPEG", "MPO"}:
                 raise UnsupportedImage(
                     f"{image.format} images are not accepted; upload PNG, JPEG or DICOM."
@@ -386,15 +415,21 @@ def _legacy_dicom(data: bytes) -> Dataset | None:
     return ds
 
 
-def _legacy_dicom_header(data: bytes, *, with_pixels: bool = False) -> Dataset | None:
-    """The dataset (pixel data only if asked) of bytes that parse as DICOM without the
-    Part 10 preamble and declare an image size, else None."""
-    if data[:2] not in _LEGACY_DICOM_STARTS:
+def _legacy_dicom_header(
+    source: bytes | SeekableFile, *, with_pixels: bool = False
+) -> Dataset | None:
+    """The dataset (pixel data only if asked) of bytes, or a seekable file read from its
+    start, that parse as DICOM without the Part 10 preamble and declare an image size,
+    else None."""
+    handle = io.BytesIO(source) if isinstance(source, bytes) else source
+    handle.seek(0)
+    if handle.read(2) not in _LEGACY_DICOM_STARTS:
         return None
     import pydicom
 
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=not with_pixels)
+        handle.seek(0)
+        ds = pydicom.dcmread(cast(BinaryIO, handle), force=True, stop_before_pixels=not with_pixels)
         is_image = int(ds.Rows) > 0 and int(ds.Columns) > 0
     except Exception:  # not DICOM after all: the raster decoder then says so as usual
         return None

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
+from chestnet_site.text import require_words
 from ml.config import ARCHS
 from mlops.calibration import CalibrationFilters
 from mlops.models import Label
@@ -62,22 +63,32 @@ OVERRIDE_HELP = (
 
 
 def _override_reason() -> forms.CharField:
-    """Blank is no override (mlops.rollout strips it): the floors then decide."""
+    """Nothing sent is no override: the floors then decide. Anything typed, spaces
+    included, must be a reason in words (`chestnet_site.text.require_words`)."""
     return forms.CharField(
         required=False,
         max_length=2000,
+        strip=False,
         help_text=OVERRIDE_HELP,
         widget=forms.Textarea(attrs={"rows": 3}),
     )
 
 
-class ActivateForm(forms.Form):
+class _OverrideReasonForm(forms.Form):
+    override_reason = _override_reason()
+
+    def clean_override_reason(self) -> str:
+        reason = self.cleaned_data["override_reason"]
+        return require_words(reason, field="the override reason") if reason else ""
+
+
+class ActivateForm(_OverrideReasonForm):
     operating_point = forms.ChoiceField(choices=OPERATING_POINTS, initial="card")
-    override_reason = _override_reason()
+    field_order = ["operating_point", "override_reason"]
 
 
-class RollbackForm(forms.Form):
-    override_reason = _override_reason()
+class RollbackForm(_OverrideReasonForm):
+    pass
 
 
 class CalibrationForm(forms.Form):

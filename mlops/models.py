@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from chestnet_site.history import PROTECT_HISTORY
 from chestnet_site.storage import RandomName
 
 dataset_file_path = RandomName("datasets/{dataset_id}", ".bin")
@@ -38,7 +39,7 @@ class Dataset(models.Model):
     split_seed = models.IntegerField(null=True, blank=True)
     split_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -102,7 +103,7 @@ class LabelChange(models.Model):
 
     image = models.ForeignKey(DatasetImage, on_delete=models.CASCADE, related_name="label_changes")
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
     )
     old_label = models.CharField(max_length=10, choices=Label.choices)
     new_label = models.CharField(max_length=10, choices=Label.choices)
@@ -131,7 +132,7 @@ class ImportJob(models.Model):
     summary = models.JSONField(default=dict)
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -159,7 +160,7 @@ class TrainingRun(models.Model):
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -247,7 +248,7 @@ class SiteCalibration(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True)
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -269,7 +270,7 @@ class Event(models.Model):
     calibrations."""
 
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
     )
     action = models.CharField(max_length=30)
     detail = models.CharField(max_length=300, blank=True)

@@ -6,8 +6,9 @@ Evaluation), else its card's held-out validation (the shipped default, an import
 a site calibration, the site's held-back cases: mlops.execute.calibration).
 At the threshold it would serve, the evidence must reach the floors (ROC AUC, sensitivity,
 specificity: settings CHESTNET_ACTIVATION_MIN_*) on at least
-CHESTNET_ACTIVATION_MIN_TEST_IMAGES images. Below them, activation needs an override reason,
-kept on the registry's Activation row and in the audit trail with who gave it.
+CHESTNET_ACTIVATION_MIN_TEST_IMAGES images. Below them, activation needs an override reason
+in words (`chestnet_site.text.require_words`), kept on the registry's Activation row and in
+the audit trail with who gave it.
 
 The version an activation replaces is withdrawn: unreported cases it analysed go through
 the new active version again (`diagnosis.services.reanalyse_unreported`). The registry
@@ -23,6 +24,7 @@ from django.conf import settings
 from django.db import transaction
 
 from chestnet_site.errors import ServiceError
+from chestnet_site.text import require_words
 from diagnosis import services as clinical
 from mlops.models import Evaluation
 from registry import selectors as registry
@@ -232,7 +234,7 @@ def _roll_out(
     by: str,
     activate: Callable[[str], ModelVersion],
 ) -> Rollout:
-    reason = "" if verdict.passed else override_reason.strip()
+    reason = "" if verdict.passed else override_reason_check(override_reason)
     if not verdict.passed and not reason:
         raise ActivationRefused(version=version, verdict=verdict)
     with transaction.atomic():
@@ -255,6 +257,15 @@ def _roll_out(
         withdrawn=withdrawn,
         reanalysed=count,
     )
+
+
+def override_reason_check(text: str) -> str:
+    """No reason (""; below the floors, activation is then refused), or one in words: a
+    reason typed but made of invisible characters, spaces or punctuation is refused
+    (WordsRequired: a ServiceError, and a ValidationError for the forms)."""
+    if not text.strip():
+        return ""
+    return require_words(text, field="the override reason")
 
 
 def _audit_detail(version: ModelVersion, verdict: Verdict, reason: str, by: str) -> str:

@@ -325,17 +325,20 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 @admin_required
 @require_GET
 def version_list(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "mlops/version_list.html",
-        {
-            "rows": selectors.version_rows(),
-            "datasets": Dataset.objects.all(),
-            "activations": registry.activation_history()[:20],
-            # A rollback the floors refused: its form asks for an override reason.
-            "override_activation": _int_or_none(request.GET.get("override")),
-        },
-    )
+    return _version_list_page(request, _int_or_none(request.GET.get("override")))
+
+
+def _version_list_page(
+    request: HttpRequest, override_activation: int | None, status: int = 200
+) -> HttpResponse:
+    context = {
+        "rows": selectors.version_rows(),
+        "datasets": Dataset.objects.all(),
+        "activations": registry.activation_history()[:20],
+        # A rollback the floors refused: its form asks for an override reason.
+        "override_activation": override_activation,
+    }
+    return render(request, "mlops/version_list.html", context, status=status)
 
 
 @admin_required
@@ -346,23 +349,30 @@ def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
     refused = request.GET.get("override")
     refused = refused if refused in dict(forms.OPERATING_POINTS) else None
     form = forms.ActivateForm(initial={"operating_point": refused or "card"})
+    return _version_page(request, version, form, refused)
+
+
+def _version_page(
+    request: HttpRequest,
+    version: ModelVersion,
+    form: forms.ActivateForm,
+    refused: str | None,
+    status: int = 200,
+) -> HttpResponse:
     form.fields["override_reason"].widget.attrs["required"] = bool(refused)
-    return render(
-        request,
-        "mlops/version_detail.html",
-        {
-            "version": version,
-            "evaluations": version.evaluations.select_related("dataset"),
-            "activations": registry.activation_history(version=version),
-            "form": form,
-            "refused": refused,
-            "floors": rollout.floors(),
-            "plots": PLOTS,
-            "points": registry.operating_points(version),
-            "site_calibration": _calibration_view(selectors.calibration_of(version)),
-            "calibrations": selectors.calibrations_from(version)[:10],
-        },
-    )
+    context = {
+        "version": version,
+        "evaluations": version.evaluations.select_related("dataset"),
+        "activations": registry.activation_history(version=version),
+        "form": form,
+        "refused": refused,
+        "floors": rollout.floors(),
+        "plots": PLOTS,
+        "points": registry.operating_points(version),
+        "site_calibration": _calibration_view(selectors.calibration_of(version)),
+        "calibrations": selectors.calibrations_from(version)[:10],
+    }
+    return render(request, "mlops/version_detail.html", context, status=status)
 
 
 @admin_required
@@ -372,8 +382,12 @@ def version_activate(request: HttpRequest, version_id: int) -> HttpResponse:
     page = reverse("mlops:version_detail", args=[version.pk])
     form = forms.ActivateForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose an operating point (and keep the reason short).")
-        return redirect(page)
+        # The page again, with the form and what is wrong with it.
+        messages.error(request, "Choose an operating point and give the reason in words.")
+        version = get_object_or_404(selectors.versions_with_provenance(), pk=version.pk)
+        point = request.POST.get("operating_point")
+        refused = point if point in dict(forms.OPERATING_POINTS) else "card"
+        return _version_page(request, version, form, refused, status=400)
     try:
         done = rollout.rollout_activate(
             version=version,
@@ -397,7 +411,11 @@ def version_activate(request: HttpRequest, version_id: int) -> HttpResponse:
 def version_rollback(request: HttpRequest, activation_id: int) -> HttpResponse:
     activation = get_object_or_404(Activation.objects.select_related("version"), pk=activation_id)
     form = forms.RollbackForm(request.POST)
-    reason = form.cleaned_data["override_reason"] if form.is_valid() else ""
+    if not form.is_valid():
+        problems = form.errors.get("override_reason") or ["Give the reason in words."]
+        messages.error(request, " ".join(str(problem) for problem in problems))
+        return _version_list_page(request, activation.pk, status=400)
+    reason = form.cleaned_data["override_reason"]
     try:
         done = rollout.rollout_rollback(
             activation=activation, user=request.user, override_reason=reason

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chestnet_site.errors import ServiceError
-from chestnet_site.text import visible
+from chestnet_site.text import WordsRequired, require_words
 from diagnosis import selectors as clinical
 from diagnosis import services as clinical_services
 from monitoring import figures
@@ -133,9 +133,10 @@ class AcknowledgeRefused(ServiceError):
 
 def alert_acknowledge(*, alert_id: int, user, note: str) -> Alert:
     """Record that `user` has seen the alert and what they are doing about it (audited)."""
-    note = visible(note)
-    if not note:
-        raise AcknowledgeRefused("Say what is being done about the alert (a note is required).")
+    try:
+        note = require_words(note, field="a note saying what is being done about the alert")
+    except WordsRequired as exc:
+        raise AcknowledgeRefused(str(exc)) from exc
     with transaction.atomic():
         alert = Alert.objects.select_for_update().filter(pk=alert_id).first()
         if alert is None:

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from chestnet_site.history import PROTECT_HISTORY
+
 
 class ModelVersion(models.Model):
     class Origin(models.TextChoices):
@@ -28,7 +30,7 @@ class ModelVersion(models.Model):
     active_threshold = models.FloatField(null=True, blank=True)
     operating_point = models.CharField(max_length=100, blank=True)
     activated_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
     )
     activated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -57,7 +59,7 @@ class Activation(models.Model):
     threshold = models.FloatField()
     operating_point = models.CharField(max_length=100)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
     )
     # Why the version was activated although its evidence fell below the activation floors
     # (mlops.rollout); empty for an activation that met them, or the first install's default.

@@ -165,14 +165,13 @@ def _benchmark(n: int, base: str, model_label: str, home: Path) -> str:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chestnet_site.settings")
     django.setup()
-    from rest_framework.authtoken.models import Token
-
     from diagnosis import roles
     from tests.support import factories
+    from tests.support.tokens import token_for
 
     load = os.getloadavg()
-    token = Token.objects.create(user=factories.UserFactory(username="bench", role=roles.CLINICIAN))
-    client = _Uploader(base, token.key, _radiograph())
+    token = token_for(factories.UserFactory(username="bench", role=roles.CLINICIAN))
+    client = _Uploader(base, token, _radiograph())
     _complete([client.post("warm-up")])  # the worker loads the model on its first task
     sequential = [_complete([client.post("sequential")])[0] for _ in range(n)]
     with ThreadPoolExecutor(max_workers=n) as pool:
@@ -259,17 +258,17 @@ def _worklist(base: str) -> dict[str, dict[str, float]]:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
-    from rest_framework.authtoken.models import Token
 
     from diagnosis import roles
     from diagnosis.models import Case
     from tests.support import factories
+    from tests.support.tokens import token_for
 
     radiologist = factories.UserFactory(username="bench-rad", role=roles.RADIOLOGIST)
     client = Client()
     client.force_login(radiologist)
     cookie = f"sessionid={client.cookies['sessionid'].value}"
-    token = f"Token {Token.objects.create(user=radiologist).key}"
+    token = f"Token {token_for(radiologist)}"
     pages = {"/worklist/": {"Cookie": cookie}, "/api/v1/worklist/": {"Authorization": token}}
 
     def queries(url: str) -> int:

@@ -384,16 +384,26 @@ def _p50(values: list[float]) -> float | None:
 # --- processes ---------------------------------------------------------------------------
 
 
+# Run in the measured tree, which may be a baseline from before hashed tokens (issue 21).
+_TOKEN_CODE = """
+import django
+django.setup()
+from diagnosis import roles
+from tests.support import factories
+u = factories.UserFactory(username="bench", role=roles.CLINICIAN)
+try:
+    from tests.support.tokens import token_for
+except ImportError:
+    from rest_framework.authtoken.models import Token
+    print(Token.objects.create(user=u).key)
+else:
+    print(token_for(u, client="pipeline-benchmark"))
+"""
+
+
 def _token(tree: Path, env: dict) -> str:
-    code = (
-        "import django; django.setup();"
-        "from rest_framework.authtoken.models import Token;"
-        "from diagnosis import roles; from tests.support import factories;"
-        "u = factories.UserFactory(username='bench', role=roles.CLINICIAN);"
-        "print(Token.objects.create(user=u).key)"
-    )
     out = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", _TOKEN_CODE],
         cwd=tree,
         env={**env, "DJANGO_SETTINGS_MODULE": "chestnet_site.settings"},
         check=True,

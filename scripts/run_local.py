@@ -40,12 +40,19 @@ CELERY = [PYTHON, "-m", "celery", "-A", "chestnet_site"]
 CELERY_WORKER = [*CELERY, "worker", "--loglevel", "INFO"]
 DEMO = "clinician, clinician2, radiologist, admin (password: chestnet-demo)"
 RESTART_AFTER_S, RESTART_AFTER_MAX_S = 1.0, 30.0
+# An object store that is not up yet is asked again after 1 s, doubling up to this.
+STORE_RETRY_MAX_S = 30.0
+STORE_NOT_YET = 1  # `manage.py storage_check`'s exit status for "down, starting or full"
 QUICK_EXIT_S, QUICK_EXITS_MAX = 10.0, 5
 EX_CONFIG = 78  # a part that cannot start as configured (dicom_listener: port in use)
 
 
 class GaveUp(RuntimeError):
     """A child keeps exiting right after it starts."""
+
+
+class StopRequested(Exception):
+    """Ctrl-C or SIGTERM came before the stack was up."""
 
 
 @dataclass
@@ -81,7 +88,7 @@ def main() -> int:
     try:
         if not env.get("REDIS_URL"):
             children.append(_redis(home, env))
-        _prepare(env)
+        _prepare(env, stop_requested)
         for name, command in _services(home, port):
             optional = name == "DICOM listener"
             children.append(Child(name, _launcher(command, env), optional=optional))
@@ -94,9 +101,11 @@ def main() -> int:
         )
         supervise(children, stop_requested)
     except subprocess.CalledProcessError as exc:
-        print(f"Setup step failed: {exc}", file=sys.stderr, flush=True)
+        print(f"Setup step failed: {exc} {exc.output or ''}".strip(), file=sys.stderr, flush=True)
     except GaveUp as exc:
         print(f"Stopping everything: {exc}", file=sys.stderr, flush=True)
+    except StopRequested:
+        pass
     finally:
         for child in reversed(children):
             if child.process is not None:
@@ -136,11 +145,54 @@ def _redis(home: Path, env: dict[str, str]) -> Child:
     return redis
 
 
-def _prepare(env: dict[str, str]) -> None:
-    manage = [PYTHON, str(ROOT / "manage.py")]
-    for step in ("migrate --noinput", "seed_demo_users", "ensure_default_model"):
-        command = [*manage, *step.split()]
-        subprocess.run(command, env=env, check=True, cwd=ROOT, preexec_fn=die_with_parent())
+def _prepare(env: dict[str, str], stop_requested: Callable[[], bool]) -> None:
+    for step in ("migrate --noinput", "seed_demo_users"):
+        _manage(step, env)
+    if env.get("CHESTNET_STORAGE") == "s3":
+        store_wait(env, stop_requested)  # the default model is uploaded there next
+    _manage("ensure_default_model", env)
+
+
+def _manage(step: str, env: dict[str, str], **options: Any) -> subprocess.CompletedProcess:
+    command = [PYTHON, str(ROOT / "manage.py"), *step.split()]
+    options.setdefault("check", True)
+    return subprocess.run(command, env=env, cwd=ROOT, preexec_fn=die_with_parent(), **options)
+
+
+def store_wait(env: dict[str, str], stop_requested: Callable[[], bool]) -> float:
+    """Until the object store takes a write (`manage.py storage_check`): one that is down or
+    still starting (a SeaweedFS whose volume server is joining) is asked again with backoff,
+    said in one line, and the stack starts as soon as it answers. A store that refuses
+    (credentials, bucket) stops the start with its reason. Returns the seconds waited."""
+    started, delay, said = time.monotonic(), RESTART_AFTER_S, False
+    while True:
+        check = _manage("storage_check", env, check=False, capture_output=True, text=True)
+        line = (check.stdout.strip().splitlines() or ["no answer"])[-1]
+        if check.returncode == 0:
+            waited = time.monotonic() - started
+            if said:
+                print(f"The object store answers; starting (waited {waited:.0f} s).", flush=True)
+            return waited
+        if check.returncode != STORE_NOT_YET:
+            raise subprocess.CalledProcessError(check.returncode, "storage_check", line)
+        if not said:
+            print(
+                f"{line}. Waiting for it, asking again with backoff up to "
+                f"{STORE_RETRY_MAX_S:.0f} s apart (Ctrl-C to stop).",
+                file=sys.stderr,
+                flush=True,
+            )
+            said = True
+        _sleep(delay, stop_requested)
+        delay = min(STORE_RETRY_MAX_S, delay * 2)
+
+
+def _sleep(seconds: float, stop_requested: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if stop_requested():
+            raise StopRequested
+        time.sleep(min(0.2, seconds))
 
 
 def _services(home: Path, port: str) -> list[tuple[str, list[str]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,18 @@ def _flush_outlasts_a_deadlock():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(TransactionTestCase, "_fixture_teardown", patient_teardown)
         yield
+
+
+@pytest.fixture(autouse=True)
+def _cache_of_its_own(settings):
+    """The API's rate counts live in the cache: in Redis when REDIS_URL is set, which other
+    runs on the same database (CI, a colleague) share. Each test counts under a key prefix
+    of its own, so it starts with nothing counted; nothing is ever flushed (cache.clear() is
+    FLUSHDB, which would empty the broker's queues too)."""
+    settings.CACHES = {
+        name: {**config, "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
+        for name, config in settings.CACHES.items()
+    }
 
 
 @pytest.fixture(scope="session")

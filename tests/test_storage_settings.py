@@ -80,7 +80,7 @@ def _refused(tmp_path: Path, env: dict[str, str]) -> str:
 
 def test_by_default_files_stay_under_media_root_without_needing_boto3(tmp_path):
     started = _started(tmp_path, {}, block_botocore=True)
-    assert started["backend"] == "django.core.files.storage.FileSystemStorage"
+    assert started["backend"] == "chestnet_site.storage.FileSystemStorage"
     assert started["storage"] == "FileSystemStorage"
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.authtoken.models import Token
 
 from diagnosis.models import Case
 from tests.support import factories
 from tests.support.images import png_bytes
+from tests.support.tokens import token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -19,8 +19,7 @@ def token_client(clinician):
     from rest_framework.test import APIClient
 
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=clinician)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(clinician)}")
     return client
 
 

@@ -167,6 +167,7 @@ def test_healthz_reports_database_and_broker_without_login(client, db, monkeypat
         "workers": 0,
         "dicom_listener": "off",
         "storage": "ok",
+        "orphans": {"last_sweep": None, "removed": 0},
         "pacs_outbox": {"failed": 0, "pending": 0},
         "monitoring": {"open_alerts": [], "unacknowledged": 0},
     }

@@ -4,11 +4,11 @@ per instance, and a clear 4xx for what cannot be read."""
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from diagnosis.models import Case, Image
 from dicomnet import sop, stow
 from tests.support import dicom_files
+from tests.support.tokens import token_for
 
 pytestmark = pytest.mark.django_db
 BOUNDARY = "chestnet-test-boundary"
@@ -26,7 +26,7 @@ def _body(*parts: bytes, close: bool = True) -> bytes:
 def _post(client, user, body: bytes, *, content_type: str = MULTIPART, path="/dicomweb/studies"):
     headers = {}
     if user is not None:
-        headers["HTTP_AUTHORIZATION"] = f"Token {Token.objects.create(user=user).key}"
+        headers["HTTP_AUTHORIZATION"] = f"Token {token_for(user)}"
     return client.generic(
         "POST",
         path,
@@ -200,8 +200,10 @@ def test_an_integration_account_stores_studies_and_reads_nothing(client, chest_d
     assert client.get("/api/v1/worklist/", **auth).status_code == 403
     image = case.images.get()
     assert client.get(f"/api/v1/images/{image.pk}/original/", **auth).status_code == 404
-    # Run again: a new token, and the old one no longer works.
-    call_command("integration_account", "pacs-router")
+    # Run again: another token, for another client; the first keeps working until revoked.
+    call_command("integration_account", "pacs-router", "--client", "second-router")
+    assert client.get("/api/v1/cases/", **auth).status_code == 200
+    call_command("integration_account", "pacs-router", "--revoke-all")
     assert client.get("/api/v1/cases/", **auth).status_code == 401
 
 

@@ -22,7 +22,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 from pydicom.uid import ComprehensiveSRStorage
-from rest_framework.authtoken.models import Token
 from storages.backends.s3 import S3Storage
 
 from chestnet_site.settings import storage_from_env
@@ -42,6 +41,7 @@ from tests.support.datasets import labelled_entries, zip_bytes
 from tests.support.images import dicom_bytes, png_bytes
 from tests.support.seaweedfs import SeaweedFS
 from tests.support.stack import database_url, start_worker, stop_worker, wait_for
+from tests.support.tokens import token_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -261,7 +261,7 @@ def test_a_dicomweb_instance_is_kept_in_the_bucket_and_its_findings_are_built_fr
         body,
         content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
         HTTP_ACCEPT="application/dicom+json",
-        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=clinician).key}",
+        HTTP_AUTHORIZATION=f"Token {token_for(clinician)}",
     )
     assert response.status_code == 200, response.content
 

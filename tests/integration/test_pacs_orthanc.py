@@ -203,12 +203,13 @@ def test_storescu_sends_jpeg_2000_and_jpeg_ls_instances_and_each_is_analysed(
 
 def test_dicomweb_client_stores_an_instance_by_stow_rs(live_server, network_worker, shared_data):
     from dicomweb_client.api import DICOMwebClient
-    from rest_framework.authtoken.models import Token
+
+    from tests.support.tokens import token_for
 
     clinician = factories.UserFactory(username="stow-clinician", role=roles.CLINICIAN)
-    token = Token.objects.create(user=clinician)
+    token = token_for(clinician, client="dicomweb-client")
     client = DICOMwebClient(
-        url=f"{live_server.url}/dicomweb", headers={"Authorization": f"Token {token.key}"}
+        url=f"{live_server.url}/dicomweb", headers={"Authorization": f"Token {token}"}
     )
     ds = dicom_files.radiograph(pixels=dicom_files.chest_pixels(_chest(shared_data, 3)))
     response = client.store_instances(datasets=[ds])

@@ -66,3 +66,59 @@ def test_inspect_of_a_49_megapixel_jpeg_costs_little_memory():
     tracemalloc.stop()
     assert (header.width, header.height) == (7000, 7000)
     assert peak < 10 * 1024 * 1024  # a decode would need 49 MB for 8-bit pixels alone
+
+
+class _CountingFile(io.BytesIO):
+    """A file that counts the bytes read from it."""
+
+    read_bytes = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.read_bytes += len(chunk)
+        return chunk
+
+
+def _legacy_dicom() -> bytes:
+    """A DICOM file written without the Part 10 preamble and file meta (older modalities)."""
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    bare = Dataset()
+    bare.update(pydicom.dcmread(io.BytesIO(dicom_bytes())))
+    buffer = io.BytesIO()
+    bare.save_as(buffer, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [png_bytes(96, 80), jpeg_bytes(), dicom_bytes(), _legacy_dicom()],
+    ids=["png", "jpeg", "dicom", "legacy-dicom"],
+)
+def test_inspect_of_a_file_reads_what_inspect_of_its_bytes_reads(data):
+    assert inspect(io.BytesIO(data)) == inspect(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (dicom_bytes(with_pixels=False), UnsupportedImage),
+        (dicom_bytes()[:300], UnsupportedImage),
+        (png_bytes()[:20], UnreadableImage),
+    ],
+    ids=["dicom-no-pixels", "dicom-cut-in-its-header", "png-cut-in-its-header"],
+)
+def test_inspect_of_a_file_refuses_what_its_header_shows_is_wrong(data, error):
+    with pytest.raises(error):
+        inspect(io.BytesIO(data))
+
+
+def test_inspect_of_a_large_dicom_file_reads_its_header_not_its_pixels():
+    """An upload spooled to disk: the pixel data (8 MB here) is skipped, not read."""
+    from tests.support import dicom_files
+
+    pixels = np.random.default_rng(2).integers(0, 4096, size=(2048, 2048), dtype=np.uint16)
+    handle = _CountingFile(dicom_files.to_bytes(dicom_files.radiograph(pixels=pixels)))
+    assert inspect(handle).width == 2048
+    assert handle.read_bytes < 64 * 1024

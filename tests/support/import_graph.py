@@ -10,19 +10,31 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-PACKAGES = ("ml", "chestnet_site", "registry", "diagnosis", "mlops", "dicomnet", "monitoring")
+PACKAGES = (
+    "ml",
+    "chestnet_site",
+    "accounts",
+    "registry",
+    "diagnosis",
+    "mlops",
+    "dicomnet",
+    "monitoring",
+)
 
-# Floors, bottom up. A module may import its own floor and those below; `mlops`, `dicomnet`
-# (the DICOM network) and `monitoring`, side by side on the top floor, reach the clinical
-# app only through its services, selectors and roles, never its models, and not each other.
+# Floors, bottom up. A module may import its own floor and those below; `accounts` (identity:
+# API tokens, the client's address) is below every app; `mlops`, `dicomnet` (the DICOM
+# network) and `monitoring`, side by side on the top floor, reach the clinical app only
+# through its services, selectors and roles, never its models, and not each other.
 ALLOWED: dict[str, tuple[str, ...]] = {
     "ml": ("ml",),
     "chestnet_site": ("chestnet_site",),
-    "registry": ("ml", "chestnet_site", "registry"),
-    "diagnosis": ("ml", "chestnet_site", "registry", "diagnosis"),
+    "accounts": ("ml", "chestnet_site", "accounts"),
+    "registry": ("ml", "chestnet_site", "accounts", "registry"),
+    "diagnosis": ("ml", "chestnet_site", "accounts", "registry", "diagnosis"),
     "mlops": (
         "ml",
         "chestnet_site",
+        "accounts",
         "registry",
         "mlops",
         "diagnosis.services",
@@ -32,6 +44,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "dicomnet": (
         "ml",
         "chestnet_site",
+        "accounts",
         "registry",
         "dicomnet",
         "diagnosis.services",
@@ -41,6 +54,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "monitoring": (
         "ml",
         "chestnet_site",
+        "accounts",
         "registry",
         "monitoring",
         "diagnosis.services",

@@ -1,0 +1,86 @@
+"""The API's rate limits (REST_FRAMEWORK's throttles), counted in the default cache: in Redis
+wherever one is configured (settings.CACHES), so every web process counts the same requests
+and N processes allow what one does. Each request is counted by one script that Redis runs
+alone, so two processes never both take the last place in a window.
+
+When Redis does not answer, requests pass uncounted (fail open) and a warning is logged: a
+rate limit guards capacity, not access (the login lockout is in the database), and a Redis
+outage must not turn every API call into an error. Without Redis (a plain `manage.py
+runserver`, unit tests) DRF counts in the process's own memory."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any, cast
+
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
+from redis.exceptions import RedisError
+from rest_framework import throttling
+
+logger = logging.getLogger(__name__)
+
+# DRF's sliding window: the requests of the last `window` seconds, as members of a sorted set
+# scored by their time. Drop the expired, then count this request if there is room. Returns
+# "0" when it is allowed, else the time of the oldest request counted (a string: Redis would
+# cut a Lua number to an integer).
+_WINDOW = """
+local key, now, window = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+if redis.call('ZCARD', key) < tonumber(ARGV[3]) then
+  redis.call('ZADD', key, now, ARGV[4])
+  redis.call('EXPIRE', key, math.ceil(window))
+  return '0'
+end
+return redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]
+"""
+WARN_EVERY_S = 60.0
+_last_warning = -WARN_EVERY_S
+
+
+class _CountedInRedis(throttling.SimpleRateThrottle):
+    in_redis = False
+    oldest: float | None = None  # of the requests counted, when this one is refused
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        cache = caches["default"]
+        if self.rate is None or not isinstance(cache, RedisCache):
+            return super().allow_request(request, view)
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        self.now = self.timer()
+        key = cache.make_and_validate_key(self.key)
+        arguments = (self.now, self.duration, self.num_requests, f"{self.now}:{uuid.uuid4().hex}")
+        try:
+            client = cache._cache.get_client(key, write=True)
+            oldest = cast(bytes, client.eval(_WINDOW, 1, key, *arguments))  # a blocking client
+        except RedisError:
+            _warn_uncounted()
+            return True
+        self.in_redis, self.oldest = True, float(oldest) or None
+        return self.oldest is None
+
+    def wait(self) -> float | None:
+        if not self.in_redis:
+            return super().wait()
+        return None if self.oldest is None else max(self.oldest + self.duration - self.now, 1.0)
+
+
+def _warn_uncounted() -> None:
+    global _last_warning
+    if time.monotonic() - _last_warning >= WARN_EVERY_S:
+        _last_warning = time.monotonic()
+        logger.warning(
+            "Redis does not answer: API requests pass without rate limits until it does."
+        )
+
+
+class AnonRateThrottle(_CountedInRedis, throttling.AnonRateThrottle):
+    """Anonymous requests, per client address (REST_FRAMEWORK's NUM_PROXIES)."""
+
+
+class UserRateThrottle(_CountedInRedis, throttling.UserRateThrottle):
+    """Signed-in requests, per user."""
