@@ -36,7 +36,7 @@ test-fast: install
 	$(PY) -m pytest -m "not integration and not e2e and not slow" $(PYTEST_ARGS)
 
 LINTED := chestnet_site accounts registry diagnosis mlops dicomnet monitoring ml scripts/run_local.py scripts/benchmark.py \
-	scripts/ood_corpus.py scripts/gate_report.py scripts/recipe_report.py \
+	scripts/ood_corpus.py scripts/gate_report.py scripts/recipe_report.py scripts/make_test_fixtures.py \
 	scripts/validation_stress.py scripts/upload_memory.py scripts/worklist_benchmark.py scripts/pipeline_benchmark.py scripts/encoding_benchmark.py \
 	scripts/remote_workers_benchmark.py scripts/site_calibration_study.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
 	tests/ml tests/mlops tests/dicomnet tests/registry tests/monitoring tests/accounts tests/support tests/test_architecture.py \

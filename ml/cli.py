@@ -123,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--model")
     benchmark.add_argument("--runs", type=int, default=50)
     benchmark.add_argument("--batch-size", type=int, default=16)
+    benchmark.add_argument("--data-root", help="radiographs to time (default: ../shared/data)")
     benchmark.set_defaults(handler=_benchmark)
     return parser
 
@@ -281,8 +282,16 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from ml.benchmark import run_benchmark
+    from pathlib import Path
 
-    results = run_benchmark(model=args.model, runs=args.runs, batch_size=args.batch_size)
+    from ml.benchmark import run_benchmark
+    from ml.config import DEFAULT_DATA
+
+    results = run_benchmark(
+        model=args.model,
+        runs=args.runs,
+        batch_size=args.batch_size,
+        data_root=Path(args.data_root) if args.data_root else DEFAULT_DATA,
+    )
     print(json.dumps(results, indent=2))
     return 0

@@ -50,7 +50,9 @@ DICOM_KINDS = {
 CHEST_OTHER_SOURCE = ["RG1_UNCR.dcm", "RG1_J2KR.dcm"]
 
 
-def build(root: Path) -> None:
+def build(root: Path, *, data_root: Path | None = None) -> None:
+    """Write the corpus under `root`; its chests come from `data_root` (default: the full
+    data set beside the repository)."""
     from pydicom.data import get_testdata_file
 
     warnings.simplefilter("ignore")
@@ -74,7 +76,7 @@ def build(root: Path) -> None:
         _write(root / "document" / f"document-{i}.png", _document(rng, i))
         _write(root / "screenshot" / f"screenshot-{i}.png", _screenshot(rng, i))
         _write(root / "texture" / f"texture-{i}.png", _texture(rng, i))
-    _transformed_chests(root, rng)
+    _transformed_chests(root, rng, data_root)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -166,16 +168,17 @@ def _texture(rng, i: int) -> bytes:
     return _png(pixels.astype(np.float32))
 
 
-def _transformed_chests(root: Path, rng) -> None:
+def _transformed_chests(root: Path, rng, data_root: Path | None) -> None:
     """Radiographs from the held-out validation batches (never fitted on), turned into what
     a chest radiograph never looks like: on its side, upside down, negative."""
     from ml.config import DEFAULT_DATA, TrainConfig
     from ml.train import split_for
 
-    records = split_for(TrainConfig()).validation
+    data_root = data_root or DEFAULT_DATA
+    records = split_for(TrainConfig(data_root=str(data_root))).validation
     picks = [records[i] for i in rng.choice(len(records), size=16, replace=False)]
     for n, record in enumerate(picks):
-        image = decode_image((DEFAULT_DATA / record.path).read_bytes())
+        image = decode_image((data_root / record.path).read_bytes())
         stem = Path(record.path).stem
         if n % 2 == 0:
             _write(root / "chest_rotated" / f"{stem}-rot90.png", _png(np.rot90(image)))

@@ -14,9 +14,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # S3-compatible object store (the `seaweedfs` fixture).
 pytest_plugins = ["tests.support.stack", "tests.support.seaweedfs"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("CHESTNET_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _flush_outlasts_a_deadlock():
@@ -58,10 +55,15 @@ def _cache_of_its_own(settings):
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not (SHARED_DATA / "MANIFEST.csv").exists():
-        pytest.fail(f"Shared radiographs not found at {SHARED_DATA} (set CHESTNET_SHARED_DATA).")
-    return SHARED_DATA
+def radiograph_set() -> Path:
+    """Real radiographs: the fixture set in tests/data/radiographs, or the full data set
+    when CHESTNET_SHARED_DATA names it (tests.support.radiographs)."""
+    from tests.support.radiographs import radiographs_root
+
+    root = radiographs_root()
+    if not (root / "MANIFEST.csv").exists():
+        pytest.fail(f"No MANIFEST.csv in {root} (the fixture set, or CHESTNET_SHARED_DATA if set).")
+    return root
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +122,7 @@ def client_for(client):
 
 
 @pytest.fixture(scope="session")
-def gated_ensemble_path(tmp_path_factory, shared_data) -> Path:
+def gated_ensemble_path(tmp_path_factory, radiograph_set) -> Path:
     """Two tiny members trained for one epoch on a small held-out-batch split, joined by
     `ml.ensemble.combine`: a complete artifact with calibration, spread and a fitted gate."""
     from ml.ensemble import combine
@@ -132,7 +134,7 @@ def gated_ensemble_path(tmp_path_factory, shared_data) -> Path:
         config = resolve_config(
             None,
             {
-                "data_root": str(shared_data),
+                "data_root": str(radiograph_set),
                 "output": str(folder / f"member{seed}.keras"),
                 "epochs": 1,
                 "seed": seed,

@@ -3,7 +3,6 @@ live server, a real broker and a real worker. Screenshots land in docs/screensho
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,13 +10,11 @@ import pytest
 from diagnosis import roles
 from diagnosis.models import Case, Review
 from tests.support import factories
-from tests.support.images import dicom_bytes, png_bytes
+from tests.support.radiographs import radiographs_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-SHARED = Path(
-    os.environ.get("CHESTNET_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
-)
+RADIOGRAPHS = radiographs_root()
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
@@ -38,10 +35,8 @@ def _a_dicom_radiograph() -> bytes:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    source = sorted(SHARED.glob("originals/NORMAL/*.jpeg"))
-    if not source:
-        return dicom_bytes()
-    picture = Image.open(source[0]).convert("L")
+    source = sorted(RADIOGRAPHS.glob("originals/NORMAL/*.jpeg"))[0]
+    picture = Image.open(source).convert("L")
     picture.thumbnail((1024, 1024))
     pixels = (np.asarray(picture, dtype=np.uint16) * 16).astype(np.uint16)
     meta = FileMetaDataset()
@@ -62,10 +57,8 @@ def _a_dicom_radiograph() -> bytes:
 
 
 def _a_radiograph() -> bytes:
-    """A real radiograph from the shared data set when present (nicer screenshots)."""
-    for path in sorted(SHARED.glob("chest_xray/*/PNEUMONIA/*.jpeg"))[:1]:
-        return path.read_bytes()
-    return png_bytes(512, 512, seed=3)
+    """A real radiograph (the screenshots document the product)."""
+    return sorted(RADIOGRAPHS.glob("chest_xray/*/PNEUMONIA/*.jpeg"))[0].read_bytes()
 
 
 def test_upload_live_result_review_and_sign(login, live_server, worker, tmp_path):

@@ -26,9 +26,9 @@ def worker_env(worker_env: dict[str, str]) -> dict[str, str]:
     return {**worker_env, "CHESTNET_MODEL_PATH": str(DEFAULT_ARTIFACT)}
 
 
-def _received_from_orthanc(shared_data: Path) -> Case:
+def _received_from_orthanc(radiograph_set: Path) -> Case:
     """A real pneumonia radiograph as Orthanc would C-STORE it (accession ACC-1001)."""
-    jpeg = sorted((shared_data / "chest_xray" / "train" / "PNEUMONIA").glob("*.jpeg"))[0]
+    jpeg = sorted((radiograph_set / "chest_xray" / "train" / "PNEUMONIA").glob("*.jpeg"))[0]
     ds = dicom_files.radiograph(pixels=dicom_files.chest_pixels(jpeg))
     received = services.instance_receive(
         data=dicom_files.to_bytes(ds), source="dimse", source_ae="ORTHANC"
@@ -49,11 +49,11 @@ def _offsite_requests(page, base: str) -> list[str]:
 
 
 def test_radiologist_sees_a_study_received_from_the_pacs_on_the_worklist(
-    login, live_server, worker, shared_data, wait
+    login, live_server, worker, radiograph_set, wait
 ):
     factories.UserFactory(username="e2e-radiologist", role=roles.RADIOLOGIST)
     SHOTS.mkdir(parents=True, exist_ok=True)
-    case = _received_from_orthanc(shared_data)
+    case = _received_from_orthanc(radiograph_set)
     wait(lambda: Case.objects.get(pk=case.pk).status == Case.Status.AWAITING_REVIEW)
     assert Image.objects.get(case=case).status == Image.Status.DONE  # analysed, not refused
 

@@ -8,7 +8,6 @@ docs/screenshots/."""
 from __future__ import annotations
 
 import io
-import os
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -20,13 +19,12 @@ from django.utils import timezone
 from diagnosis import roles
 from diagnosis.models import Case
 from tests.support import factories
+from tests.support.radiographs import radiographs_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-SHARED = Path(
-    os.environ.get("CHESTNET_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
-)
+RADIOGRAPHS = radiographs_root()
 RADIOLOGIST = "e2e-radiologist"
 
 
@@ -58,20 +56,18 @@ def worklist(login, live_server):
 
 
 def _case(*, probability: float, urgency: str = "routine", **fields) -> Case:
-    """An analysed case as the worker leaves it; its preview a real radiograph when the
-    shared data is there (the screenshots document the product)."""
-    case = factories.awaiting_review_case(probability=probability, urgency=urgency, **fields)
-    source = sorted(SHARED.glob("chest_xray/train/PNEUMONIA/*.jpeg"))[:1]
-    if source:
-        from PIL import Image as PILImage
+    """An analysed case as the worker leaves it, its preview a real radiograph (the
+    screenshots document the product)."""
+    from PIL import Image as PILImage
 
-        with PILImage.open(source[0]) as opened:
-            picture = opened.convert("L")
-            picture.thumbnail((512, 512))
-            buffer = io.BytesIO()
-            picture.save(buffer, format="PNG")
-        image = case.images.get()
-        image.preview.save("preview", ContentFile(buffer.getvalue()))
+    case = factories.awaiting_review_case(probability=probability, urgency=urgency, **fields)
+    source = sorted(RADIOGRAPHS.glob("chest_xray/train/PNEUMONIA/*.jpeg"))[0]
+    with PILImage.open(source) as opened:
+        picture = opened.convert("L")
+        picture.thumbnail((512, 512))
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+    case.images.get().preview.save("preview", ContentFile(buffer.getvalue()))
     return case
 
 

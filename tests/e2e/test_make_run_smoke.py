@@ -24,7 +24,7 @@ UNSET = ("DATABASE_URL", "REDIS_URL", "CHESTNET_MODEL_PATH", "PORT", "DEBUG")
 
 
 def test_make_run_analyses_an_uploaded_radiograph_and_stops_everything_on_sigterm(
-    login, shared_data, tmp_path, request
+    login, radiograph_set, tmp_path, request
 ):
     model_env, model_version = _model(request)
     port, home = free_port(), tmp_path / "home"
@@ -46,7 +46,7 @@ def test_make_run_analyses_an_uploaded_radiograph_and_stops_everything_on_sigter
 
         page = login(f"http://127.0.0.1:{port}", "clinician", "chestnet-demo")
         page.goto(f"http://127.0.0.1:{port}/cases/new/")
-        radiograph = sorted((shared_data / "chest_xray" / "train" / "PNEUMONIA").glob("*.jpeg"))[0]
+        radiograph = sorted((radiograph_set / "chest_xray/train/PNEUMONIA").glob("*.jpeg"))[0]
         page.set_input_files("input[name=images]", str(radiograph))
         with page.expect_navigation(url="**/cases/*/"):
             page.click("#case-form button[type=submit]")

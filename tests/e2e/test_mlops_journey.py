@@ -5,7 +5,6 @@ docs/screenshots/ (mlops-*.png)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,13 @@ from diagnosis.models import Case
 from mlops.models import TrainingRun
 from registry.models import ModelVersion
 from tests.support import factories
-from tests.support.datasets import labelled_entries, start_training_worker, zip_bytes
-from tests.support.images import png_bytes
+from tests.support.datasets import start_training_worker, zip_bytes
+from tests.support.radiographs import radiographs_root
 from tests.support.stack import stop_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-SHARED = Path(
-    os.environ.get("CHESTNET_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
-)
+RADIOGRAPHS = radiographs_root()
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
@@ -37,22 +34,19 @@ def training_worker(worker_env, tmp_path_factory):
 
 
 def _small_zip(path: Path) -> Path:
-    """20 + 20 real radiographs from the shared data when present, else synthetic ones."""
+    """20 + 20 real radiographs."""
     entries = {}
     for label in ("NORMAL", "PNEUMONIA"):
-        for file in sorted(SHARED.glob(f"chest_xray/train/{label}/*.jpeg"))[:20]:
+        for file in sorted(RADIOGRAPHS.glob(f"chest_xray/train/{label}/*.jpeg"))[:20]:
             entries[f"{label}/{file.name}"] = file.read_bytes()
-    if len(entries) < 40:
-        entries = labelled_entries(20, 20)
+    assert len(entries) == 40
     entries["__MACOSX/NORMAL/._junk"] = b"resource fork"  # skipped, with a reason
     path.write_bytes(zip_bytes(entries))
     return path
 
 
 def _an_unseen_radiograph() -> bytes:
-    for path in sorted(SHARED.glob("chest_xray/train/PNEUMONIA/*.jpeg"))[30:31]:
-        return path.read_bytes()
-    return png_bytes(256, 256, seed=21)
+    return sorted(RADIOGRAPHS.glob("chest_xray/train/PNEUMONIA/*.jpeg"))[30].read_bytes()
 
 
 def test_admin_imports_trains_activates_and_new_uploads_use_the_version(

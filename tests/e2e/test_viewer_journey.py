@@ -33,13 +33,13 @@ def worker_env(worker_env: dict[str, str]) -> dict[str, str]:
     return {**worker_env, "CHESTNET_MODEL_PATH": str(DEFAULT_ARTIFACT)}
 
 
-def _pneumonia_jpeg(shared_data: Path) -> Path:
+def _pneumonia_jpeg(radiograph_set: Path) -> Path:
     """A full-size original of the data set (the training copies are downsized)."""
-    for path in sorted((shared_data / "originals" / "PNEUMONIA").glob("*.jpeg")):
+    for path in sorted((radiograph_set / "originals" / "PNEUMONIA").glob("*.jpeg")):
         with PILImage.open(path) as opened:
             if opened.width >= 1200:
                 return path
-    raise AssertionError("no full-size pneumonia radiograph in the shared data")
+    raise AssertionError("no full-size pneumonia radiograph in the radiograph set")
 
 
 # Two 64 x 64 one-pixel checkerboards on the radiograph (top-left corner, low and high
@@ -49,11 +49,11 @@ COARSE = (700, 900, (1000, 3000))  # row, column, values: 1 pixel detail
 FINE = (700, 1040, (2000, 2001))  # 1 pixel and 1 of 4096 levels: 12-bit detail
 
 
-def _large_dicom(shared_data: Path, *, syntax: str = "explicit") -> bytes:
+def _large_dicom(radiograph_set: Path, *, syntax: str = "explicit") -> bytes:
     """A real radiograph as a 2000 x 1600 (columns x rows), 12-bit DX with Pixel Spacing
     0.2 mm and a window: the source's 8 bits times 16 plus noise in the low 4 bits, so all
     12 bits vary; and the checkerboards above."""
-    with PILImage.open(_pneumonia_jpeg(shared_data)) as opened:
+    with PILImage.open(_pneumonia_jpeg(radiograph_set)) as opened:
         gray = opened.convert("L").resize((COLUMNS, ROWS), PILImage.Resampling.BICUBIC)
     noise = np.random.default_rng(7).integers(0, 16, size=(ROWS, COLUMNS))
     pixels = (np.asarray(gray, dtype=np.uint16) * 16 + noise).astype(np.uint16)
@@ -214,11 +214,11 @@ GEOMETRY = """() => {
 
 
 def test_window_level_presets_one_to_one_measurement_and_header_on_a_large_dicom(
-    browser, live_server, worker, shared_data, wait
+    browser, live_server, worker, radiograph_set, wait
 ):
     factories.UserFactory(username="e2e-radiologist", role=roles.RADIOLOGIST)
     SHOTS.mkdir(parents=True, exist_ok=True)
-    case = _analysed(_received(_large_dicom(shared_data)), wait)
+    case = _analysed(_received(_large_dicom(radiograph_set)), wait)
 
     page = _sign_in(browser, live_server.url, "e2e-radiologist")
     seen, offsite = _watch_requests(page, live_server.url)
@@ -298,12 +298,12 @@ def test_window_level_presets_one_to_one_measurement_and_header_on_a_large_dicom
 
 
 def test_one_to_one_shows_every_pixel_of_a_large_dicom_at_device_resolution(
-    browser, live_server, worker, shared_data, wait
+    browser, live_server, worker, radiograph_set, wait
 ):
     """On a 2x (HiDPI) screen: 1:1 is one image pixel per device pixel, not per CSS pixel,
     and the canvas behind the view holds device pixels."""
     factories.UserFactory(username="e2e-radiologist", role=roles.RADIOLOGIST)
-    case = _analysed(_received(_large_dicom(shared_data)), wait)
+    case = _analysed(_received(_large_dicom(radiograph_set)), wait)
     page = _sign_in(browser, live_server.url, "e2e-radiologist", device_scale_factor=2)
     _, offsite = _watch_requests(page, live_server.url)
     viewer = _open_viewer(page, live_server.url, case)
@@ -391,10 +391,10 @@ def _heatmap_matches(page) -> None:
 
 
 def test_the_heatmap_stays_on_the_image_at_every_zoom_and_pan(
-    browser, live_server, worker, shared_data, wait
+    browser, live_server, worker, radiograph_set, wait
 ):
     factories.UserFactory(username="e2e-radiologist", role=roles.RADIOLOGIST)
-    case = _analysed(_received(_large_dicom(shared_data)), wait)
+    case = _analysed(_received(_large_dicom(radiograph_set)), wait)
     page = _sign_in(browser, live_server.url, "e2e-radiologist")
     _, offsite = _watch_requests(page, live_server.url)
     viewer = _open_viewer(page, live_server.url, case)
@@ -424,10 +424,10 @@ def test_the_heatmap_stays_on_the_image_at_every_zoom_and_pan(
 
 
 def test_a_jpeg_original_is_shown_at_full_size_and_measured_in_pixels(
-    browser, live_server, worker, shared_data, wait
+    browser, live_server, worker, radiograph_set, wait
 ):
     factories.UserFactory(username="e2e-radiologist", role=roles.RADIOLOGIST)
-    source = _pneumonia_jpeg(shared_data)
+    source = _pneumonia_jpeg(radiograph_set)
     with PILImage.open(source) as opened:
         width, height = opened.size
     case = _analysed(_uploaded(source), wait)
@@ -453,10 +453,10 @@ def test_a_jpeg_original_is_shown_at_full_size_and_measured_in_pixels(
 
 
 def test_a_jpeg_2000_dicom_is_decoded_by_the_bundled_codec_from_the_apps_own_origin(
-    browser, live_server, worker, shared_data, wait
+    browser, live_server, worker, radiograph_set, wait
 ):
     factories.UserFactory(username="e2e-radiologist", role=roles.RADIOLOGIST)
-    case = _analysed(_received(_large_dicom(shared_data, syntax="j2k")), wait)
+    case = _analysed(_received(_large_dicom(radiograph_set, syntax="j2k")), wait)
     page = _sign_in(browser, live_server.url, "e2e-radiologist")
     seen, offsite = _watch_requests(page, live_server.url)
     viewer = _open_viewer(page, live_server.url, case)

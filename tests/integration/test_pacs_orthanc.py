@@ -117,8 +117,8 @@ def _analysed_case(study_uid: str, images: int = 1) -> Case | None:
     return case if finished.count() == images else None
 
 
-def _chest(shared_data: Path, index: int = 0) -> Path:
-    return sorted((shared_data / "chest_xray" / "train" / "PNEUMONIA").glob("*.jpeg"))[index]
+def _chest(radiograph_set: Path, index: int = 0) -> Path:
+    return sorted((radiograph_set / "chest_xray" / "train" / "PNEUMONIA").glob("*.jpeg"))[index]
 
 
 def _dcmdump(data: bytes, tmp_path: Path) -> str:
@@ -128,9 +128,9 @@ def _dcmdump(data: bytes, tmp_path: Path) -> str:
 
 
 def test_orthanc_sends_a_study_and_gets_the_sr_and_the_overlay_back_in_it(
-    pacs, listener, network_worker, listener_port, shared_data, tmp_path
+    pacs, listener, network_worker, listener_port, radiograph_set, tmp_path
 ):
-    ds = dicom_files.radiograph(pixels=dicom_files.chest_pixels(_chest(shared_data)))
+    ds = dicom_files.radiograph(pixels=dicom_files.chest_pixels(_chest(radiograph_set)))
     stored = pacs.post("/instances", dicom_files.to_bytes(ds))
     pacs.post("/modalities/chestnet/store", stored["ParentStudy"])
 
@@ -179,11 +179,11 @@ def _sent(pacs: Orthanc, study: str, described: str) -> list[str]:
 
 
 def test_storescu_sends_jpeg_2000_and_jpeg_ls_instances_and_each_is_analysed(
-    listener, network_worker, listener_port, shared_data, tmp_path
+    listener, network_worker, listener_port, radiograph_set, tmp_path
 ):
     sent, propose = {}, {"j2k": ("-xv",), "jls": ("-xt",)}
     for index, syntax in enumerate(("j2k", "jls")):
-        pixels = dicom_files.chest_pixels(_chest(shared_data, index + 1))
+        pixels = dicom_files.chest_pixels(_chest(radiograph_set, index + 1))
         ds = dicom_files.radiograph(pixels=pixels, syntax=syntax, accession=f"ACC-{syntax}")
         sent[syntax] = ds
         path = dicom_files.write(ds, tmp_path / f"{syntax}.dcm")
@@ -201,7 +201,7 @@ def test_storescu_sends_jpeg_2000_and_jpeg_ls_instances_and_each_is_analysed(
     assert Image.objects.filter(sop_instance_uid=sent["j2k"].SOPInstanceUID).count() == 1
 
 
-def test_dicomweb_client_stores_an_instance_by_stow_rs(live_server, network_worker, shared_data):
+def test_dicomweb_client_stores_an_instance_by_stow_rs(live_server, network_worker, radiograph_set):
     from dicomweb_client.api import DICOMwebClient
 
     from tests.support.tokens import token_for
@@ -211,7 +211,7 @@ def test_dicomweb_client_stores_an_instance_by_stow_rs(live_server, network_work
     client = DICOMwebClient(
         url=f"{live_server.url}/dicomweb", headers={"Authorization": f"Token {token}"}
     )
-    ds = dicom_files.radiograph(pixels=dicom_files.chest_pixels(_chest(shared_data, 3)))
+    ds = dicom_files.radiograph(pixels=dicom_files.chest_pixels(_chest(radiograph_set, 3)))
     response = client.store_instances(datasets=[ds])
     stored = response.ReferencedSOPSequence
     assert [item.ReferencedSOPInstanceUID for item in stored] == [ds.SOPInstanceUID]

@@ -49,7 +49,7 @@ def _settled(client: APIClient, case_id: int) -> dict | None:
 
 
 def test_worker_on_the_shipped_model_refuses_a_ct_slice_and_a_photograph(
-    workers, wait, shared_data
+    workers, wait, radiograph_set
 ):
     from pydicom.data import get_testdata_file
 
@@ -64,7 +64,7 @@ def test_worker_on_the_shipped_model_refuses_a_ct_slice_and_a_photograph(
         "ct": _upload(client, "ct.dcm", Path(get_testdata_file("CT_small.dcm") or "").read_bytes()),
         "photo": _upload(client, "holiday.jpg", photograph_jpeg()),
     }
-    analysed = _upload(client, "chest.jpeg", (shared_data / RADIOGRAPH).read_bytes())
+    analysed = _upload(client, "chest.jpeg", (radiograph_set / RADIOGRAPH).read_bytes())
 
     for kind, case_id in refused.items():
         body = wait(lambda case_id=case_id: _settled(client, case_id), timeout=SETTLE_TIMEOUT_S)

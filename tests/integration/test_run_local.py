@@ -132,13 +132,13 @@ def test_a_dicom_port_held_by_another_pacs_is_one_line_and_the_rest_runs_on(tmp_
     assert code == 0
 
 
-def test_management_commands_work_beside_a_running_local_stack(tmp_path, shared_data):
+def test_management_commands_work_beside_a_running_local_stack(tmp_path, radiograph_set):
     """An admin on the server: same CHESTNET_HOME, no URLs. The import lands in the running
     stack's database and the training run is executed by its training worker."""
     import shutil
 
     folder = tmp_path / "incoming"
-    manifest = sorted((shared_data / "chest_xray/train").glob("*/*.jpeg"))
+    manifest = sorted((radiograph_set / "chest_xray/train").glob("*/*.jpeg"))
     for split, count in (("train", 10), ("val", 3), ("test", 2)):
         for label in ("NORMAL", "PNEUMONIA"):
             (folder / split / label).mkdir(parents=True)

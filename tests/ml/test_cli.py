@@ -166,9 +166,13 @@ def test_evaluate_leaves_refused_files_out_of_the_csv_and_counts_them(
     assert report["refused_by_label"]["NORMAL"] >= 2
 
 
-def test_benchmark_reports_every_stage_next_to_the_bare_forward_pass(tiny_model_path):
+def test_benchmark_reports_every_stage_next_to_the_bare_forward_pass(
+    tiny_model_path, radiograph_set
+):
     result = run_ml(
-        "benchmark", "--model", str(tiny_model_path), "--runs", "3", "--batch-size", "2"
+        "benchmark",
+        *("--model", str(tiny_model_path), "--runs", "3", "--batch-size", "2"),
+        *("--data-root", str(radiograph_set)),
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -73,16 +73,16 @@ def test_combined_artifact_carries_calibration_members_spread_and_gate(gated_ens
     assert card["intended_population"]["max_age_years"] == 6
 
 
-def test_uncertainty_is_the_members_spread_within_its_range(gated_ensemble_path, shared_data):
+def test_uncertainty_is_the_members_spread_within_its_range(gated_ensemble_path, radiograph_set):
     predictor = Predictor.load(gated_ensemble_path)
-    files = sorted((shared_data / "chest_xray/train/PNEUMONIA").iterdir())[:6]
+    files = sorted((radiograph_set / "chest_xray/train/PNEUMONIA").iterdir())[:6]
     outcomes = predictor.predict_batch([p.read_bytes() for p in files])
     spreads = [o.uncertainty for o in outcomes if not o.refused]
     assert spreads and all(0.0 <= s <= 0.5 for s in spreads)
     assert max(spreads) > 0.0  # two differently seeded members disagree somewhat
 
 
-def test_an_ensemble_of_one_network_twice_is_certain(gated_ensemble_path, tmp_path, shared_data):
+def test_an_ensemble_of_one_network_twice_is_certain(gated_ensemble_path, tmp_path, radiograph_set):
     member = gated_ensemble_path.parent / "member1.keras"
     for name in ("a", "b"):
         shutil.copy(member, tmp_path / f"{name}.keras")
@@ -90,7 +90,7 @@ def test_an_ensemble_of_one_network_twice_is_certain(gated_ensemble_path, tmp_pa
     output = tmp_path / "twice.keras"
     combine([tmp_path / "a.keras", tmp_path / "b.keras"], output=output, version="twice")
     predictor = Predictor.load(output)
-    data = sorted((shared_data / "chest_xray/train/NORMAL").iterdir())[0].read_bytes()
+    data = sorted((radiograph_set / "chest_xray/train/NORMAL").iterdir())[0].read_bytes()
     predictor.gate = None  # the spread, not the gate, is under test
     assert predictor.predict(data, heatmap=False).uncertainty == pytest.approx(0.0, abs=1e-6)
 

@@ -18,8 +18,8 @@ def tiny_model(tiny_model_path):
     return keras.saving.load_model(tiny_model_path, compile=False)
 
 
-def test_compiled_heatmap_matches_tf_keras_vis(tiny_model, shared_data):
-    paths = sorted((shared_data / "chest_xray/train/PNEUMONIA").iterdir())[:3]
+def test_compiled_heatmap_matches_tf_keras_vis(tiny_model, radiograph_set):
+    paths = sorted((radiograph_set / "chest_xray/train/PNEUMONIA").iterdir())[:3]
     batch = np.stack([preprocess(p.read_bytes(), 64) for p in paths])
     _, compiled = CompiledExplainer(tiny_model)(batch)
     for index, model_input in enumerate(batch):
@@ -68,15 +68,15 @@ def test_compiled_maps_are_the_references_steps_in_one_product(tiny_model):
         np.testing.assert_allclose(map_, _into_frame(scaled, (3, 58), (64, 64)), atol=1e-6)
 
 
-def test_gradcam_is_a_unit_range_map_at_input_size(tiny_model, shared_data):
-    path = next((shared_data / "chest_xray/train/NORMAL").iterdir())
+def test_gradcam_is_a_unit_range_map_at_input_size(tiny_model, radiograph_set):
+    path = next((radiograph_set / "chest_xray/train/NORMAL").iterdir())
     heatmap = gradcam(tiny_model, preprocess(path.read_bytes(), 64))
     assert heatmap.shape == (64, 64)
     assert 0.0 <= heatmap.min() and heatmap.max() <= 1.0
 
 
-def test_overlay_is_a_png_at_the_original_image_size(shared_data):
-    image = decode_image(next((shared_data / "originals/PNEUMONIA").iterdir()).read_bytes())
+def test_overlay_is_a_png_at_the_original_image_size(radiograph_set):
+    image = decode_image(next((radiograph_set / "originals/PNEUMONIA").iterdir()).read_bytes())
     heatmap = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
     overlay = Image.open(io.BytesIO(render_overlay(image, heatmap, alpha=0.5)))
     assert overlay.format == "PNG" and overlay.mode == "RGB"

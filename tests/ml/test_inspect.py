@@ -30,8 +30,8 @@ def test_inspect_reads_format_and_size_as_decode_does(data, expected):
     assert decode(data).image.shape == (header.height, header.width)
 
 
-def test_inspect_agrees_with_decode_on_real_radiographs(shared_data):
-    for path in sorted((shared_data / "chest_xray/train/NORMAL").iterdir())[:3]:
+def test_inspect_agrees_with_decode_on_real_radiographs(radiograph_set):
+    for path in sorted((radiograph_set / "chest_xray/train/NORMAL").iterdir())[:3]:
         data = path.read_bytes()
         header = inspect(data)
         assert decode(data).image.shape == (header.height, header.width)

@@ -16,9 +16,9 @@ def predictor(tiny_model_path):
 
 
 @pytest.fixture(scope="module")
-def radiographs(shared_data):
-    normal = sorted((shared_data / "originals/NORMAL").iterdir())[:2]
-    pneumonia = sorted((shared_data / "chest_xray/train/PNEUMONIA").iterdir())[:2]
+def radiographs(radiograph_set):
+    normal = sorted((radiograph_set / "originals/NORMAL").iterdir())[:2]
+    pneumonia = sorted((radiograph_set / "chest_xray/train/PNEUMONIA").iterdir())[:2]
     return [path.read_bytes() for path in normal + pneumonia]
 
 
@@ -48,8 +48,8 @@ def test_batch_predictions_equal_single_predictions(predictor, radiographs):
     assert [r.probability for r in batch] == pytest.approx(single, abs=1e-5)
 
 
-def test_decoded_image_is_returned_at_original_size(predictor, shared_data):
-    path = sorted((shared_data / "originals/NORMAL").iterdir())[0]
+def test_decoded_image_is_returned_at_original_size(predictor, radiograph_set):
+    path = sorted((radiograph_set / "originals/NORMAL").iterdir())[0]
     from PIL import Image
 
     width, height = Image.open(path).size
@@ -118,14 +118,14 @@ def test_a_document_is_refused_by_the_learned_layout_distance(gated):
 
 @pytest.mark.parametrize(("age", "refused"), [(0.5, True), (1, False), (5, False), (6, True)])
 def test_the_callers_age_is_checked_against_the_intended_population(
-    gated, shared_data, age, refused
+    gated, radiograph_set, age, refused
 ):
     # Ages the gate accepts still need pixels it accepts: use a validation-batch radiograph.
     from ml.config import TrainConfig
     from ml.train import split_for
 
-    record = split_for(TrainConfig(limit_per_class=40)).validation[0]
-    data = (shared_data / record.path).read_bytes()
+    record = split_for(TrainConfig(data_root=str(radiograph_set), limit_per_class=40)).validation[0]
+    data = (radiograph_set / record.path).read_bytes()
     assert gated.predict(data, age_years=None, heatmap=False).refused is False
     outcome = gated.predict(data, age_years=age, heatmap=False)
     assert outcome.refused is refused

@@ -45,10 +45,11 @@ from ml.preprocessing import (
     to_model_input,
     to_uint8,
 )
+from tests.support.radiographs import radiographs_root
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# Same default as the `shared_data` fixture: parametrisation needs the file list at collection.
-_SHARED = Path(os.environ.get("CHESTNET_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+# The `radiograph_set` fixture's folder: parametrisation needs the file list at collection.
+_RADIOGRAPHS = radiographs_root()
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 # A grey original of moderate size (1368 x 1009): full resolution, yet quick to re-encode.
@@ -61,7 +62,7 @@ RGB_CODED = (
 
 @cache
 def _manifest() -> list[dict[str, str]]:
-    manifest = _SHARED / "MANIFEST.csv"
+    manifest = _RADIOGRAPHS / "MANIFEST.csv"
     if not manifest.exists():
         return []
     with manifest.open(newline="") as handle:
@@ -69,7 +70,7 @@ def _manifest() -> list[dict[str, str]]:
 
 
 ORIGINALS = [row["path"] for row in _manifest() if row["path"].startswith("originals/")] or [
-    "originals/missing"  # the shared_data fixture then fails with a clear message
+    "originals/missing"  # the radiograph_set fixture then fails with a clear message
 ]
 
 
@@ -156,8 +157,8 @@ def _encoder_available(syntax: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def reference_jpeg(shared_data) -> bytes:
-    return _read(shared_data / REFERENCE)
+def reference_jpeg(radiograph_set) -> bytes:
+    return _read(radiograph_set / REFERENCE)
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +187,7 @@ def expected_small(small_radiograph) -> np.ndarray:
 
 
 @pytest.mark.parametrize("original", ORIGINALS)
-def test_full_size_original_preprocesses_like_its_224px_training_copy(shared_data, original):
+def test_full_size_original_preprocesses_like_its_224px_training_copy(radiograph_set, original):
     rows = {row["path"]: row for row in _manifest()}
     copy = "chest_xray/train/" + original.removeprefix("originals/")
     assert copy in rows, f"{original} has no 224 px copy in the training split"
@@ -194,8 +195,8 @@ def test_full_size_original_preprocesses_like_its_224px_training_copy(shared_dat
     assert rows[copy]["label"] == rows[original]["label"]
     assert rows[copy]["sha256"] != rows[original]["sha256"]  # really two different files
 
-    from_original = preprocess(_read(shared_data / original), 224)
-    from_copy = preprocess(_read(shared_data / copy), 224)
+    from_original = preprocess(_read(radiograph_set / original), 224)
+    from_copy = preprocess(_read(radiograph_set / copy), 224)
 
     assert from_original.shape == (224, 224, 1)
     assert from_original.dtype == np.float32
@@ -210,13 +211,13 @@ def test_full_size_original_preprocesses_like_its_224px_training_copy(shared_dat
         REFERENCE,
         *RGB_CODED,
         "originals/NORMAL/IM-0249-0001.jpeg",  # the widest, 2396 x 1990
-        "originals/NORMAL/NORMAL2-IM-0999-0001.jpeg",  # taller than wide
+        "originals/NORMAL/NORMAL2-IM-1333-0001.jpeg",  # taller than wide, 1364 x 1456
     ],
 )
 def test_full_size_original_decodes_to_one_unit_range_channel_at_full_resolution(
-    shared_data, original
+    radiograph_set, original
 ):
-    data = _read(shared_data / original)
+    data = _read(radiograph_set / original)
     width, height = Image.open(io.BytesIO(data)).size
 
     image = decode_image(data)
@@ -227,14 +228,14 @@ def test_full_size_original_decodes_to_one_unit_range_channel_at_full_resolution
     assert 0.2 < image.mean() < 0.8  # stretched, not crushed to one end
 
 
-def test_exactly_the_two_documented_originals_are_rgb_coded(shared_data):
-    rgb = [p for p in ORIGINALS if Image.open(shared_data / p).mode == "RGB"]
+def test_exactly_the_two_documented_originals_are_rgb_coded(radiograph_set):
+    rgb = [p for p in ORIGINALS if Image.open(radiograph_set / p).mode == "RGB"]
     assert sorted(rgb) == sorted(RGB_CODED)
 
 
 @pytest.mark.parametrize("original", RGB_CODED)
-def test_rgb_coded_original_decodes_exactly_like_its_grayscale_version(shared_data, original):
-    data = _read(shared_data / original)
+def test_rgb_coded_original_decodes_exactly_like_its_grayscale_version(radiograph_set, original):
+    data = _read(radiograph_set / original)
     pixels = np.asarray(Image.open(io.BytesIO(data)))
     assert pixels.ndim == 3 and np.array_equal(pixels[..., 0], pixels[..., 2])
 
@@ -367,8 +368,8 @@ def test_jpeg_baseline_dicom_wrapping_an_original_decodes_like_the_jpeg_itself(
 
 
 @pytest.mark.parametrize("original", RGB_CODED)
-def test_ybr_jpeg_dicom_of_an_rgb_coded_grey_original_is_accepted(shared_data, original):
-    jpeg = _read(shared_data / original)
+def test_ybr_jpeg_dicom_of_an_rgb_coded_grey_original_is_accepted(radiograph_set, original):
+    jpeg = _read(radiograph_set / original)
 
     image = decode_image(_jpeg_dicom(jpeg))
 
@@ -464,12 +465,12 @@ def test_real_12bit_jpeg_extended_dicom_decodes():
     assert image.shape == (1024, 256) and image.min() == 0.0 and image.max() == 1.0
 
 
-def test_img2dcm_conversion_of_originals_decodes_like_the_jpegs(shared_data, tmp_path):
+def test_img2dcm_conversion_of_originals_decodes_like_the_jpegs(radiograph_set, tmp_path):
     img2dcm = shutil.which("img2dcm")
     if img2dcm is None:
         pytest.skip("dcmtk's img2dcm is not installed (apt-get install dcmtk)")
     for original in (REFERENCE, RGB_CODED[0]):
-        jpeg = shared_data / original
+        jpeg = radiograph_set / original
         target = tmp_path / (jpeg.stem + ".dcm")
         subprocess.run([img2dcm, str(jpeg), str(target)], check=True, timeout=30)
 
@@ -863,16 +864,16 @@ def test_image_exactly_the_minimum_side_is_accepted(small_radiograph):
 
 # --- decode(): the image and what else decoding learnt -------------------------------------
 
-TRAINING_SAMPLE = [row["path"] for row in _manifest() if row["path"].startswith("chest_xray/")][
-    ::25
-] or ["chest_xray/missing"]
+# Every training copy of the fixture set; one in 25 of the full data set.
+_TRAINING = [row["path"] for row in _manifest() if row["path"].startswith("chest_xray/")]
+TRAINING_SAMPLE = _TRAINING[:: 1 if len(_TRAINING) < 1000 else 25] or ["chest_xray/missing"]
 
 
 @pytest.mark.parametrize("path", TRAINING_SAMPLE)
-def test_training_copies_decode_and_preprocess_exactly_as_they_always_have(shared_data, path):
+def test_training_copies_decode_and_preprocess_exactly_as_they_always_have(radiograph_set, path):
     # PREPROCESSING_VERSION stays "1" only if the model's own training images are untouched:
     # Pillow's grey conversion, the percentile stretch and the bilinear squash, nothing else.
-    data = _read(shared_data / path)
+    data = _read(radiograph_set / path)
     grey = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.float32)
 
     decoded = decode(data)

@@ -54,11 +54,11 @@ def test_shipped_model_loads_by_default_with_its_version(shipped):
     assert shipped.version == read_card(DEFAULT_ARTIFACT)["version"]
 
 
-def test_shipped_model_separates_shared_radiographs(shipped, shared_data):
+def test_shipped_model_separates_real_radiographs(shipped, radiograph_set):
     # Originals are training patients: a sanity check that the right file loaded, not a score.
-    normal = [p.read_bytes() for p in sorted((shared_data / "originals/NORMAL").iterdir())[:6]]
+    normal = [p.read_bytes() for p in sorted((radiograph_set / "originals/NORMAL").iterdir())[:6]]
     pneumonia = [
-        p.read_bytes() for p in sorted((shared_data / "originals/PNEUMONIA").iterdir())[:6]
+        p.read_bytes() for p in sorted((radiograph_set / "originals/PNEUMONIA").iterdir())[:6]
     ]
     p_normal = [r.probability for r in shipped.predict_batch(normal)]
     p_pneumonia = [r.probability for r in shipped.predict_batch(pneumonia)]
@@ -66,9 +66,9 @@ def test_shipped_model_separates_shared_radiographs(shipped, shared_data):
     assert sum(p >= shipped.threshold for p in p_pneumonia) >= 5
 
 
-def test_compiled_heatmaps_match_tf_keras_vis_on_the_shipped_model(shipped, shared_data):
-    paths = sorted((shared_data / "chest_xray/train/PNEUMONIA").iterdir())[:3]
-    paths += sorted((shared_data / "chest_xray/train/NORMAL").iterdir())[:2]
+def test_compiled_heatmaps_match_tf_keras_vis_on_the_shipped_model(shipped, radiograph_set):
+    paths = sorted((radiograph_set / "chest_xray/train/PNEUMONIA").iterdir())[:3]
+    paths += sorted((radiograph_set / "chest_xray/train/NORMAL").iterdir())[:2]
     for path in paths:
         data = path.read_bytes()
         compiled = shipped.predict(data).heatmap
@@ -78,8 +78,9 @@ def test_compiled_heatmaps_match_tf_keras_vis_on_the_shipped_model(shipped, shar
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """The offline corpus of inputs the gate must refuse (scripts/ood_corpus.py)."""
+def corpus(tmp_path_factory, radiograph_set):
+    """The offline corpus of inputs the gate must refuse (scripts/ood_corpus.py), its
+    rotated and inverted chests made from the radiographs' held-out batches."""
     import importlib.util
 
     from ml.config import REPO_ROOT
@@ -88,7 +89,7 @@ def corpus(tmp_path_factory):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     root = tmp_path_factory.mktemp("corpus")
-    module.build(root)
+    module.build(root, data_root=radiograph_set)
     return root
 
 
@@ -126,11 +127,18 @@ def test_an_adult_chest_radiograph_is_never_called_not_a_chest(shipped, corpus):
         assert not (outcome.refused and outcome.reason in {"not_chest_radiograph", "unreadable"})
 
 
-def test_shipped_gate_analyses_held_out_batch_radiographs(shipped, shared_data):
-    from ml.config import TrainConfig
-    from ml.train import split_for
+def test_shipped_gate_analyses_held_out_batch_radiographs(shipped, radiograph_set):
+    import dataclasses
 
-    records = split_for(TrainConfig()).validation[::10]
-    outcomes = shipped.predict_batch([(shared_data / r.path).read_bytes() for r in records])
+    from ml.train import config_from_dict, split_for
+
+    # The shipped model's split, on these radiographs: on the fixture set its held-out
+    # batches are among the shipped model's (scripts/make_test_fixtures.py checks it), all
+    # of them are used; on the full data set they are the same, one in ten is used.
+    config = config_from_dict(read_card(DEFAULT_ARTIFACT)["training_config"])
+    split = split_for(dataclasses.replace(config, data_root=str(radiograph_set)))
+    records = split.validation[:: 1 if len(split.validation) < 100 else 10]
+    assert len(records) >= 30
+    outcomes = shipped.predict_batch([(radiograph_set / r.path).read_bytes() for r in records])
     assert np.mean([o.refused for o in outcomes]) <= 0.02
     assert all(0.0 <= o.uncertainty <= 0.5 for o in outcomes if not o.refused)

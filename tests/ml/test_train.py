@@ -20,11 +20,11 @@ def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):
     assert config.batch_size == TrainConfig().batch_size
 
 
-def test_a_tiny_training_run_writes_a_loadable_calibrated_artifact(shared_data, tmp_path):
+def test_a_tiny_training_run_writes_a_loadable_calibrated_artifact(radiograph_set, tmp_path):
     config = resolve_config(
         None,
         {
-            "data_root": str(shared_data),
+            "data_root": str(radiograph_set),
             "output": str(tmp_path / "m.keras"),
             "epochs": 1,
             "limit_per_class": 24,
@@ -60,7 +60,7 @@ def test_a_tiny_training_run_writes_a_loadable_calibrated_artifact(shared_data, 
     assert predictor.threshold == card["threshold"]
 
 
-def test_training_on_one_class_is_refused(shared_data, tmp_path, monkeypatch):
+def test_training_on_one_class_is_refused(radiograph_set, tmp_path, monkeypatch):
     import ml.train
 
     real = ml.train.read_manifest
@@ -70,7 +70,7 @@ def test_training_on_one_class_is_refused(shared_data, tmp_path, monkeypatch):
     config = resolve_config(
         None,
         {
-            "data_root": str(shared_data),
+            "data_root": str(radiograph_set),
             "output": str(tmp_path / "m.keras"),
             "limit_per_class": 10,
             "cache_dir": "",
@@ -80,11 +80,11 @@ def test_training_on_one_class_is_refused(shared_data, tmp_path, monkeypatch):
         train(config, verbose=0)
 
 
-def _tiny_config(shared_data, tmp_path, **extra):
+def _tiny_config(radiograph_set, tmp_path, **extra):
     return resolve_config(
         None,
         {
-            "data_root": str(shared_data),
+            "data_root": str(radiograph_set),
             "output": str(tmp_path / "m.keras"),
             "epochs": 2,
             "limit_per_class": 24,
@@ -98,47 +98,51 @@ def _tiny_config(shared_data, tmp_path, **extra):
     )
 
 
-def test_progress_is_reported_every_epoch(shared_data, tmp_path):
+def test_progress_is_reported_every_epoch(radiograph_set, tmp_path):
     seen = []
-    train(_tiny_config(shared_data, tmp_path), verbose=0, progress=seen.append)
+    train(_tiny_config(radiograph_set, tmp_path), verbose=0, progress=seen.append)
     assert [event["epoch"] for event in seen] == [1, 2]
     assert {"loss", "val_auc", "epochs"} <= set(seen[0])
 
 
-def test_a_cancelled_run_raises_and_writes_no_artifact(shared_data, tmp_path):
+def test_a_cancelled_run_raises_and_writes_no_artifact(radiograph_set, tmp_path):
     from ml.train import TrainingCancelled
 
     with pytest.raises(TrainingCancelled):
-        train(_tiny_config(shared_data, tmp_path), verbose=0, should_stop=lambda: True)
+        train(_tiny_config(radiograph_set, tmp_path), verbose=0, should_stop=lambda: True)
     assert not (tmp_path / "m.keras").exists()
 
 
-def test_too_few_images_are_refused_with_a_reason(shared_data, tmp_path):
-    with pytest.raises(ValueError, match="at least"):
-        train(_tiny_config(shared_data, tmp_path, limit_per_class=5), verbose=0)
+def test_too_few_images_are_refused_with_a_reason(radiograph_set, tmp_path):
+    # A patient split: on so few images, held-out batches may take a whole class.
+    config = _tiny_config(radiograph_set, tmp_path, limit_per_class=5, split="patient")
+    with pytest.raises(ValueError, match="at least 8 are needed"):
+        train(config, verbose=0)
 
 
-def test_an_explicit_split_replaces_the_manifest(shared_data, tmp_path):
+def test_an_explicit_split_replaces_the_manifest(radiograph_set, tmp_path):
     from ml.data import Split, read_manifest
 
-    records = read_manifest(shared_data)
+    records = read_manifest(radiograph_set)
     normal = [r for r in records if r.label == "NORMAL"][:14]
     pneumonia = [r for r in records if r.label == "PNEUMONIA"][:14]
     split = Split(train=normal[:10] + pneumonia[:10], validation=normal[10:] + pneumonia[10:])
     card = train(
-        _tiny_config(shared_data, tmp_path, epochs=1, dataset_name="custom"), verbose=0, split=split
+        _tiny_config(radiograph_set, tmp_path, epochs=1, dataset_name="custom"),
+        verbose=0,
+        split=split,
     )
     assert card["images"] == {"train": 20, "validation": 8, "in_batch": 0}
     assert card["dataset"]["source"] == "custom"
 
 
 def test_promotion_keeps_the_weights_and_adds_release_version_and_operating_points(
-    shared_data, tmp_path
+    radiograph_set, tmp_path
 ):
     from ml.artifact import read_card, sha256_of
     from ml.promote import promote
 
-    card = train(_tiny_config(shared_data, tmp_path, epochs=1, version="candidate-x"), verbose=0)
+    card = train(_tiny_config(radiograph_set, tmp_path, epochs=1, version="candidate-x"), verbose=0)
     promoted = promote(
         tmp_path / "m.keras", version="release-1", destination=tmp_path / "out/default.keras"
     )
@@ -148,10 +152,10 @@ def test_promotion_keeps_the_weights_and_adds_release_version_and_operating_poin
     assert read_card(tmp_path / "out/default.keras")["version"] == "release-1"
 
 
-def test_promotion_can_rechoose_the_threshold_on_validation(shared_data, tmp_path):
+def test_promotion_can_rechoose_the_threshold_on_validation(radiograph_set, tmp_path):
     from ml.promote import promote
 
-    train(_tiny_config(shared_data, tmp_path, epochs=1), verbose=0)
+    train(_tiny_config(radiograph_set, tmp_path, epochs=1), verbose=0)
     promoted = promote(
         tmp_path / "m.keras", version="r", destination=tmp_path / "d.keras", target_sensitivity=1.0
     )

@@ -1,5 +1,5 @@
-"""DICOM instances as a modality would send them, built from a real chest radiograph (the
-shared data) or synthetic pixels, in the transfer syntax a test asks for."""
+"""DICOM instances as a modality would send them, built from a real chest radiograph (from
+tests/data/radiographs) or synthetic pixels, in the transfer syntax a test asks for."""
 
 from __future__ import annotations
 
