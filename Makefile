@@ -37,7 +37,7 @@ test-fast: install
 
 LINTED := chestnet_site accounts registry diagnosis mlops dicomnet monitoring ml scripts/run_local.py scripts/benchmark.py \
 	scripts/ood_corpus.py scripts/gate_report.py scripts/recipe_report.py scripts/make_test_fixtures.py \
-	scripts/validation_stress.py scripts/upload_memory.py scripts/worklist_benchmark.py scripts/pipeline_benchmark.py scripts/encoding_benchmark.py \
+	scripts/validation_stress.py scripts/upload_memory.py scripts/baseline_tree.py scripts/worklist_benchmark.py scripts/pipeline_benchmark.py scripts/encoding_benchmark.py \
 	scripts/remote_workers_benchmark.py scripts/site_calibration_study.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
 	tests/ml tests/mlops tests/dicomnet tests/registry tests/monitoring tests/accounts tests/support tests/test_architecture.py \
 	tests/test_docker_files.py tests/test_storage_settings.py tests/test_database_settings.py \

@@ -37,6 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
+from baseline_tree import api_token  # scripts/, run as scripts/<name>.py
+
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- pipeline-benchmark:start -->", "<!-- pipeline-benchmark:end -->"
 SHARED = Path(os.environ.get("CHESTNET_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -165,7 +167,7 @@ def _measure(tree: Path, files, n: int, burst: int, bursts: int) -> dict:
     )
     base = f"http://127.0.0.1:{web_port}"
     _wait(lambda: _get(base + "/healthz") is not None, "gunicorn")
-    token = _token(tree, env)
+    token = api_token(tree, env, client="pipeline-benchmark")
     db = home / "chestnet.sqlite3"
     results: dict = {}
     try:
@@ -382,35 +384,6 @@ def _p50(values: list[float]) -> float | None:
 
 
 # --- processes ---------------------------------------------------------------------------
-
-
-# Run in the measured tree, which may be a baseline from before hashed tokens (issue 21).
-_TOKEN_CODE = """
-import django
-django.setup()
-from diagnosis import roles
-from tests.support import factories
-u = factories.UserFactory(username="bench", role=roles.CLINICIAN)
-try:
-    from tests.support.tokens import token_for
-except ImportError:
-    from rest_framework.authtoken.models import Token
-    print(Token.objects.create(user=u).key)
-else:
-    print(token_for(u, client="pipeline-benchmark"))
-"""
-
-
-def _token(tree: Path, env: dict) -> str:
-    out = subprocess.run(
-        [sys.executable, "-c", _TOKEN_CODE],
-        cwd=tree,
-        env={**env, "DJANGO_SETTINGS_MODULE": "chestnet_site.settings"},
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
 
 
 def _redis_server() -> str:

@@ -38,6 +38,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from baseline_tree import api_token  # scripts/, run as scripts/<name>.py
+
 ROOT = Path(__file__).resolve().parent.parent
 SIDE = 7000  # 49 megapixels, under the 50-megapixel limit
 CONCURRENT = 4
@@ -208,7 +210,7 @@ def _round(tree: Path, work: Path, upload: Path, args: argparse.Namespace) -> di
     )
     env.update(FILE_UPLOAD_TEMP_DIR=str(home / "tmp"), TMPDIR=str(home / "tmp"))
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=tree, env=env, check=True)
-    token = _token(tree, env)
+    token = api_token(tree, env, client="upload-memory")
     port = _free_port()
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "chestnet_site.wsgi", "--bind", f"127.0.0.1:{port}"]
@@ -291,35 +293,6 @@ class _Client:
         for thread in threads:
             thread.join()
         return statuses
-
-
-# Run in the measured tree, which may be a baseline from before hashed tokens (issue 21).
-_TOKEN_CODE = """
-import django
-django.setup()
-from diagnosis import roles
-from tests.support import factories
-u = factories.UserFactory(username="bench", role=roles.CLINICIAN)
-try:
-    from tests.support.tokens import token_for
-except ImportError:
-    from rest_framework.authtoken.models import Token
-    print(Token.objects.create(user=u).key)
-else:
-    print(token_for(u, client="upload-memory"))
-"""
-
-
-def _token(tree: Path, env: dict) -> str:
-    out = subprocess.run(
-        [sys.executable, "-c", _TOKEN_CODE],
-        cwd=tree,
-        env={**env, "DJANGO_SETTINGS_MODULE": "chestnet_site.settings"},
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
 
 
 def _worker_pid(master: subprocess.Popen, port: int, timeout: float = 120) -> int:

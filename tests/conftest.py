@@ -111,6 +111,20 @@ def radiologist2(db):
 
 
 @pytest.fixture
+def api_client_for():
+    """`api_client_for(user)`: a DRF client authenticated as `user` (None: anonymous)."""
+    from rest_framework.test import APIClient
+
+    def login(user=None):
+        client = APIClient()
+        if user is not None:
+            client.force_authenticate(user)
+        return client
+
+    return login
+
+
+@pytest.fixture
 def client_for(client):
     """`client_for(user)`: the test client, logged in as `user`."""
 

@@ -44,16 +44,3 @@ def admin_user(db):
 @pytest.fixture
 def fake_predictor() -> FakePredictor:
     return FakePredictor()
-
-
-@pytest.fixture
-def api_client_for():
-    from rest_framework.test import APIClient
-
-    def login(user=None):
-        client = APIClient()
-        if user is not None:
-            client.force_authenticate(user)
-        return client
-
-    return login

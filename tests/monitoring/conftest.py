@@ -16,16 +16,3 @@ def _media_in_tmp(settings, tmp_path):
 @pytest.fixture
 def admin_user(db):
     return factories.UserFactory(username="site-admin", role=roles.ADMIN, is_staff=True)
-
-
-@pytest.fixture
-def api_client_for():
-    from rest_framework.test import APIClient
-
-    def login(user=None):
-        client = APIClient()
-        if user is not None:
-            client.force_authenticate(user)
-        return client
-
-    return login
