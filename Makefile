@@ -35,7 +35,7 @@ test: install browser dicom-tools
 test-fast: install
 	$(PY) -m pytest -m "not integration and not e2e and not slow" $(PYTEST_ARGS)
 
-LINTED := chestnet_site accounts registry diagnosis mlops dicomnet monitoring ml scripts/run_local.py scripts/benchmark.py \
+LINTED := chestnet_site accounts registry diagnosis mlops dicomnet monitoring ml devtools scripts/run_local.py scripts/benchmark.py \
 	scripts/ood_corpus.py scripts/gate_report.py scripts/recipe_report.py scripts/make_test_fixtures.py \
 	scripts/validation_stress.py scripts/upload_memory.py scripts/baseline_tree.py scripts/worklist_benchmark.py scripts/pipeline_benchmark.py scripts/encoding_benchmark.py \
 	scripts/remote_workers_benchmark.py scripts/site_calibration_study.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
@@ -48,8 +48,8 @@ lint: install
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
 
-# mypy with django-stubs (pyproject.toml) over every package of the product.
-TYPECHECKED := ml chestnet_site accounts registry diagnosis mlops dicomnet monitoring
+# mypy with django-stubs (pyproject.toml) over every package of the product, and devtools.
+TYPECHECKED := ml chestnet_site accounts registry diagnosis mlops dicomnet monitoring devtools
 typecheck: install
 	$(VENV)/bin/mypy --follow-imports=silent --check-untyped-defs $(TYPECHECKED)
 

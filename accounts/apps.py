@@ -6,9 +6,13 @@ from django.apps import AppConfig
 class AccountsConfig(AppConfig):
     name = "accounts"
     verbose_name = "Accounts"
-    default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Describes the token scheme in the OpenAPI schema (drf-spectacular finds extensions
-        # by import).
-        from accounts import schema  # noqa: F401
+        # schema: describes the token scheme in the OpenAPI schema (drf-spectacular finds
+        # extensions by import). Logins, failed logins and logouts; deactivations, role
+        # changes and deletions of accounts, by any path: told to the audit trail
+        # (accounts.signals.account_event).
+        from accounts import people, schema, signals  # noqa: F401
+
+        signals.connect_signals()
+        people.connect_signals()

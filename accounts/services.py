@@ -1,6 +1,6 @@
 """Issuing, revoking and recording the use of API tokens. Whoever calls decides a token's
-lifetime and writes the audit trail (`diagnosis.access`, the integration_account command):
-this floor knows neither roles nor the trail."""
+lifetime and tells the audit trail (`accounts.tokens`): this module knows neither roles
+nor the trail."""
 
 from __future__ import annotations
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
+N = TypeVar("N", int, float)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -32,28 +34,32 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}.") from None
-    if minimum is not None and number < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}.")
-    return number
+    return _env_number(name, default, int, "an integer", minimum=minimum, maximum=None)
 
 
 def env_float(
     name: str, default: float, *, minimum: float | None = None, maximum: float | None = None
 ) -> float:
+    return _env_number(name, default, float, "a number", minimum=minimum, maximum=maximum)
+
+
+def _env_number(
+    name: str,
+    default: N,
+    kind: Callable[[str], N],
+    described: str,
+    *,
+    minimum: float | None,
+    maximum: float | None,
+) -> N:
+    """`kind(value)` of the variable (int or float), within [minimum, maximum] when given."""
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return default
     try:
-        number = float(value)
+        number = kind(value)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}.") from None
+        raise ImproperlyConfigured(f"{name} must be {described}, got {value!r}.") from None
     if not math.isfinite(number):
         raise ImproperlyConfigured(f"{name} must be a finite number, got {value!r}.")
     if minimum is not None and number < minimum:

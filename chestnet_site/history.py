@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.db import models
 from django.db.models import PROTECT
 from django.db.models.deletion import Collector
 from django.dispatch import Signal
@@ -59,3 +61,11 @@ def UNLINK(collector: Collector, field: Any, sub_objs: Any, using: str) -> None:
     rows = list(sub_objs)
     if rows:
         collector.add_field_update(field, None, rows)
+
+
+def person_field(*, null: bool = True, related_name: str = "+") -> models.ForeignKey:
+    """The user who did what a row records (created, signed, activated...), kept with it:
+    while the row exists the user is never deleted (PROTECT_HISTORY)."""
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=null, related_name=related_name
+    )

@@ -28,6 +28,7 @@ from chestnet_site.env import (
     env_path,
     env_str,
 )
+from chestnet_site.project_apps import PROJECT_APPS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENVIRONMENT = env_choice("CHESTNET_ENV", ("development", "production"), "development")
@@ -91,12 +92,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI's files, served locally (no CDN)
     "axes",
     "csp",  # django-csp: the Content-Security-Policy header (CONTENT_SECURITY_POLICY)
-    "accounts",
-    "registry",
-    "diagnosis",
-    "mlops",
-    "dicomnet",
-    "monitoring",
+    *PROJECT_APPS,
 ]
 
 MIDDLEWARE = [
@@ -108,9 +104,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
-    "diagnosis.access.SessionActivityMiddleware",
-    "diagnosis.access.UnavailableMiddleware",  # a database or image store that is down: 503
-    "diagnosis.access.ApiErrorsMiddleware",  # JSON, never an HTML (debug) page, for the API
+    "accounts.middleware.SessionActivityMiddleware",
+    "chestnet_site.middleware.UnavailableMiddleware",  # a database or image store that is down: 503
+    "chestnet_site.middleware.ApiErrorsMiddleware",  # JSON, never an HTML (debug) page, for the API
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: turns a refused login into the lockout answer.
@@ -182,7 +178,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("CHESTNET_LOGIN_LOCKOUT_MIN", 15, 
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
-AXES_LOCKOUT_CALLABLE = "diagnosis.access.lockout_response"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "accounts.addresses.client_address"
 AXES_DISABLE_ACCESS_LOG = True  # logins and logouts are in the audit trail (AuditEvent)
 AXES_VERBOSE = False  # no banner at every process start; failures are still logged
@@ -194,7 +190,7 @@ CHESTNET_PROXY_COUNT = env_int("CHESTNET_PROXY_COUNT", 0, minimum=0)
 CHESTNET_API_TOKEN_TTL_H = env_int("CHESTNET_API_TOKEN_TTL_H", 12, minimum=1)
 CHESTNET_INTEGRATION_TOKEN_TTL_D = env_int("CHESTNET_INTEGRATION_TOKEN_TTL_D", 365, minimum=1)
 # django-rest-knox: tokens hashed (SHA-512) in accounts.ApiToken, several per user, sent as
-# `Authorization: Token <secret>`; each gets its lifetime when issued (diagnosis.access).
+# `Authorization: Token <secret>`; each gets its lifetime when issued (accounts.tokens).
 KNOX_TOKEN_MODEL = "accounts.ApiToken"
 REST_KNOX = {"AUTH_HEADER_PREFIX": "Token", "AUTO_REFRESH": False}
 # knox's own migrations create its default table even when KNOX_TOKEN_MODEL replaces it (they
@@ -202,7 +198,7 @@ REST_KNOX = {"AUTH_HEADER_PREFIX": "Token", "AUTO_REFRESH": False}
 # TRUNCATE of the users then refuses. Without them nothing of knox's reaches the database.
 MIGRATION_MODULES = {"knox": None}
 # Web sessions end after CHESTNET_SESSION_IDLE_MIN without an action (background polls do
-# not count: diagnosis.access.SessionActivityMiddleware) and, by default, with the browser.
+# not count: accounts.middleware.SessionActivityMiddleware) and, by default, with the browser.
 CHESTNET_SESSION_IDLE_MIN = env_int("CHESTNET_SESSION_IDLE_MIN", 30, minimum=1)
 SESSION_COOKIE_AGE = CHESTNET_SESSION_IDLE_MIN * 60
 SESSION_SAVE_EVERY_REQUEST = False  # the middleware above renews sessions on activity only

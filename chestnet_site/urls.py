@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 
-from diagnosis import views
+from chestnet_site import views
 from monitoring import metrics_urls
 from monitoring.api import MonitoringApi
 
@@ -27,6 +27,6 @@ urlpatterns = [
     path("dicomweb/", include("dicomnet.urls")),
     path("", include("diagnosis.urls")),
 ]
-handler403 = "diagnosis.views.error_403"
-handler404 = "diagnosis.views.error_404"
-handler500 = "diagnosis.views.error_500"
+handler403 = "chestnet_site.views.error_403"
+handler404 = "chestnet_site.views.error_404"
+handler500 = "chestnet_site.views.error_500"

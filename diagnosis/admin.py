@@ -11,8 +11,6 @@ from django.contrib import admin, messages
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
-import diagnosis.access_admin  # noqa: F401  (registers the API tokens' admin)
-import diagnosis.people_admin  # noqa: F401  (users: deactivated, never deleted with history)
 from diagnosis import services
 from diagnosis.models import AuditEvent, Case, Image, Prediction, Review
 

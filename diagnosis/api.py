@@ -13,15 +13,16 @@ from django.core.signals import got_request_exception
 from django.http import FileResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView, set_rollback
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from diagnosis import roles, selectors, services
-from diagnosis.access import INTERNAL_ERROR_MESSAGE, unavailable_message
+from accounts.permissions import ClaimsCases, CreatesCases, HasWorklist, SignsReports
+from chestnet_site.middleware import INTERNAL_ERROR_MESSAGE, unavailable_message
+from diagnosis import selectors, services
 from diagnosis.files import file_response
 from diagnosis.models import AuditEvent
 from diagnosis.serializers import (
@@ -31,6 +32,7 @@ from diagnosis.serializers import (
     WorklistCaseSerializer,
     WorklistQuerySerializer,
 )
+from diagnosis.worklist import InvalidCursor, WorklistFilters, case_claim_next, page_for
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +94,7 @@ def _messages(data: Any, field: str = "") -> list[str]:
 
 class CaseListCreateApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
+    permission_classes = [CreatesCases]
 
     @extend_schema(responses=CaseSerializer(many=True))
     def get(self, request: Request) -> Response:
@@ -105,8 +108,6 @@ class CaseListCreateApi(APIView):
 
     @extend_schema(request=CaseCreateSerializer, responses={201: CaseSerializer})
     def post(self, request: Request) -> Response:
-        if not (roles.is_clinician(request.user) or roles.is_admin(request.user)):
-            raise PermissionDenied("Only clinicians can create cases.")
         payload = {**_fields(request.data), "images": request.FILES.getlist("images")}
         serializer = CaseCreateSerializer(data=payload)
         serializer.is_valid(raise_exception=True)
@@ -141,18 +142,20 @@ class WorklistApi(APIView):
     header on the last page). Poll cheaply with the `ETag` of the last answer in
     `If-None-Match`: 304, without a body (and not audited), while the page is unchanged."""
 
+    permission_classes = [HasWorklist]
+
     @extend_schema(
         parameters=[WorklistQuerySerializer],
         responses={200: WorklistCaseSerializer(many=True), 304: None},
     )
     def get(self, request: Request) -> Response:
-        if not roles.is_radiologist(request.user):
-            raise PermissionDenied("Only radiologists have a worklist.")
-        query = WorklistQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        query = _worklist_query(request)
+        filters = WorklistFilters.from_valid(query)
         try:
-            page = selectors.worklist_page(user=request.user, **query.validated_data)
-        except selectors.InvalidCursor as exc:
+            page = page_for(
+                user=request.user, filters=filters, after=query["after"], size=query["size"]
+            )
+        except InvalidCursor as exc:
             raise ValidationError({"after": [str(exc)]}) from exc
         headers = {"ETag": f'"{page.version}"'}
         if page.next_cursor is not None:
@@ -171,22 +174,14 @@ class WorklistClaimNextApi(APIView):
     (query parameters as for the worklist; `claim`, `after` and `limit` do not apply).
     Two clients asking at once get two different cases; 404 when none matches."""
 
+    permission_classes = [ClaimsCases]
+
     @extend_schema(
         request=None, parameters=[WorklistQuerySerializer], responses={200: CaseSerializer}
     )
     def post(self, request: Request) -> Response:
-        if not roles.is_radiologist(request.user):
-            raise PermissionDenied("Only radiologists can claim cases.")
-        query = WorklistQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        data = query.validated_data
-        case = services.case_claim_next(
-            user=request.user,
-            urgency=data["urgency"],
-            flagged=data["flagged"],
-            source=data["source"],
-            sort=data["sort"],
-        )
+        filters = WorklistFilters.from_valid(_worklist_query(request))
+        case = case_claim_next(user=request.user, filters=filters)
         if case is None:
             detail = "No unclaimed case on the worklist matches these filters."
             return Response({"detail": detail}, status=status.HTTP_404_NOT_FOUND)
@@ -194,25 +189,24 @@ class WorklistClaimNextApi(APIView):
         return Response(CaseSerializer(case).data)
 
 
+def _worklist_query(request: Request) -> dict[str, Any]:
+    """The worklist's query parameters, checked: a 400 names any that is not valid."""
+    query = WorklistQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return query.validated_data
+
+
 class CaseReviewApi(APIView):
+    permission_classes = [SignsReports]
+
     @extend_schema(request=ReviewCreateSerializer, responses={201: CaseSerializer})
     def post(self, request: Request, case_id: int) -> Response:
-        if not roles.is_radiologist(request.user):
-            raise PermissionDenied("Only radiologists can sign reports.")
         case = selectors.case_get_for_user(user=request.user, case_id=case_id)
         serializer = ReviewCreateSerializer(data=request.data, context={"case": case})
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        review = services.review_fields(serializer.validated_data)
         try:
-            services.review_submit(
-                case=case,
-                author=request.user,
-                agrees_with_ai=data["agrees_with_ai"],
-                image_agreement=data["image_agreement"],
-                finding=data["finding"],
-                report=data["report"],
-                reason=data["amendment_reason"],
-            )
+            services.review_submit(case=case, author=request.user, **review)
         except services.ServiceError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         case = selectors.case_get_for_user(user=request.user, case_id=case_id)
@@ -222,6 +216,8 @@ class CaseReviewApi(APIView):
 class CaseClaimApi(APIView):
     """Take the case for review (required before signing); 409 if another holds it."""
 
+    permission_classes = [ClaimsCases]
+
     @extend_schema(request=None, responses={200: CaseSerializer})
     def post(self, request: Request, case_id: int) -> Response:
         return _claim_action(request, case_id, services.case_claim)
@@ -230,14 +226,14 @@ class CaseClaimApi(APIView):
 class CaseReleaseApi(APIView):
     """Give a claimed case back to the worklist."""
 
+    permission_classes = [ClaimsCases]
+
     @extend_schema(request=None, responses={200: CaseSerializer})
     def post(self, request: Request, case_id: int) -> Response:
         return _claim_action(request, case_id, services.case_release)
 
 
 def _claim_action(request: Request, case_id: int, action: Callable[..., Any]) -> Response:
-    if not roles.is_radiologist(request.user):
-        raise PermissionDenied("Only radiologists can claim cases.")
     case = selectors.case_get_for_user(user=request.user, case_id=case_id)
     try:
         action(case=case, user=request.user)

@@ -1,54 +1,38 @@
+"""The REST API's routes, under /api/v1/ (chestnet_site.urls)."""
+
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.urls import path
+from django.urls import URLPattern, path
 from drf_spectacular.views import SpectacularAPIView
+from rest_framework.views import APIView
 
-from diagnosis import access_api, api
+from accounts.api import ApiDocsView, TokenLoginApi, TokenLogoutAllApi, TokenLogoutApi
+from diagnosis import api
+
+
+def _api(route: str, view: type[APIView], name: str) -> URLPattern:
+    """A route to an API view, which DRF authenticates itself (`api.public`)."""
+    return path(route, api.public(view.as_view()), name=name)
+
 
 urlpatterns = [
-    path("auth/token/", api.public(access_api.TokenLoginApi.as_view()), name="api_token"),
-    path("auth/logout/", api.public(access_api.TokenLogoutApi.as_view()), name="api_logout"),
-    path(
-        "auth/logout-all/",
-        api.public(access_api.TokenLogoutAllApi.as_view()),
-        name="api_logout_all",
-    ),
-    path("cases/", api.public(api.CaseListCreateApi.as_view()), name="api_cases"),
-    path("cases/<int:case_id>/", api.public(api.CaseDetailApi.as_view()), name="api_case"),
-    path(
-        "cases/<int:case_id>/review/",
-        api.public(api.CaseReviewApi.as_view()),
-        name="api_case_review",
-    ),
-    path(
-        "cases/<int:case_id>/claim/", api.public(api.CaseClaimApi.as_view()), name="api_case_claim"
-    ),
-    path(
-        "cases/<int:case_id>/release/",
-        api.public(api.CaseReleaseApi.as_view()),
-        name="api_case_release",
-    ),
+    _api("auth/token/", TokenLoginApi, "api_token"),
+    _api("auth/logout/", TokenLogoutApi, "api_logout"),
+    _api("auth/logout-all/", TokenLogoutAllApi, "api_logout_all"),
+    _api("cases/", api.CaseListCreateApi, "api_cases"),
+    _api("cases/<int:case_id>/", api.CaseDetailApi, "api_case"),
+    _api("cases/<int:case_id>/review/", api.CaseReviewApi, "api_case_review"),
+    _api("cases/<int:case_id>/claim/", api.CaseClaimApi, "api_case_claim"),
+    _api("cases/<int:case_id>/release/", api.CaseReleaseApi, "api_case_release"),
     # Before the file route below, whose <str:kind> would take "header" too.
-    path(
-        "images/<int:image_id>/header/",
-        api.public(api.ImageHeaderApi.as_view()),
-        name="api_image_header",
-    ),
-    path(
-        "images/<int:image_id>/<str:kind>/",
-        api.public(api.ImageFileApi.as_view()),
-        name="api_image_file",
-    ),
-    path("worklist/", api.public(api.WorklistApi.as_view()), name="api_worklist"),
-    path(
-        "worklist/claim-next/",
-        api.public(api.WorklistClaimNextApi.as_view()),
-        name="api_worklist_claim_next",
-    ),
+    _api("images/<int:image_id>/header/", api.ImageHeaderApi, "api_image_header"),
+    _api("images/<int:image_id>/<str:kind>/", api.ImageFileApi, "api_image_file"),
+    _api("worklist/", api.WorklistApi, "api_worklist"),
+    _api("worklist/claim-next/", api.WorklistClaimNextApi, "api_worklist_claim_next"),
     # Both need a signed-in user (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]): the schema
     # answers 401 without a session or token; the page, for browsers, sends an anonymous
     # visitor to the login form (DRF views opt out of LoginRequiredMiddleware).
-    path("schema/", api.public(SpectacularAPIView.as_view()), name="api_schema"),
-    path("docs/", login_required(access_api.ApiDocsView.as_view()), name="api_docs"),
+    _api("schema/", SpectacularAPIView, "api_schema"),
+    path("docs/", login_required(ApiDocsView.as_view()), name="api_docs"),
 ]

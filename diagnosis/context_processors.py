@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from diagnosis import roles as role_rules
+from accounts import roles as role_rules
 
 
 def roles(request: HttpRequest) -> dict[str, bool]:

@@ -5,8 +5,9 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 
+from accounts import roles
 from chestnet_site.text import require_words
-from diagnosis import roles, services
+from diagnosis import services
 from diagnosis.models import Case, Review
 
 
@@ -107,6 +108,12 @@ class ReviewForm(forms.Form):
 
     def image_agreement(self) -> dict[int, bool]:
         return {image.pk: self.cleaned_data[f"agrees_{image.pk}"] for image in self.analysed}
+
+    def review_fields(self) -> services.ReviewFields:
+        """The report for `services.review_submit`: one answer per analysed image (none
+        when the AI analysed no image), never one for all."""
+        answers = {"agrees_with_ai": None, "image_agreement": self.image_agreement()}
+        return services.review_fields({**self.cleaned_data, **answers})
 
 
 def _current_answers(review: Review) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from django.conf import settings
 
 if TYPE_CHECKING:
     from ml.predictor import Predictor
-    from registry.selectors import ActiveModel
+    from registry.operating_point import ActiveModel
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -27,8 +27,9 @@ _loaded_key: tuple | None = None  # the registry version it was loaded from
 def get_predictor() -> Predictor:
     """The predictor of the active model version. One indexed query per task: an
     activation (or rollback) reaches running workers without a restart. With no version
-    registered: CHESTNET_MODEL_PATH, else the shipped default."""
-    from registry.selectors import active_model
+    registered: CHESTNET_MODEL_PATH, else the shipped default. Which threshold the active
+    version serves, and why, is registry.operating_point."""
+    from registry.operating_point import active_model
 
     active = active_model()
     key = active.key if active else None

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Coalesce
 
-from chestnet_site.history import PROTECT_HISTORY, UNLINK
+from chestnet_site.history import PROTECT_HISTORY, UNLINK, person_field
 from chestnet_site.storage import RandomName
 from ml.outcome import REFUSAL_REASONS
 
@@ -43,6 +43,28 @@ class AppendOnlyQuerySet(models.QuerySet):
 
     def _raw_delete(self, using: str | None) -> int:
         raise ImmutableRecord(f"{self.model.__name__} rows are never deleted.")
+
+
+class AppendOnlyModel(models.Model):
+    """A record that is written once: saving it again or deleting it raises, and so do the
+    bulk paths and deletion cascades (the append-only queryset is its base manager too)."""
+
+    changed_message = "This record is never changed."
+    deleted_message = "This record is never deleted."
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+        base_manager_name = "objects"  # deletion cascades meet the append-only queryset
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ImmutableRecord(self.changed_message)
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise ImmutableRecord(self.deleted_message)
 
 
 original_path = RandomName("originals", ".bin")
@@ -259,54 +281,55 @@ class Image(models.Model):
         return REFUSAL_REASONS.get(self.refusal_reason, "")
 
 
-class Prediction(models.Model):
-    image = models.OneToOneField(Image, on_delete=models.CASCADE, related_name="prediction")
+class ModelResult(models.Model):
+    """What a model version said of an image: probability, label and the threshold that
+    made it, with its heatmap and timings. A prediction, and a prior one kept unchanged."""
+
     probability = models.FloatField()
     label = models.CharField(max_length=12)
     threshold = models.FloatField()
     model_version = models.CharField(max_length=100)
+    heatmap = models.FileField(upload_to=heatmap_path, blank=True)
+    timings = models.JSONField(default=dict)  # milliseconds: decode, forward/heatmap, total
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.label} {self.probability:.2f} ({self.model_version})"
+
+
+class Prediction(ModelResult):
+    image = models.OneToOneField(Image, on_delete=models.CASCADE, related_name="prediction")
     # Spread (standard deviation) of the ensemble members' probabilities; None for a
     # single-network model and on rows stored before the model reported it.
     uncertainty = models.FloatField(null=True, blank=True)
     warnings = models.JSONField(default=list, blank=True)  # plain sentences for the reader
-    heatmap = models.FileField(upload_to=heatmap_path, blank=True)
-    timings = models.JSONField(default=dict)  # milliseconds: decode, forward/heatmap, total
     created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return f"{self.label} {self.probability:.2f} ({self.model_version})"
 
     @property
     def is_flagged(self) -> bool:
         return self.label == "PNEUMONIA"
 
 
-class PriorPrediction(models.Model):
+class PriorPrediction(ModelResult):
     """A prediction replaced by a re-run with another model version, kept unchanged."""
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
-    probability = models.FloatField()
-    label = models.CharField(max_length=12)
-    threshold = models.FloatField()
-    model_version = models.CharField(max_length=100)
-    heatmap = models.FileField(upload_to=heatmap_path, blank=True)
-    timings = models.JSONField(default=dict)
     predicted_at = models.DateTimeField()
-    superseded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
-    )
+    superseded_by = person_field()
     superseded_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         db_table = "mlops_priorprediction"  # created when re-runs were part of mlops
         ordering = ["-superseded_at"]
 
-    def __str__(self) -> str:
-        return f"{self.label} {self.probability:.2f} ({self.model_version})"
 
-
-class Review(models.Model):
+class Review(AppendOnlyModel):
     """A signed report. Never edited: an amendment is a new version that keeps the old."""
+
+    changed_message = "A signed report is never changed: amend it."
+    deleted_message = "A signed report is never deleted."
 
     class Finding(models.TextChoices):
         NORMAL = "normal"
@@ -317,9 +340,7 @@ class Review(models.Model):
     # PROTECT: a case with a signed report cannot be deleted, by any path.
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="reviews")
     version = models.PositiveSmallIntegerField()
-    author = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, related_name="+"
-    )
+    author = person_field(null=False)
     # None: the AI analysed no image of the case, so there was nothing to agree with.
     agrees_with_ai = models.BooleanField(null=True)
     finding = models.CharField(max_length=16, choices=Finding.choices)
@@ -331,11 +352,8 @@ class Review(models.Model):
     ai_results = models.JSONField(default=list, blank=True)
     signed_at = models.DateTimeField()
 
-    objects = AppendOnlyQuerySet.as_manager()
-
-    class Meta:
+    class Meta(AppendOnlyModel.Meta):
         ordering = ["case", "-version"]
-        base_manager_name = "objects"  # deletion cascades meet the append-only queryset
         constraints = [
             models.UniqueConstraint(fields=["case", "version"], name="review_unique_version")
         ]
@@ -343,18 +361,13 @@ class Review(models.Model):
     def __str__(self) -> str:
         return f"Review v{self.version} of case {self.case_id}"
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None:
-            raise ImmutableRecord("A signed report is never changed: amend it.")
-        super().save(*args, **kwargs)
 
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        raise ImmutableRecord("A signed report is never deleted.")
-
-
-class AuditEvent(models.Model):
+class AuditEvent(AppendOnlyModel):
     """Who did what to which case, when, from where. Written only by
     `services.audit_record`; never changed or deleted (the queryset refuses)."""
+
+    changed_message = "An audit event is never changed."
+    deleted_message = "An audit event is never deleted."
 
     class Action(models.TextChoices):
         CREATED = "created"
@@ -377,7 +390,7 @@ class AuditEvent(models.Model):
         ACTIVATED = "activated", "Model activated"
         ACTIVATION_OVERRIDDEN = "activation_overridden", "Model activated below its floors"
         ALERT_ACKNOWLEDGED = "alert_acknowledged", "Monitoring alert acknowledged"
-        # People's accounts (diagnosis.people): the account is named in `detail`.
+        # People's accounts (accounts.people): the account is named in `detail`.
         USER_DEACTIVATED = "user_deactivated", "Account deactivated"
         USER_REACTIVATED = "user_reactivated", "Account reactivated"
         ROLES_CHANGED = "roles_changed", "Roles changed"
@@ -387,9 +400,7 @@ class AuditEvent(models.Model):
 
     # A user with events is never deleted (PROTECT_HISTORY), and the event keeps who they
     # were when it was written: a later rename, deactivation or role change alters nothing.
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
-    )
+    actor = person_field()
     actor_username = models.CharField(max_length=150, blank=True)
     # The actor's roles then, comma-separated ("admin,radiologist"); "" for no user.
     actor_role = models.CharField(max_length=100, blank=True)
@@ -403,22 +414,11 @@ class AuditEvent(models.Model):
     source = models.GenericIPAddressField("source address", null=True, blank=True)
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
-    objects = AppendOnlyQuerySet.as_manager()
-
-    class Meta:
+    class Meta(AppendOnlyModel.Meta):
         ordering = ["-at", "-pk"]
-        base_manager_name = "objects"  # deletion cascades meet the append-only queryset
 
     def __str__(self) -> str:
         return f"{self.actor_username or 'system'} {self.action} case {self.case_ref}"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None:
-            raise ImmutableRecord("An audit event is never changed.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        raise ImmutableRecord("An audit event is never deleted.")
 
     @property
     def subject_ids(self) -> list[int]:

@@ -2,39 +2,29 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from django.db.models import (
-    BooleanField,
-    CharField,
-    Count,
-    DateTimeField,
-    Expression,
-    F,
-    FloatField,
-    GeneratedField,
-    IntegerField,
-    OuterRef,
-    Prefetch,
-    Q,
-    QuerySet,
-    Subquery,
-    Value,
-    When,
-)
-from django.db.models import Case as When_
-from django.db.models.functions import Coalesce
+from django.db.models import Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
-from diagnosis import roles
+from accounts import roles
 from diagnosis.models import AuditEvent, Case, Image, PriorPrediction, Review
-from ml.outcome import REFUSAL_REASONS
+
+# The worklist's reads live in diagnosis.worklist; these names stay here for their callers.
+from diagnosis.worklist import (  # noqa: F401
+    WORKLIST_DEFAULT_SORT,
+    WORKLIST_PAGE_SIZE,
+    WORKLIST_SORTS,
+    InvalidCursor,
+    WorklistPage,
+    WorklistSort,
+    cursor_decode,
+    cursor_encode,
+    worklist_for,
+    worklist_page,
+)
 
 
 def case_list_for(*, user) -> QuerySet[Case]:
@@ -62,269 +52,6 @@ def image_get_for_user(*, user, image_id: int) -> Image:
     return get_object_or_404(
         Image.objects.select_related("case", "prediction"), pk=image_id, case__in=visible
     )
-
-
-@dataclass(frozen=True)
-class WorklistSort:
-    """An ordering of the worklist: model fields, all ascending or all descending, ending in
-    the id, each with an index that starts with `status` (see Case.Meta.indexes)."""
-
-    label: str
-    keys: tuple[str, ...]
-    descending: bool = False
-
-
-WORKLIST_SORTS: dict[str, WorklistSort] = {
-    "priority": WorklistSort(
-        "Priority, then AI probability", ("priority_rank", "ai_rank", "waiting_since", "id")
-    ),
-    "waiting": WorklistSort("Longest waiting first", ("waiting_since", "id")),
-    "study_newest": WorklistSort("Study time, newest first", ("study_time", "id"), True),
-    "study_oldest": WorklistSort("Study time, oldest first", ("study_time", "id")),
-}
-WORKLIST_DEFAULT_SORT = "priority"
-WORKLIST_PAGE_SIZE = 50
-
-
-def worklist_for(
-    *,
-    user,
-    urgency: str | None = None,
-    flagged: bool | None = None,
-    claim: str | None = None,
-    source: str | None = None,
-    sort: str = WORKLIST_DEFAULT_SORT,
-) -> QuerySet[Case]:
-    """Cases awaiting review. By default STAT first, then urgent, then routine; within each,
-    highest AI probability first (cases with no analysed image, all refused by the AI, come
-    after those with one), then longest waiting. `claim` is 'mine', 'unclaimed' or None
-    (all). Each case carries its images' facts (`image_count`, `refused_images`,
-    `refusal_reason`, `refusal_explanation`, `preview_image`), from one query."""
-    cases = (
-        _worklist_filtered(user=user, urgency=urgency, flagged=flagged, claim=claim, source=source)
-        .select_related("owner", "claimed_by")
-        .annotate(**_image_facts())
-        .annotate(refusal_explanation=_refusal_explanation())
-    )
-    return cases.order_by(*_ordering(WORKLIST_SORTS[sort]))
-
-
-def _ordering(order: WorklistSort) -> list[str]:
-    return [f"-{key}" if order.descending else key for key in order.keys]
-
-
-# Case.priority_rank of each urgency: a filter on it is a prefix of the priority index.
-_URGENCY_RANK = {Case.Urgency.STAT: 0, Case.Urgency.URGENT: 1, Case.Urgency.ROUTINE: 2}
-
-
-def _worklist_filtered(
-    *,
-    user,
-    urgency: str | None = None,
-    flagged: bool | None = None,
-    claim: str | None = None,
-    source: str | None = None,
-) -> QuerySet[Case]:
-    cases = Case.objects.filter(status=Case.Status.AWAITING_REVIEW)
-    if urgency:
-        cases = cases.filter(priority_rank=_URGENCY_RANK[Case.Urgency(urgency)])
-    if flagged is not None:
-        cases = cases.filter(ai_flagged=flagged)
-    if claim == "mine":
-        cases = cases.filter(claimed_by=user)
-    elif claim == "unclaimed":
-        cases = cases.filter(claimed_by__isnull=True)
-    if source:
-        cases = cases.filter(source=source)
-    return cases
-
-
-def _image_facts() -> dict[str, Any]:
-    """Correlated subqueries, not a join with GROUP BY: the database computes them only for
-    the rows of the page, so a page costs the same with 100 or 100,000 cases waiting."""
-    images = Image.objects.filter(case=OuterRef("pk")).order_by()
-    refused = images.filter(status=Image.Status.REFUSED)
-    return {
-        "image_count": _count(images),
-        "refused_images": _count(refused),
-        "refusal_reason": Subquery(refused.order_by("pk").values("refusal_reason")[:1]),
-        "preview_image": Subquery(images.exclude(preview="").order_by("pk").values("pk")[:1]),
-    }
-
-
-def _count(images: QuerySet[Image]) -> Coalesce:
-    counted = images.values("case").annotate(n=Count("pk")).values("n")
-    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
-
-
-def _refusal_explanation() -> When_:
-    """The plain-words reason for clinicians (never the bare code)."""
-    return When_(
-        *(When(refusal_reason=code, then=Value(text)) for code, text in REFUSAL_REASONS.items()),
-        default=Value(""),
-        output_field=CharField(),
-    )
-
-
-class InvalidCursor(ValueError):
-    """A page cursor this sort did not make (edited, or from another ordering)."""
-
-
-@dataclass(frozen=True)
-class WorklistPage:
-    """One page of the worklist, the cursor of the next (None on the last page), and a
-    version that changes whenever anything the page shows changes."""
-
-    cases: list[Case]
-    next_cursor: str | None
-    sort: str
-
-    @property
-    def version(self) -> str:
-        facts = [[getattr(case, field) for field in _SHOWN] for case in self.cases]
-        text = json.dumps([self.sort, self.next_cursor, facts], default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-# What a row shows (and the API returns): a change to any of them is a new version.
-_SHOWN = (
-    "pk",
-    "patient_id",
-    "age",
-    "sex",
-    "urgency",
-    "status",
-    "accession_number",
-    "study_time",
-    "source",
-    "source_ae",
-    "image_count",
-    "refused_images",
-    "refusal_reason",
-    "preview_image",
-    "max_probability",
-    "ai_flagged",
-    "claimed_by_id",
-    "owner_id",
-    "waiting_since",
-)
-
-
-def worklist_page(
-    *,
-    user,
-    urgency: str | None = None,
-    flagged: bool | None = None,
-    claim: str | None = None,
-    source: str | None = None,
-    sort: str = WORKLIST_DEFAULT_SORT,
-    after: str = "",
-    size: int = WORKLIST_PAGE_SIZE,
-) -> WorklistPage:
-    """A page of `worklist_for`, after the case the cursor `after` names (keyset pagination:
-    a seek on the sort's index, never OFFSET, so a deep page is as fast as the first, and
-    cases added or removed meanwhile neither repeat nor skip a row). Raises InvalidCursor."""
-    order = WORKLIST_SORTS[sort]
-    cases = worklist_for(
-        user=user, urgency=urgency, flagged=flagged, claim=claim, source=source, sort=sort
-    )
-    if after:
-        cases = cases.filter(_beyond(order, cursor_decode(after, order)))
-    rows = list(cases[: size + 1])
-    more = len(rows) > size
-    rows = rows[:size]
-    return WorklistPage(
-        cases=rows, next_cursor=cursor_encode(rows[-1], order) if more else None, sort=sort
-    )
-
-
-def cursor_encode(case: Case, order: WorklistSort) -> str:
-    values = [getattr(case, key) for key in order.keys]
-    text = json.dumps([v.isoformat() if isinstance(v, datetime) else v for v in values])
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def cursor_decode(cursor: str, order: WorklistSort) -> list[Any]:
-    try:
-        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(raw, list) or len(raw) != len(order.keys):
-            raise InvalidCursor("The page cursor does not fit this ordering.")
-        return [_key_value(key, value) for key, value in zip(order.keys, raw, strict=True)]
-    except (ValueError, TypeError) as exc:  # binascii.Error and JSONDecodeError included
-        raise InvalidCursor("The page cursor is not valid.") from exc
-
-
-def _key_value(key: str, value: Any) -> Any:
-    field = Case._meta.get_field(key)
-    kind = field.output_field if isinstance(field, GeneratedField) else field
-    if isinstance(kind, DateTimeField) and isinstance(value, str):
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            raise InvalidCursor("A page cursor's time has no zone.")
-        return parsed
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidCursor(f"The page cursor's {key} is not valid.")
-    return float(value) if isinstance(kind, FloatField) else int(value)
-
-
-class _RowCompare(Expression):
-    """`(a, b, ...) > (x, y, ...)` (or `<`) as SQL row values: SQLite (3.15+) and PostgreSQL
-    answer it by seeking the index on the same columns. (Django's own tuple lookup expands
-    it into ORs on SQLite, which scans the index from its start.)"""
-
-    conditional = True
-    output_field = BooleanField()
-
-    def __init__(self, columns: list[Any], values: list[Any], operator: str) -> None:
-        super().__init__()
-        self.columns, self.values, self.operator = columns, values, operator
-
-    def get_source_expressions(self) -> list[Any]:
-        return list(self.columns)
-
-    def set_source_expressions(self, exprs: Sequence[Any]) -> None:
-        self.columns = list(exprs)
-
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
-        left: list[str] = []
-        right: list[str] = []
-        params: list[Any] = []
-        for column in self.columns:
-            sql, column_params = compiler.compile(column)
-            left.append(sql)
-            params += column_params
-        for column, value in zip(self.columns, self.values, strict=True):
-            sql, value_params = compiler.compile(Value(value, output_field=column.output_field))
-            right.append(sql)
-            params += value_params
-        return f"({', '.join(left)}) {self.operator} ({', '.join(right)})", tuple(params)
-
-
-def _beyond(order: WorklistSort, values: list[Any]) -> _RowCompare:
-    # Beside `status = 'awaiting_review'`, the index's first column: SQLite seeks on the row
-    # value only when it starts at the column after the equality (with the status in the
-    # tuple too, it reads the index from the start of the status).
-    columns = [F(key) for key in order.keys]
-    return _RowCompare(columns, values, "<" if order.descending else ">")
-
-
-def worklist_next_unclaimed(
-    *,
-    user,
-    urgency: str | None = None,
-    flagged: bool | None = None,
-    source: str | None = None,
-    sort: str = WORKLIST_DEFAULT_SORT,
-) -> int | None:
-    """The id of the first unclaimed case of the worklist in this ordering and these
-    filters, locked for the calling transaction (PostgreSQL; rows another transaction holds
-    are skipped, so two radiologists never wait on, or get, the same case)."""
-    order = WORKLIST_SORTS[sort]
-    cases = _worklist_filtered(
-        user=user, urgency=urgency, flagged=flagged, claim="unclaimed", source=source
-    )
-    cases = cases.order_by(*_ordering(order))
-    return cases.select_for_update(skip_locked=True).values_list("pk", flat=True).first()
 
 
 @dataclass(frozen=True)

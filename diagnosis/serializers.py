@@ -12,6 +12,11 @@ from diagnosis.models import Case, Image, Prediction, Review
 from ml.outcome import REFUSAL_REASONS
 
 
+def preview_url(image_id: int | None) -> str | None:
+    """The API's address of an image's preview; None for no image."""
+    return reverse("api_image_file", args=[image_id, "preview"]) if image_id else None
+
+
 class PredictionSerializer(serializers.ModelSerializer):
     heatmap_url = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
@@ -91,7 +96,7 @@ class ImageSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_preview_url(self, image: Image) -> str | None:
         """Null until the worker has read the file (or when it could not)."""
-        return reverse("api_image_file", args=[image.pk, "preview"]) if image.preview else None
+        return preview_url(image.pk if image.preview else None)
 
     def get_original_url(self, image: Image) -> str:
         return reverse("api_image_file", args=[image.pk, "original"])
@@ -230,8 +235,7 @@ class WorklistCaseSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_preview_url(self, case: Case) -> str | None:
         """The case's first image with a preview, to look at before claiming it."""
-        image_id = getattr(case, "preview_image", None)
-        return reverse("api_image_file", args=[image_id, "preview"]) if image_id else None
+        return preview_url(getattr(case, "preview_image", None))
 
 
 class WorklistQuerySerializer(serializers.Serializer):

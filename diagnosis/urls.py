@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from diagnosis import views
+from diagnosis import audit_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -18,6 +18,6 @@ urlpatterns = [
     path("worklist/", views.worklist, name="worklist"),
     path("worklist/rows/", views.worklist_rows, name="worklist_rows"),
     path("worklist/claim-next/", views.worklist_claim_next, name="worklist_claim_next"),
-    path("audit/", views.audit_list, name="audit_list"),
-    path("audit/export.csv", views.audit_export, name="audit_export"),
+    path("audit/", audit_views.audit_list, name="audit_list"),
+    path("audit/export.csv", audit_views.audit_export, name="audit_export"),
 ]

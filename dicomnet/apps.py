@@ -1,13 +1,9 @@
-from django.apps import AppConfig
+from chestnet_site import health
 
 
-class DicomnetConfig(AppConfig):
-    default_auto_field = "django.db.models.BigAutoField"
+class DicomnetConfig(health.HealthAppConfig):
     name = "dicomnet"
     verbose_name = "DICOM network"
-
-    def ready(self) -> None:
-        from chestnet_site.health import check_register
-        from dicomnet.services import outbox_health
-
-        check_register("pacs_outbox", outbox_health)
+    # /healthz: whether our listener answers a C-ECHO, and the PACS outbox.
+    health_probes = {"dicom_listener": "dicomnet.listener.listener_state"}
+    health_checks = {"pacs_outbox": "dicomnet.services.outbox_health"}

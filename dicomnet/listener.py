@@ -116,6 +116,33 @@ def serve(*, host: str, port: int, block: bool = True) -> Any:
     return None
 
 
+def listener_state() -> str:
+    """/healthz: 'ok' when our listener answers a C-ECHO (another DICOM service on its port
+    is 'unavailable'), 'off' when CHESTNET_DICOM_PORT is 0."""
+    if not settings.CHESTNET_DICOM_PORT:
+        return "off"
+    ae = AE(ae_title=settings.CHESTNET_DICOM_AET)
+    ae.acse_timeout = ae.network_timeout = ae.connection_timeout = 2
+    ae.add_requested_context(Verification)
+    assoc = ae.associate(
+        settings.CHESTNET_DICOM_HOST,
+        settings.CHESTNET_DICOM_PORT,
+        ae_title=settings.CHESTNET_DICOM_AET,
+    )
+    if assoc.is_rejected:  # it answered: the allow-list does not name our own AE title
+        return "ok"
+    if not assoc.is_established:
+        return "unavailable"
+    if assoc.acceptor.implementation_version_name != settings.CHESTNET_DICOM_IMPLEMENTATION_NAME:
+        assoc.release()
+        return "unavailable"  # another DICOM service holds the port, not our listener
+    try:
+        answered = assoc.send_c_echo()
+    finally:
+        assoc.release()
+    return "ok" if getattr(answered, "Status", None) == 0 else "unavailable"
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback

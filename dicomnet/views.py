@@ -13,14 +13,14 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import StoresStudies
 from chestnet_site import faults
-from diagnosis import roles, services
+from diagnosis import services
 from dicomnet import services as outbox
 from dicomnet import sop, stow
 from dicomnet.sop import ACCEPTED_SOP_CLASSES
@@ -47,11 +47,10 @@ class StowApi(APIView):
 
     renderer_classes = [DicomJsonRenderer, JSONRenderer]
     parser_classes: list[Any] = []  # the body is read here, as bytes
+    permission_classes = [StoresStudies]
 
     @extend_schema(operation_id="dicomweb_store_instances", **STOW_SCHEMA)
     def post(self, request: Request, study_instance_uid: str = "") -> Response:
-        if not roles.may_store_studies(request.user):
-            raise PermissionDenied("Only clinicians and integrations can store studies.")
         # Where uploads spool too (FILE_UPLOAD_TEMP_DIR; None: the system's temporary folder).
         spool = settings.FILE_UPLOAD_TEMP_DIR
         with tempfile.TemporaryDirectory(prefix="stow-", dir=spool) as folder:

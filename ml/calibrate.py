@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ml import metrics
-from ml.artifact import DEFAULT_ARTIFACT, read_card, write_card
+from ml.artifact import DEFAULT_ARTIFACT, load_card, write_card
 from ml.config import LOGIT_LAYER
 from ml.data import LABELS
 
@@ -172,7 +172,7 @@ def write_calibrated_artifact(
     base_model, output = Path(base_model), Path(output)
     if output.resolve() == base_model.resolve():
         raise ValueError("The calibrated artifact must not overwrite its base model.")
-    base_card = read_card(base_model)
+    base_card = load_card(base_model)
     model = keras.saving.load_model(base_model, compile=False)
     layer = model.get_layer(LOGIT_LAYER)
     kernel, bias = layer.get_weights()
@@ -180,13 +180,14 @@ def write_calibrated_artifact(
     output.parent.mkdir(parents=True, exist_ok=True)
     model.save(output)
     entry = calibration.as_card_entry(
-        base_version=base_card["version"],
-        base_sha256=base_card["sha256"],
+        base_version=base_card.version,
+        base_sha256=base_card.sha256,
         site=site,
         fitted_on=fitted_on,
     )
     entry["command"] = command
-    return write_card(output, _calibrated_card(base_card, calibration, entry, version, validation))
+    card = _calibrated_card(base_card.to_dict(), calibration, entry, version, validation)
+    return write_card(output, card)
 
 
 def calibrate_folder(

@@ -129,17 +129,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from ml.artifact import ModelCard
     from ml.train import resolve_config, train
 
     overrides = {k: v for k, v in vars(args).items() if k not in {"config", "handler", "command"}}
-    card = train(resolve_config(args.config, overrides))
+    card = ModelCard.from_dict(train(resolve_config(args.config, overrides)))
+    validation = card.validation or {}
     print(
         json.dumps(
             {
-                "version": card["version"],
-                "threshold": card["threshold"],
+                "version": card.version,
+                "threshold": card.threshold,
                 "validation": {
-                    k: card["validation"][k]
+                    k: validation[k]
                     for k in (
                         "roc_auc",
                         "accuracy",
@@ -204,9 +206,10 @@ def _ensemble(args: argparse.Namespace) -> int:
     import shlex
     from pathlib import Path
 
+    from ml.artifact import ModelCard
     from ml.ensemble import combine
 
-    card = combine(
+    written = combine(
         [Path(m) for m in args.members],
         output=Path(args.output),
         version=args.version,
@@ -215,17 +218,17 @@ def _ensemble(args: argparse.Namespace) -> int:
         refuse_fraction=args.refuse_fraction,
         trim=args.trim,
     )
+    card = ModelCard.from_dict(written)
+    validation, in_batch = card.validation or {}, card.in_batch_validation or {}
     keys = ("roc_auc", "accuracy", "sensitivity", "specificity", "expected_calibration_error")
     print(
         json.dumps(
             {
-                "version": card["version"],
-                "threshold": card["threshold"],
-                "validation": {k: card["validation"][k] for k in keys},
-                "in_batch_validation": {
-                    k: card.get("in_batch_validation", {}).get(k) for k in keys
-                },
-                "gate_validation_refusal_rate": card["gate"]["validation_refusal_rate"],
+                "version": card.version,
+                "threshold": card.threshold,
+                "validation": {k: validation[k] for k in keys},
+                "in_batch_validation": {k: in_batch.get(k) for k in keys},
+                "gate_validation_refusal_rate": (card.gate or {})["validation_refusal_rate"],
             },
             indent=2,
         )
@@ -237,27 +240,29 @@ def _promote(args: argparse.Namespace) -> int:
     import shlex
     from pathlib import Path
 
-    from ml.artifact import DEFAULT_ARTIFACT
+    from ml.artifact import DEFAULT_ARTIFACT, ModelCard
     from ml.promote import promote
 
     command = "python -m ml " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    card = promote(
+    written = promote(
         Path(args.source),
         version=args.version,
         destination=Path(args.to) if args.to else DEFAULT_ARTIFACT,
         command=command,
         target_sensitivity=args.target_sensitivity,
     )
-    print(f"{card['version']} (from {card['candidate_version']}) sha256 {card['sha256']}")
+    card = ModelCard.from_dict(written)
+    print(f"{card.version} (from {card.candidate_version}) sha256 {card.sha256}")
     return 0
 
 
 def _calibrate(args: argparse.Namespace) -> int:
     import shlex
 
+    from ml.artifact import ModelCard
     from ml.calibrate import calibrate_folder
 
-    card = calibrate_folder(
+    written = calibrate_folder(
         args.data_dir,
         output=args.output,
         model=args.model,
@@ -268,13 +273,14 @@ def _calibrate(args: argparse.Namespace) -> int:
         site=args.site,
         command="python -m ml " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
-    entry = card["site_calibration"]
+    card = ModelCard.from_dict(written)
+    entry = card.site_calibration or {}
     keys = [
         *("threshold", "scale", "shift", "sensitivity", "sensitivity_ci95", "specificity"),
         *("specificity_ci95", "expected_calibration_error", "roc_auc", "figures_are"),
     ]
     scoring = entry["scoring"]
-    summary = {"version": card["version"], "base_version": entry["base_version"]}
+    summary = {"version": card.version, "base_version": entry["base_version"]}
     summary.update(counts=entry["images"], **{key: entry[key] for key in keys})
     summary.update(refused=scoring["refused"], refused_by_reason=scoring["refused_by_reason"])
     print(json.dumps(summary, indent=2))

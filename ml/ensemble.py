@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from ml.config import (
 )
 from ml.features import pooled_and_logits
 
+if TYPE_CHECKING:
+    from ml.artifact import ModelCard
+
 log = logging.getLogger(__name__)
 
 
@@ -40,8 +43,8 @@ class Members:
     bias: np.ndarray  # (count,)
 
     @classmethod
-    def from_card(cls, card: dict[str, Any]) -> Members | None:
-        entry = card.get("ensemble")
+    def from_card(cls, card: ModelCard) -> Members | None:
+        entry = card.ensemble
         if not entry or entry.get("members", 1) < 2:
             return None
         return cls(count=int(entry["members"]), bias=np.asarray(entry["member_bias"], float))

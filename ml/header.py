@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -82,6 +82,9 @@ _AGE_UNITS: Final[dict[str, float]] = {
 }
 _AGE_PART: Final = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Z]*)\.?\s*")
 _DICOM_DATE: Final = re.compile(r"(\d{4})[.\-/]?(\d{2})[.\-/]?(\d{2})")
+# TM "HHMMSS.FFFFFF" or a prefix of it, and the older "HH:MM:SS"; an offset "+HHMM".
+_DICOM_TIME: Final = re.compile(r"(\d{2}):?(\d{2})?:?(\d{2})?(?:\.(\d{1,6}))?$")
+_DICOM_OFFSET: Final = re.compile(r"([+-])(\d{2})(\d{2})$")
 
 
 @dataclass(frozen=True)
@@ -290,6 +293,44 @@ def _anniversary(born: date, year: int) -> date:
         return born.replace(year=year)
     except ValueError:  # 29 February in a common year: the birthday falls on 1 March
         return date(year, 3, 1)
+
+
+def study_datetime(ds: Dataset, local_zone: tzinfo) -> datetime | None:
+    """StudyDate and StudyTime (DA "YYYYMMDD", TM "HHMMSS.FFFFFF" or a prefix of it; the
+    older "YYYY.MM.DD" and "HH:MM:SS" too) as an aware time: in TimezoneOffsetFromUTC when
+    the header gives it, else in `local_zone` (a modality stamps its local time: the
+    site's). None without a valid date; midnight without a time."""
+    day = _parse_date(element_text(ds, "StudyDate"))
+    clock = _time_of_day(element_text(ds, "StudyTime"))
+    if day is None or clock is None:
+        return None
+    return datetime.combine(day, clock, tzinfo=_offset_zone(ds) or local_zone)
+
+
+def _time_of_day(text: str) -> time | None:
+    """A TM value; midnight when there is none (or it is not one), None when it names an
+    impossible time (hour 25)."""
+    match = _DICOM_TIME.match(text)
+    if match is None:
+        return time()
+    hour, minute, second, fraction = match.groups()
+    try:
+        return time(
+            int(hour), int(minute or 0), int(second or 0), int((fraction or "0").ljust(6, "0"))
+        )
+    except ValueError:
+        return None
+
+
+def _offset_zone(ds: Dataset) -> tzinfo | None:
+    offset = _DICOM_OFFSET.match(element_text(ds, "TimezoneOffsetFromUTC"))
+    if offset is None:
+        return None
+    sign, hours, minutes = offset.groups()
+    delta = timedelta(hours=int(hours), minutes=int(minutes))
+    if delta > timedelta(hours=14) or int(minutes) > 59:
+        return None  # not an offset of this planet (-1200 to +1400): as if absent
+    return timezone(-delta if sign == "-" else delta)
 
 
 # --- Rules ----------------------------------------------------------------------------------

@@ -17,11 +17,10 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ml.artifact import DEFAULT_ARTIFACT, ArtifactError, read_card
+from ml.artifact import DEFAULT_ARTIFACT, ArtifactError, ModelCard, load_card
 from ml.config import LOGIT_LAYER, POOL_LAYER
 from ml.ensemble import Members
 from ml.gate import Gate, colour_refusal, thumbnail
@@ -43,20 +42,20 @@ log = logging.getLogger(__name__)
 
 
 class Predictor:
-    def __init__(self, model, card: dict[str, Any], *, threshold: float | None = None) -> None:
+    def __init__(self, model, card: ModelCard, *, threshold: float | None = None) -> None:
         import tensorflow as tf
 
         from ml.gradcam import CompiledExplainer
 
         self.model = model
         self.card = card
-        self.version: str = card["version"]
+        self.version: str = card.version
         # An operator may activate the model at another operating point than the card's.
-        self.threshold: float = float(card["threshold"] if threshold is None else threshold)
-        self.labels: tuple[str, str] = tuple(card["labels"])  # type: ignore[assignment]
-        self.image_size: int = int(card["image_size"])
-        self.population = Population.from_card(card)
-        self.gate: Gate | None = Gate.from_card(card["gate"]) if card.get("gate") else None
+        self.threshold: float = float(card.threshold if threshold is None else threshold)
+        self.labels: tuple[str, str] = tuple(card.labels)  # type: ignore[assignment]
+        self.image_size: int = int(card.image_size)
+        self.population = Population.from_card(card.to_dict())
+        self.gate: Gate | None = Gate.from_card(card.gate) if card.gate else None
         if self.gate is None:
             log.warning("Model %s carries no learned input gate.", self.version)
         self.members = Members.from_card(card)
@@ -79,14 +78,14 @@ class Predictor:
         import ml.model  # noqa: F401  (registers the custom layers the file refers to)
 
         path = Path(path) if path else DEFAULT_ARTIFACT
-        card = read_card(path)
-        if card["preprocessing_version"] != PREPROCESSING_VERSION:
+        card = load_card(path)
+        if card.preprocessing_version != PREPROCESSING_VERSION:
             raise ArtifactError(
-                f"{path.name} was trained with preprocessing v{card['preprocessing_version']}, "
+                f"{path.name} was trained with preprocessing v{card.preprocessing_version}, "
                 f"this code runs v{PREPROCESSING_VERSION}."
             )
         model = keras.saving.load_model(path, compile=False)
-        expected = (None, card["image_size"], card["image_size"], 1)
+        expected = (None, card.image_size, card.image_size, 1)
         if tuple(model.input_shape) != expected:
             raise ArtifactError(f"{path.name} takes {model.input_shape}, its card says {expected}.")
         return cls(model, card, threshold=threshold)

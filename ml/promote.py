@@ -24,7 +24,7 @@ def validation_set(predictor) -> tuple[np.ndarray, np.ndarray]:
     (rebuilt from its data root, seed and fraction: no image of it was trained on)."""
     from ml.train import config_from_dict, split_for
 
-    values = dict(predictor.card["training_config"])
+    values = dict(predictor.card.training_config or {})
     # Cards written before the batch split validated on a patient split seeded by `seed`.
     values.setdefault("split", "patient")
     values.setdefault("split_seed", values["seed"])

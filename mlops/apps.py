@@ -6,4 +6,3 @@ from django.apps import AppConfig
 class MlopsConfig(AppConfig):
     name = "mlops"
     verbose_name = "Model operations"
-    default_auto_field = "django.db.models.BigAutoField"

@@ -21,10 +21,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from chestnet_site.errors import ServiceError
-from chestnet_site.queue import enqueue_on_commit
 from diagnosis import selectors as clinical
 from mlops.models import Label, SiteCalibration
-from mlops.services import event_record
+from mlops.services import event_record, job_end, job_enqueue
 from registry.models import ModelVersion
 
 # Published by name (mlops.tasks imports the worker side, which imports this module).
@@ -283,22 +282,18 @@ def calibration_start(
     queue's worker loads Keras; the web process never does)."""
     with transaction.atomic():
         calibration = calibration_create(version=version, filters=filters, user=user, **given)
-        enqueue_on_commit(
+        job_enqueue(
             CALIBRATION_TASK,
+            SiteCalibration,
             calibration.pk,
-            on_unavailable=lambda: calibration_fail(
-                calibration.pk, reason="The task queue is unavailable; start it again."
-            ),
+            unavailable="The task queue is unavailable; start it again.",
         )
     return calibration
 
 
 def calibration_fail(calibration_id: int, *, reason: str) -> None:
     """Fail a calibration that has not ended yet."""
-    SiteCalibration.objects.filter(
-        pk=calibration_id,
-        status__in=[SiteCalibration.Status.QUEUED, SiteCalibration.Status.RUNNING],
-    ).update(status=SiteCalibration.Status.FAILED, error=reason[:1000], finished_at=timezone.now())
+    job_end(SiteCalibration, calibration_id, status=SiteCalibration.Status.FAILED, error=reason)
 
 
 # --- reading the figures ---------------------------------------------------------------

@@ -4,11 +4,10 @@ worker-side ones in mlops.execute."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from chestnet_site.history import PROTECT_HISTORY
+from chestnet_site.history import person_field
 from chestnet_site.storage import RandomName
 
 dataset_file_path = RandomName("datasets/{dataset_id}", ".bin")
@@ -29,6 +28,39 @@ class Split(models.TextChoices):
     TEST = "test", "Test"
 
 
+class JobStatus(models.TextChoices):
+    """Where an import, an evaluation or a site calibration stands."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Job(models.Model):
+    """Work a worker does when asked: what went wrong, if anything, and when it was asked
+    for (the newest first)."""
+
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+
+def produced_version_field(*, related_name: str) -> models.OneToOneField:
+    """The model version a piece of work produced (registered in the model registry); kept
+    empty if that version is deleted."""
+    return models.OneToOneField(
+        "registry.ModelVersion",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name=related_name,
+    )
+
+
 class Dataset(models.Model):
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
@@ -38,9 +70,7 @@ class Dataset(models.Model):
     feedback_after_review = models.PositiveBigIntegerField(default=0)
     split_seed = models.IntegerField(null=True, blank=True)
     split_at = models.DateTimeField(null=True, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
-    )
+    created_by = person_field()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -102,9 +132,7 @@ class LabelChange(models.Model):
     """The audit trail of relabels: who, when, old and new label."""
 
     image = models.ForeignKey(DatasetImage, on_delete=models.CASCADE, related_name="label_changes")
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
-    )
+    actor = person_field()
     old_label = models.CharField(max_length=10, choices=Label.choices)
     new_label = models.CharField(max_length=10, choices=Label.choices)
     at = models.DateTimeField(auto_now_add=True)
@@ -116,12 +144,8 @@ class LabelChange(models.Model):
         return f"{self.old_label} -> {self.new_label}"
 
 
-class ImportJob(models.Model):
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
+class ImportJob(Job):
+    Status = JobStatus
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="imports")
     source_name = models.CharField(max_length=255)
@@ -130,21 +154,14 @@ class ImportJob(models.Model):
     total = models.PositiveIntegerField(default=0)
     processed = models.PositiveIntegerField(default=0)
     summary = models.JSONField(default=dict)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = person_field()
     finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"Import {self.pk}"
 
 
-class TrainingRun(models.Model):
+class TrainingRun(Job):
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
@@ -157,25 +174,11 @@ class TrainingRun(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     history = models.JSONField(default=list)  # one dict per finished epoch
     log = models.TextField(blank=True)
-    error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = person_field()
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # The version this run produced (registered in the model registry).
-    model_version = models.OneToOneField(
-        "registry.ModelVersion",
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="training_run",
-    )
-
-    class Meta:
-        ordering = ["-created_at"]
+    model_version = produced_version_field(related_name="training_run")
 
     def __str__(self) -> str:
         return f"Run {self.pk}"
@@ -185,15 +188,11 @@ class TrainingRun(models.Model):
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED)
 
 
-class Evaluation(models.Model):
+class Evaluation(Job):
     """A version scored on a dataset's test split; `items_sha256` identifies exactly which
     images and labels, so two versions compare only on the same set."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
+    Status = JobStatus
 
     PLOTS = ("roc", "precision_recall", "calibration", "confusion_matrix")
 
@@ -205,38 +204,23 @@ class Evaluation(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     metrics = models.JSONField(default=dict)
     plots = models.JSONField(default=dict)  # plot name -> storage name
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"Evaluation {self.pk}"
 
 
-class SiteCalibration(models.Model):
+class SiteCalibration(Job):
     """A base version calibrated on this site's signed cases into a new version: the
     filters that chose the cases, the case-level split into a fitting and a held-back part
     (`items`, fixed when it was requested), the fit, and the base's and the new version's
     figures on the held-back part (mlops.calibration, mlops.execute.calibration)."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
+    Status = JobStatus
 
     base_version = models.ForeignKey(
         "registry.ModelVersion", on_delete=models.PROTECT, related_name="site_calibrations"
     )
-    new_version = models.OneToOneField(
-        "registry.ModelVersion",
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="site_calibration",
-    )
+    new_version = produced_version_field(related_name="site_calibration")
     filters = models.JSONField(default=dict)  # since, until, source, modality, manufacturer
     options = models.JSONField(default=dict)  # holdout, target_sensitivity, min_per_class...
     # One row per image: [image id, case id, probability, served threshold, truth, held back].
@@ -246,11 +230,7 @@ class SiteCalibration(models.Model):
     before = models.JSONField(default=dict)  # the base version on the held-back part
     after = models.JSONField(default=dict)  # the calibrated version on the held-back part
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    error = models.TextField(blank=True)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
+    requested_by = person_field()
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -269,9 +249,7 @@ class Event(models.Model):
     """Audit trail of imports, relabels, exclusions, splits, runs, evaluations and site
     calibrations."""
 
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
-    )
+    actor = person_field()
     action = models.CharField(max_length=30)
     detail = models.CharField(max_length=300, blank=True)
     dataset = models.ForeignKey(Dataset, on_delete=models.SET_NULL, null=True, related_name="+")

@@ -12,7 +12,9 @@ the audit trail with who gave it.
 
 The version an activation replaces is withdrawn: unreported cases it analysed go through
 the new active version again (`diagnosis.services.reanalyse_unreported`). The registry
-(`registry.services`) records activations and judges nothing; this module decides."""
+(`registry.services`) records activations and judges nothing; this module decides. Which
+threshold an operating point means, and why a version serves its own, is
+`registry.operating_point`."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from mlops.models import Evaluation
 from registry import selectors as registry
 from registry import services as registry_services
 from registry.models import Activation, ModelVersion
+from registry.operating_point import CARD_DEFAULT, threshold_for
 
 # diagnosis.models.AuditEvent.Action values (mlops never imports the clinical models).
 ACTIVATED = "activated"
@@ -188,14 +191,14 @@ def rollout_activate(
     *,
     version: ModelVersion,
     user,
-    operating_point: str = registry.CARD_DEFAULT,
+    operating_point: str = CARD_DEFAULT,
     override_reason: str = "",
     by: str = "",
 ) -> Rollout:
     """Activate the version at the operating point if its evidence meets the floors, or
     with a non-blank override reason; raises ActivationRefused otherwise. `by` names a
     caller that is not a user (the command line) in the audit trail."""
-    threshold, _description = registry.threshold_for(version, operating_point)
+    threshold, _description = threshold_for(version, operating_point)
     return _roll_out(
         version=version,
         verdict=activation_check(version=version, threshold=threshold),

@@ -34,6 +34,7 @@ from mlops.models import (
     ImportJob,
     Label,
     LabelChange,
+    SiteCalibration,
     Split,
     TrainingRun,
 )
@@ -45,6 +46,10 @@ logger = logging.getLogger(__name__)
 IMPORT_TASK = "mlops.tasks.dataset_import_task"
 TRAINING_TASK = "mlops.tasks.training_run_task"
 EVALUATION_TASK = "mlops.tasks.evaluation_run_task"
+# The statuses every job model shares (their Status.QUEUED, RUNNING and FAILED).
+UNFINISHED = ("queued", "running")
+FAILED = "failed"
+Job = TrainingRun | Evaluation | SiteCalibration
 
 
 def event_record(*, actor, action: str, detail: str = "", dataset: Dataset | None = None) -> Event:
@@ -295,14 +300,11 @@ def training_run_start(*, dataset: Dataset, user, **options: Any) -> TrainingRun
         event_record(
             actor=user, action="run_queued", detail=f"run {run.pk}: {config}", dataset=dataset
         )
-        enqueue_on_commit(
+        job_enqueue(
             TRAINING_TASK,
+            TrainingRun,
             run.pk,
-            on_unavailable=lambda: training_run_finish(
-                run.pk,
-                TrainingRun.Status.FAILED,
-                error="The task queue is unavailable; start the run again.",
-            ),
+            unavailable="The task queue is unavailable; start the run again.",
         )
     return run
 
@@ -325,10 +327,7 @@ def training_run_cancel(*, run: TrainingRun, user) -> TrainingRun:
 
 def training_run_finish(run_id: int, status: str, *, error: str = "") -> None:
     """End a run that has not ended yet (queued or running) with this status."""
-    unfinished = [TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
-    TrainingRun.objects.filter(pk=run_id, status__in=unfinished).update(
-        status=status, error=error[:1000], finished_at=timezone.now()
-    )
+    job_end(TrainingRun, run_id, status=status, error=error)
 
 
 # --- evaluations -----------------------------------------------------------------------
@@ -348,18 +347,34 @@ def evaluation_start(*, version: ModelVersion, dataset: Dataset, user) -> Evalua
             detail=f"{version.version} on {dataset.name}",
             dataset=dataset,
         )
-        enqueue_on_commit(
-            EVALUATION_TASK,
-            evaluation.pk,
-            on_unavailable=lambda: evaluation_fail(
-                evaluation.pk, reason="The task queue is unavailable."
-            ),
+        job_enqueue(
+            EVALUATION_TASK, Evaluation, evaluation.pk, unavailable="The task queue is unavailable."
         )
     return evaluation
 
 
 def evaluation_fail(evaluation_id: int, *, reason: str) -> None:
     """Fail an evaluation that has not ended yet."""
-    Evaluation.objects.filter(
-        pk=evaluation_id, status__in=[Evaluation.Status.QUEUED, Evaluation.Status.RUNNING]
-    ).update(status=Evaluation.Status.FAILED, error=reason[:1000])
+    job_end(Evaluation, evaluation_id, status=Evaluation.Status.FAILED, error=reason)
+
+
+# --- jobs: training runs, evaluations, site calibrations (mlops.calibration) ------------
+
+
+def job_enqueue(task: str, model: type[Job], job_id: int, *, unavailable: str) -> None:
+    """Publish `task` for the job once the transaction commits; with the task queue
+    unavailable, the job fails at once with `unavailable` as its error."""
+    enqueue_on_commit(
+        task,
+        job_id,
+        on_unavailable=lambda: job_end(model, job_id, status=FAILED, error=unavailable),
+    )
+
+
+def job_end(model: type[Job], job_id: int, *, status: str, error: str = "") -> None:
+    """End a job that has not ended yet (queued or running) with `status` and `error` (cut
+    to 1000 characters), and the time it finished where the model keeps one."""
+    fields: dict[str, Any] = {"status": status, "error": error[:1000]}
+    if any(field.name == "finished_at" for field in model._meta.concrete_fields):
+        fields["finished_at"] = timezone.now()
+    model._default_manager.filter(pk=job_id, status__in=UNFINISHED).update(**fields)

@@ -1,15 +1,13 @@
 """Admin-only pages for datasets, training runs and model versions. Every view checks the
-role (admin_required); files are served only through these checks."""
+role (model_operator_required); files are served only through these checks."""
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import TypeVar
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -20,7 +18,7 @@ from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from diagnosis import roles
+from accounts.permissions import model_operator_required
 from diagnosis import selectors as clinical
 from diagnosis import services as clinical_services
 from mlops import calibration, forms, rollout, selectors, services
@@ -32,16 +30,6 @@ PLOTS = Evaluation.PLOTS
 Response = TypeVar("Response", bound=HttpResponseBase)
 
 
-def admin_required(view):
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs):
-        if not roles.is_admin(request.user):
-            raise PermissionDenied("Only administrators can manage datasets and models.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
 def _private(response: Response) -> Response:
     response["Cache-Control"] = "private, no-store"
     return response
@@ -50,7 +38,7 @@ def _private(response: Response) -> Response:
 # --- overview and datasets -------------------------------------------------------------
 
 
-@admin_required
+@model_operator_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     return render(
@@ -67,7 +55,7 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
-@admin_required
+@model_operator_required
 @require_POST
 def dataset_create(request: HttpRequest) -> HttpResponse:
     form = forms.DatasetForm(request.POST)
@@ -82,7 +70,7 @@ def dataset_create(request: HttpRequest) -> HttpResponse:
     return redirect("mlops:dataset_detail", dataset_id=dataset.pk)
 
 
-@admin_required
+@model_operator_required
 @require_GET
 def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = get_object_or_404(Dataset, pk=dataset_id)
@@ -112,7 +100,7 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     )
 
 
-@admin_required
+@model_operator_required
 @require_POST
 def dataset_import(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = get_object_or_404(Dataset, pk=dataset_id)
@@ -130,14 +118,14 @@ def dataset_import(request: HttpRequest, dataset_id: int) -> HttpResponse:
     return redirect("mlops:import_detail", job_id=job.pk)
 
 
-@admin_required
+@model_operator_required
 @require_GET
 def import_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(ImportJob.objects.select_related("dataset"), pk=job_id)
     return render(request, "mlops/import_detail.html", {"job": job})
 
 
-@admin_required
+@model_operator_required
 @never_cache
 @require_GET
 def import_status(request: HttpRequest, job_id: int) -> JsonResponse:
@@ -153,7 +141,7 @@ def import_status(request: HttpRequest, job_id: int) -> JsonResponse:
     )
 
 
-@admin_required
+@model_operator_required
 @require_POST
 def dataset_split(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = get_object_or_404(Dataset, pk=dataset_id)
@@ -176,7 +164,7 @@ def dataset_split(request: HttpRequest, dataset_id: int) -> HttpResponse:
     return redirect("mlops:dataset_detail", dataset_id=dataset.pk)
 
 
-@admin_required
+@model_operator_required
 @require_GET
 def dataset_export(request: HttpRequest, dataset_id: int) -> FileResponse:
     dataset = get_object_or_404(Dataset, pk=dataset_id)
@@ -192,7 +180,7 @@ def dataset_export(request: HttpRequest, dataset_id: int) -> FileResponse:
     return _private(response)
 
 
-@admin_required
+@model_operator_required
 @require_POST
 def dataset_feedback(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = get_object_or_404(Dataset, pk=dataset_id)
@@ -204,7 +192,7 @@ def dataset_feedback(request: HttpRequest, dataset_id: int) -> HttpResponse:
 # --- images ----------------------------------------------------------------------------
 
 
-@admin_required
+@model_operator_required
 def image_detail(request: HttpRequest, image_id: int) -> HttpResponse:
     image = get_object_or_404(DatasetImage.objects.select_related("dataset"), pk=image_id)
     if request.method == "POST":
@@ -237,7 +225,7 @@ def _image_action(request: HttpRequest, image: DatasetImage) -> None:
         messages.success(request, "Exclusion updated.")
 
 
-@admin_required
+@model_operator_required
 @never_cache
 @require_GET
 def image_file(request: HttpRequest, image_id: int, kind: str) -> HttpResponseBase:
@@ -258,7 +246,7 @@ def image_file(request: HttpRequest, image_id: int, kind: str) -> HttpResponseBa
 # --- training runs ---------------------------------------------------------------------
 
 
-@admin_required
+@model_operator_required
 @require_POST
 def run_start(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = get_object_or_404(Dataset, pk=dataset_id)
@@ -274,14 +262,14 @@ def run_start(request: HttpRequest, dataset_id: int) -> HttpResponse:
     return redirect("mlops:run_detail", run_id=run.pk)
 
 
-@admin_required
+@model_operator_required
 @require_GET
 def run_list(request: HttpRequest) -> HttpResponse:
     runs = selectors.recent_runs(limit=200)
     return render(request, "mlops/run_list.html", {"runs": runs})
 
 
-@admin_required
+@model_operator_required
 @require_GET
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun.objects.select_related("dataset"), pk=run_id)
@@ -302,7 +290,7 @@ def _run_state(run: TrainingRun) -> dict:
     }
 
 
-@admin_required
+@model_operator_required
 @never_cache
 @require_GET
 def run_status(request: HttpRequest, run_id: int) -> JsonResponse:
@@ -310,7 +298,7 @@ def run_status(request: HttpRequest, run_id: int) -> JsonResponse:
     return JsonResponse(_run_state(run))
 
 
-@admin_required
+@model_operator_required
 @require_POST
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun, pk=run_id)
@@ -322,7 +310,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 # --- model versions --------------------------------------------------------------------
 
 
-@admin_required
+@model_operator_required
 @require_GET
 def version_list(request: HttpRequest) -> HttpResponse:
     return _version_list_page(request, _int_or_none(request.GET.get("override")))
@@ -341,7 +329,7 @@ def _version_list_page(
     return render(request, "mlops/version_list.html", context, status=status)
 
 
-@admin_required
+@model_operator_required
 @require_GET
 def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
     version = get_object_or_404(selectors.versions_with_provenance(), pk=version_id)
@@ -375,7 +363,7 @@ def _version_page(
     return render(request, "mlops/version_detail.html", context, status=status)
 
 
-@admin_required
+@model_operator_required
 @require_POST
 def version_activate(request: HttpRequest, version_id: int) -> HttpResponse:
     version = get_object_or_404(ModelVersion, pk=version_id)
@@ -406,7 +394,7 @@ def version_activate(request: HttpRequest, version_id: int) -> HttpResponse:
     return redirect(page)
 
 
-@admin_required
+@model_operator_required
 @require_POST
 def version_rollback(request: HttpRequest, activation_id: int) -> HttpResponse:
     activation = get_object_or_404(Activation.objects.select_related("version"), pk=activation_id)
@@ -438,7 +426,7 @@ def _int_or_none(value: str | None) -> int | None:
         return None
 
 
-@admin_required
+@model_operator_required
 @never_cache
 @require_GET
 def evaluation_plot(request: HttpRequest, evaluation_id: int, plot: str) -> FileResponse:
@@ -449,7 +437,7 @@ def evaluation_plot(request: HttpRequest, evaluation_id: int, plot: str) -> File
     return _private(FileResponse(default_storage.open(name, "rb"), content_type="image/png"))
 
 
-@admin_required
+@model_operator_required
 def version_compare(request: HttpRequest) -> HttpResponse:
     source = request.POST if request.method == "POST" else request.GET
     context: dict = {
@@ -514,7 +502,7 @@ def _compare_rows(eval_a: Evaluation | None, eval_b: Evaluation | None) -> list[
 # --- site calibration ------------------------------------------------------------------
 
 
-@admin_required
+@model_operator_required
 @require_http_methods(["GET", "POST"])
 def version_calibrate(request: HttpRequest, version_id: int) -> HttpResponse:
     """GET: the form and how many signed images of each class it matches (recounted for
@@ -574,7 +562,7 @@ def _filter_choices(version: ModelVersion) -> dict[str, list[str]]:
     }
 
 
-@admin_required
+@model_operator_required
 @require_GET
 def calibration_detail(request: HttpRequest, calibration_id: int) -> HttpResponse:
     job = get_object_or_404(
@@ -586,7 +574,7 @@ def calibration_detail(request: HttpRequest, calibration_id: int) -> HttpRespons
     return render(request, "mlops/calibration_detail.html", {"view": _calibration_view(job)})
 
 
-@admin_required
+@model_operator_required
 @never_cache
 @require_GET
 def calibration_status(request: HttpRequest, calibration_id: int) -> JsonResponse:
@@ -616,7 +604,7 @@ def _calibration_view(job: SiteCalibration | None) -> dict | None:
 # --- cases: re-run with the active version ---------------------------------------------
 
 
-@admin_required
+@model_operator_required
 @require_POST
 def case_rerun(request: HttpRequest, case_id: int) -> HttpResponse:
     case = clinical.case_get_for_user(user=request.user, case_id=case_id)
@@ -628,7 +616,7 @@ def case_rerun(request: HttpRequest, case_id: int) -> HttpResponse:
     return redirect("case_detail", case_id=case.pk)
 
 
-@admin_required
+@model_operator_required
 @require_GET
 def case_predictions(request: HttpRequest, case_id: int) -> HttpResponse:
     case = clinical.case_get_for_user(user=request.user, case_id=case_id)

@@ -69,31 +69,31 @@ def checks_for(version: str, card: dict[str, Any]) -> list[Check]:
     if reference is not None and len(analysed) >= minimum:
         psi = figures.score_drift(analysed, reference)["psi"]
     return [
-        Check(
-            Alert.Kind.SENSITIVITY,
-            confusion["tp"] / positives if positives >= minimum else None,
-            settings.CHESTNET_ALERT_MIN_SENSITIVITY,
-            positives,
-            below=True,
-        ),
-        Check(
-            Alert.Kind.SPECIFICITY,
-            confusion["tn"] / negatives if negatives >= minimum else None,
-            settings.CHESTNET_ALERT_MIN_SPECIFICITY,
-            negatives,
-            below=True,
-        ),
-        Check(
-            Alert.Kind.REFUSAL_RATE,
-            refused / len(rows) if len(rows) >= minimum else None,
-            settings.CHESTNET_ALERT_MAX_REFUSAL_RATE,
-            len(rows),
-            below=False,
-        ),
-        Check(
-            Alert.Kind.SCORE_DRIFT, psi, settings.CHESTNET_ALERT_MAX_PSI, len(analysed), below=False
-        ),
+        _check(Alert.Kind.SENSITIVITY, _share(confusion["tp"], positives, minimum), positives),
+        _check(Alert.Kind.SPECIFICITY, _share(confusion["tn"], negatives, minimum), negatives),
+        _check(Alert.Kind.REFUSAL_RATE, _share(refused, len(rows), minimum), len(rows)),
+        _check(Alert.Kind.SCORE_DRIFT, psi, len(analysed)),
     ]
+
+
+# Each alert's limit: the setting that holds it, and whether it is a floor (alert when
+# under) or a ceiling (alert when over).
+LIMITS: dict[str, tuple[str, bool]] = {
+    Alert.Kind.SENSITIVITY: ("CHESTNET_ALERT_MIN_SENSITIVITY", True),
+    Alert.Kind.SPECIFICITY: ("CHESTNET_ALERT_MIN_SPECIFICITY", True),
+    Alert.Kind.REFUSAL_RATE: ("CHESTNET_ALERT_MAX_REFUSAL_RATE", False),
+    Alert.Kind.SCORE_DRIFT: ("CHESTNET_ALERT_MAX_PSI", False),
+}
+
+
+def _check(kind: str, value: float | None, window: int) -> Check:
+    setting, below = LIMITS[kind]
+    return Check(kind, value, getattr(settings, setting), window, below=below)
+
+
+def _share(count: int, total: int, minimum: int) -> float | None:
+    """count / total, or None when `total` is under `minimum` (too few to judge)."""
+    return count / total if total >= minimum else None
 
 
 def alerts_check() -> list[Alert]:

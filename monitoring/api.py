@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import SeesMonitoring
 from monitoring import alerts, selectors
-from monitoring.views import may_monitor
 
 _PARAMETERS = [
     OpenApiParameter("version", str, description="model version (default: the active one)"),
@@ -33,10 +33,10 @@ class MonitoringApi(APIView):
     (`*_ci95`), split by source, modality and manufacturer; reliability bins, score drift
     (PSI, KS) against the version's reference, the input mix and its drift; open alerts."""
 
+    permission_classes = [SeesMonitoring]
+
     @extend_schema(parameters=_PARAMETERS, responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request) -> Response:
-        if not may_monitor(request.user):
-            raise PermissionDenied("Only administrators and radiologists see the monitoring.")
         try:
             query = selectors.query_from(request.query_params.dict())
         except selectors.BadQuery as exc:

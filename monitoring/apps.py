@@ -1,15 +1,14 @@
-from django.apps import AppConfig
+from chestnet_site import health
 
 
-class MonitoringConfig(AppConfig):
-    default_auto_field = "django.db.models.BigAutoField"
+class MonitoringConfig(health.HealthAppConfig):
     name = "monitoring"
     verbose_name = "Monitoring"
+    health_checks = {"monitoring": "monitoring.alerts.alerts_health"}
 
     def ready(self) -> None:
-        from chestnet_site.health import check_register
-        from monitoring.alerts import alerts_health, gauges
+        super().ready()
+        from monitoring.alerts import gauges
         from monitoring.prometheus import gauge_source_register
 
-        check_register("monitoring", alerts_health)
         gauge_source_register(gauges)

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from diagnosis import roles
+from accounts import roles
 from monitoring.models import Alert
 
 

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from diagnosis import roles
+from accounts import roles
+from accounts.permissions import alert_acknowledger_required, monitoring_required
 from monitoring import alerts, selectors, svg
 from registry import selectors as registry
 
 
-def may_monitor(user) -> bool:
-    return roles.is_admin(user) or roles.is_radiologist(user)
-
-
 @require_GET
+@monitoring_required
 def monitoring_page(request: HttpRequest) -> HttpResponse:
-    if not may_monitor(request.user):
-        raise PermissionDenied("Only administrators and radiologists see the monitoring.")
     open_alerts = alerts.alerts_check()
     context = {
         "alerts": open_alerts,
@@ -49,9 +44,8 @@ def monitoring_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@alert_acknowledger_required
 def alert_acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
-    if not roles.is_admin(request.user):
-        raise PermissionDenied("Only administrators acknowledge alerts.")
     try:
         alerts.alert_acknowledge(
             alert_id=alert_id, user=request.user, note=request.POST.get("note", "")

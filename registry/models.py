@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 
 from chestnet_site.history import PROTECT_HISTORY
+from ml.artifact import ModelCard
 
 
 class ModelVersion(models.Model):
@@ -48,7 +49,13 @@ class ModelVersion(models.Model):
         return self.version
 
     @property
+    def model_card(self) -> ModelCard:
+        """The typed card of `card`; raises ml.artifact.ArtifactError on an incomplete one."""
+        return ModelCard.from_dict(self.card, name=self.version)
+
+    @property
     def validation(self) -> dict:
+        # Read from the stored JSON, so a version page shows even an incomplete card.
         return self.card.get("validation") or {}
 
 

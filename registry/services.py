@@ -20,17 +20,17 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chestnet_site.errors import ServiceError
-from ml.artifact import DEFAULT_ARTIFACT, ArtifactError, card_path, read_card
+from ml.artifact import DEFAULT_ARTIFACT, ArtifactError, card_path, load_card
 from registry.artifacts import local_artifact
 from registry.models import Activation, ModelVersion
-from registry.selectors import CARD_DEFAULT, threshold_for
+from registry.operating_point import CARD_DEFAULT, threshold_for
 
 logger = logging.getLogger(__name__)
 
 
 def version_register(*, path: Path, origin: str) -> ModelVersion:
     """Copy an artifact and its card into storage and record the version (sha256-checked)."""
-    card = read_card(path)
+    card = load_card(path)
     folder = f"models/{uuid.uuid4().hex}"
     stored = []
     try:
@@ -38,12 +38,12 @@ def version_register(*, path: Path, origin: str) -> ModelVersion:
             with source.open("rb") as handle:
                 stored.append(default_storage.save(f"{folder}/{name}", File(handle)))
         return ModelVersion.objects.create(
-            version=card["version"],
+            version=card.version,
             origin=origin,
             artifact=stored[0],
             card_file=stored[1],
-            card=card,
-            sha256=card["sha256"],
+            card=card.to_dict(),
+            sha256=card.sha256,
         )
     except Exception:
         for name in stored:
@@ -62,7 +62,7 @@ def ensure_default_version() -> ModelVersion | None:
         return None
     path = Path(settings.CHESTNET_MODEL_PATH or DEFAULT_ARTIFACT)
     try:
-        read_card(path)
+        load_card(path)
     except ArtifactError as exc:
         logger.warning("No default model version registered: %s", exc)
         return None
@@ -133,8 +133,8 @@ def _check_artifact(version: ModelVersion) -> None:
     """Refuse to activate a file that is missing or altered (sha256 against its card), so
     workers are never pointed at a model they cannot load."""
     try:
-        card = read_card(local_artifact(version))
+        card = load_card(local_artifact(version))
     except (ArtifactError, OSError) as exc:
         raise ServiceError(f"The artifact of {version.version} cannot be used: {exc}") from exc
-    if card["sha256"] != version.sha256:
+    if card.sha256 != version.sha256:
         raise ServiceError(f"The stored artifact of {version.version} is not the registered one.")

@@ -7,21 +7,40 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Run in the measured tree, which may be a baseline from before hashed tokens (issue 21).
+# Run in the measured tree, which may be a baseline from before devtools/ (issue 22) or
+# before hashed tokens (issue 21): then the same steps through what that tree has.
 _TOKEN_CODE = """
 import sys
 import django
 django.setup()
-from diagnosis import roles
-from tests.support import factories
-u = factories.UserFactory(username="bench", role=roles.CLINICIAN)
 try:
-    from tests.support.tokens import token_for
+    from accounts import roles
+except ImportError:  # a tree from before accounts.roles (issue 22)
+    from diagnosis import roles
+try:
+    from devtools.users import token_for, user_with_role
 except ImportError:
-    from rest_framework.authtoken.models import Token
-    print(Token.objects.create(user=u).key)
-else:
-    print(token_for(u, client=sys.argv[1]))
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    def user_with_role(username, role):
+        user = get_user_model().objects.get_or_create(username=username)[0]
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
+        return user
+
+    try:
+        from accounts import services
+        from diagnosis import access
+    except ImportError:
+        from rest_framework.authtoken.models import Token
+
+        def token_for(user, *, client):
+            return Token.objects.create(user=user).key
+    else:
+        def token_for(user, *, client):
+            lifetime = access.token_lifetime(user)
+            return services.token_issue(user=user, client=client, lifetime=lifetime).secret
+print(token_for(user_with_role("bench", roles.CLINICIAN), client=sys.argv[1]))
 """
 
 

@@ -36,7 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chestnet_site import local_redis  # noqa: E402
+from devtools import local_redis  # noqa: E402
+from devtools.ports import free_port  # noqa: E402
+from devtools.reports import write_section  # noqa: E402
 
 START, END = "<!-- web-benchmark:start -->", "<!-- web-benchmark:end -->"
 TARGET_MS = 300
@@ -84,14 +86,15 @@ def main() -> None:
     try:
         _manage("migrate", "--noinput", "-v0")
         children.append(_start_worker(home))
-        port = local_redis.free_port()
+        port = free_port()
         children.append(_start_web(home, port))
         section = _benchmark(args.n, f"http://127.0.0.1:{port}", model_label, home)
     finally:
         for child in reversed(children):
             local_redis.stop(child, timeout=30)
         local_redis.stop(redis)
-    _write_section(Path(args.output), section)
+    markers = {"start": START, "end": END, "new_page": "# Benchmarks\n"}
+    write_section(Path(args.output), section, heading="## Web pipeline", **markers)
     print(section)
 
 
@@ -104,7 +107,7 @@ def _model(path: str, home: Path) -> tuple[str, str]:
     if DEFAULT_ARTIFACT.exists():
         version = read_card(DEFAULT_ARTIFACT)["version"]
         return "", f"the shipped default `{DEFAULT_ARTIFACT.name}` ({version})"
-    from tests.support.artifacts import write_tiny_artifact
+    from devtools.tiny_artifact import write_tiny_artifact
 
     tiny = write_tiny_artifact(home / "tiny.keras")
     print("WARNING: the shipped default model is missing; using a tiny untrained one.")
@@ -165,12 +168,11 @@ def _benchmark(n: int, base: str, model_label: str, home: Path) -> str:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chestnet_site.settings")
     django.setup()
-    from diagnosis import roles
-    from tests.support import factories
-    from tests.support.tokens import token_for
+    from accounts import roles
+    from devtools.users import token_for, user_with_role
 
     load = os.getloadavg()
-    token = token_for(factories.UserFactory(username="bench", role=roles.CLINICIAN))
+    token = token_for(user_with_role("bench", roles.CLINICIAN))
     client = _Uploader(base, token, _radiograph())
     _complete([client.post("warm-up")])  # the worker loads the model on its first task
     sequential = [_complete([client.post("sequential")])[0] for _ in range(n)]
@@ -259,12 +261,11 @@ def _worklist(base: str) -> dict[str, dict[str, float]]:
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from diagnosis import roles
+    from accounts import roles
+    from devtools.users import token_for, user_with_role
     from diagnosis.models import Case
-    from tests.support import factories
-    from tests.support.tokens import token_for
 
-    radiologist = factories.UserFactory(username="bench-rad", role=roles.RADIOLOGIST)
+    radiologist = user_with_role("bench-rad", roles.RADIOLOGIST)
     client = Client()
     client.force_login(radiologist)
     cookie = f"sessionid={client.cookies['sessionid'].value}"
@@ -277,7 +278,7 @@ def _worklist(base: str) -> dict[str, dict[str, float]]:
         return len(captured)
 
     before = {url: queries(url) for url in pages}
-    owner, now = factories.UserFactory(username="bench-owner", role=roles.CLINICIAN), timezone.now()
+    owner, now = user_with_role("bench-owner", roles.CLINICIAN), timezone.now()
     cases = [
         Case(
             owner=owner,
@@ -404,18 +405,6 @@ def _markdown(n, model_label, load, sequential, concurrent, worklist) -> str:
             f"{r['cases']:,} cases ({r['queries_before']} with {r['cases'] - 10_000:,}) |"
         )
     return "\n".join([*lines, END])
-
-
-def _write_section(path: Path, section: str) -> None:
-    """Replace what lies between the markers; append a section if they are missing."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n## Web pipeline\n\n" + section + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

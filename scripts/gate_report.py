@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from devtools.reports import print_report  # noqa: E402
 from ml.data import acquisition_batch, load_arrays  # noqa: E402
 from ml.features import pooled_and_logits  # noqa: E402
 from ml.gate import fit_gate, thumbnail  # noqa: E402
@@ -28,7 +28,7 @@ from ml.train import config_from_dict, split_for  # noqa: E402
 
 
 def shift_check(predictor) -> dict:
-    config = config_from_dict(predictor.card["training_config"])
+    config = config_from_dict(predictor.card.training_config)
     split = split_for(config)
     root, cache = Path(config.data_root), Path(config.cache_dir)
     arrays = {
@@ -85,14 +85,11 @@ def main() -> int:
     predictor = Predictor.load(args.model)
     report = {
         "model_version": predictor.version,
-        "gate": {k: v for k, v in predictor.card["gate"].items() if k != "arrays_npz_base64"},
+        "gate": {k: v for k, v in predictor.card.gate.items() if k != "arrays_npz_base64"},
         "shift_check_refusal_rates": shift_check(predictor),
         "corpus": score(Path(args.corpus), args.model)["kinds"],
     }
-    text = json.dumps(report, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
+    print_report(report, args.json)
     return 0
 
 

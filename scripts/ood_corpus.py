@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from devtools.reports import print_report  # noqa: E402
 from ml.preprocessing import decode_image, to_uint8  # noqa: E402
 
 DICOM_KINDS = {
@@ -225,10 +226,7 @@ def main() -> int:
         print(json.dumps(counts, indent=2))
         return 0
     report = score(root, args.model)
-    text = json.dumps(report, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
+    print_report(report, args.json)
     return 0
 
 

@@ -40,6 +40,13 @@ from pathlib import Path
 from baseline_tree import api_token  # scripts/, run as scripts/<name>.py
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from devtools.local_redis import redis_server_binary  # noqa: E402
+from devtools.ports import free_port  # noqa: E402
+from devtools.processes import stop_process  # noqa: E402
+from devtools.reports import write_section  # noqa: E402
+
 START, END = "<!-- pipeline-benchmark:start -->", "<!-- pipeline-benchmark:end -->"
 SHARED = Path(os.environ.get("CHESTNET_SHARED_DATA", ROOT.parent / "shared" / "data"))
 BOUNDARY = "chestnet-pipeline-boundary"
@@ -73,7 +80,8 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     section = _markdown(results, files)
-    _write_section(Path(args.output), section)
+    heading = "## Full-size pipeline (issue 12)"
+    write_section(Path(args.output), section, start=START, end=END, heading=heading)
     print(section)
 
 
@@ -107,8 +115,7 @@ def _dicoms(original: Path) -> list[tuple[str, bytes]]:
         path = get_testdata_file(name)
         if path:
             found.append((name, Path(path).read_bytes()))
-    sys.path.insert(0, str(ROOT))
-    from tests.support import dicom_files
+    from devtools import dicom_files
 
     pixels = dicom_files.chest_pixels(original, side=4000)
     j2k = dicom_files.radiograph(pixels=pixels, syntax="j2k")
@@ -124,7 +131,7 @@ def _jpeg_dicom(original: Path) -> bytes:
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGBaseline8Bit
 
-    from tests.support import dicom_files
+    from devtools import dicom_files
 
     with Image.open(original) as picture:
         gray = picture.convert("L")
@@ -149,15 +156,12 @@ def _measure(tree: Path, files, n: int, burst: int, bursts: int) -> dict:
         if k not in {"DATABASE_URL", "REDIS_URL", "CHESTNET_MODEL_PATH", "DJANGO_SETTINGS_MODULE"}
     }
     env.update(CHESTNET_HOME=str(home), DEBUG="0", PYTHONPATH=str(tree))
-    redis = _start(
-        [_redis_server(), "--port", str(port := _free_port()), "--save", "", "--appendonly", "no"],
-        tree,
-        env,
-        home / "redis.log",
-    )
+    port = free_port()
+    redis_command = [redis_server_binary(), "--port", str(port), "--save", "", "--appendonly", "no"]
+    redis = _start(redis_command, tree, env, home / "redis.log")
     env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=tree, env=env, check=True)
-    web_port = _free_port()
+    web_port = free_port()
     web = _start(
         [sys.executable, "-m", "gunicorn", "chestnet_site.wsgi", "--bind"]
         + [f"127.0.0.1:{web_port}", "--workers", "2", "--threads", "4"],
@@ -386,20 +390,6 @@ def _p50(values: list[float]) -> float | None:
 # --- processes ---------------------------------------------------------------------------
 
 
-def _redis_server() -> str:
-    sys.path.insert(0, str(ROOT))
-    from chestnet_site.local_redis import redis_server_binary
-
-    return redis_server_binary()
-
-
-def _free_port() -> int:
-    sys.path.insert(0, str(ROOT))
-    from chestnet_site.local_redis import free_port
-
-    return free_port()
-
-
 def _start(command: list[str], tree: Path, env: dict, log: Path) -> subprocess.Popen:
     with log.open("wb") as out:
         return subprocess.Popen(
@@ -408,9 +398,6 @@ def _start(command: list[str], tree: Path, env: dict, log: Path) -> subprocess.P
 
 
 def _stop(process: subprocess.Popen) -> None:
-    sys.path.insert(0, str(ROOT))
-    from chestnet_site.processes import stop_process
-
     stop_process(process, timeout=30, group=True)
 
 
@@ -510,16 +497,6 @@ def _markdown(results: dict, files) -> str:
         lines.append(f"| {name} | " + " | ".join(cell(label, get) for label in labels) + " |")
     lines.append(END)
     return "\n".join(lines)
-
-
-def _write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Full-size pipeline (issue 12)\n\n" + section + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

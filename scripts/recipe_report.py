@@ -12,7 +12,6 @@ trimmed by 5 and 10 % (resize larger, centre-crop) and averaged with the plain v
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,8 +19,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from devtools.reports import print_report  # noqa: E402
 from ml import metrics  # noqa: E402
-from ml.artifact import read_card  # noqa: E402
+from ml.artifact import load_card  # noqa: E402
 from ml.data import load_arrays  # noqa: E402
 from ml.features import pooled_and_logits  # noqa: E402
 from ml.train import config_from_dict, split_for  # noqa: E402
@@ -66,10 +66,10 @@ def main() -> int:
     parser.add_argument("models", nargs="+")
     parser.add_argument("--json")
     args = parser.parse_args()
-    cards = [read_card(Path(p)) for p in args.models]
-    config = config_from_dict(cards[0]["training_config"])
+    cards = [load_card(Path(p)) for p in args.models]
+    config = config_from_dict(cards[0].training_config)
     split = split_for(config)
-    root, size = Path(config.data_root), cards[0]["image_size"]
+    root, size = Path(config.data_root), cards[0].image_size
     cache = Path(config.cache_dir) if config.cache_dir else None
     x_val, y_val = load_arrays(split.validation, root, size=size, cache_dir=cache)
     x_in, y_in = load_arrays(split.in_batch, root, size=size, cache_dir=cache)
@@ -81,12 +81,12 @@ def main() -> int:
         for name, images in views.items():
             logits[name].append(pooled_and_logits(model, images)[1])
         in_batch = pooled_and_logits(model, x_in)[1]
-        report["models"][card["version"]] = {
-            "geometry": card["training_config"]["augment"].get("geometry", "affine"),
-            "seed": card["seed"],
-            "best_epoch": card["history"]["best_epoch"],
-            "epochs": card["training_config"]["epochs"],
-            "training_seconds": card.get("training_seconds"),
+        report["models"][card.version] = {
+            "geometry": card.training_config["augment"].get("geometry", "affine"),
+            "seed": card.seed,
+            "best_epoch": card.history["best_epoch"],
+            "epochs": card.training_config["epochs"],
+            "training_seconds": card.training_seconds,
             "held_out_batches": scores(y_val, logits["plain"][-1]),
             "in_batch_roc_auc": round(metrics.roc_auc(y_in, in_batch), 4),
         }
@@ -98,10 +98,7 @@ def main() -> int:
         "plain + trim 5 %": scores(y_val, (mean["plain"] + mean["trim 5 %"]) / 2),
         "plain + trim 10 %": scores(y_val, (mean["plain"] + mean["trim 10 %"]) / 2),
     }
-    text = json.dumps(report, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
+    print_report(report, args.json)
     return 0
 
 

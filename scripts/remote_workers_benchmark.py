@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Inference workers on other hosts: images/s with one worker host and with two.
 
-Network namespaces stand for the worker machines (tests/support/netns.py). The central host,
+Network namespaces stand for the worker machines (devtools/netns.py). The central host,
 this process's namespace, offers PostgreSQL (the machine's server at 127.0.0.1:5432, through
 a relay: it is not reconfigured), a private Redis and SeaweedFS on its bridge address only
-(tests/support/central.py), and plays the web host: it stores N radiographs of 224 px from
+(devtools/central.py), and plays the web host: it stores N radiographs of 224 px from
 ../shared/data as N cases in the object store, in one transaction, so that all N are
 published together as it commits. Measured from that commit until every image is finished:
 first with one worker host, then with two (one worker each: prefork, one child), each on N
@@ -38,8 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.central import CentralHost, RemoteWorker  # noqa: E402
-from tests.support.netns import Network, netns_available  # noqa: E402
+from devtools.central import CentralHost, RemoteWorker  # noqa: E402
+from devtools.netns import Network, netns_available  # noqa: E402
 
 DATABASE = "chestnet_bench_netns"
 SHARED = Path(os.environ.get("CHESTNET_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -132,10 +132,10 @@ def _become_the_web_host(home: Path, url: str, central: CentralHost) -> None:
 
 
 def _runs(network, central, radiographs: list[bytes], model: str, home: Path) -> list[Run]:
-    from diagnosis import roles
-    from tests.support import factories
+    from accounts import roles
+    from devtools.users import user_with_role
 
-    owner = factories.UserFactory(username="bench-clinician", role=roles.CLINICIAN)
+    owner = user_with_role("bench-clinician", roles.CLINICIAN)
     n = len(radiographs) // 2
     workers: list[RemoteWorker] = []
     runs = []

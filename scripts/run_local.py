@@ -32,8 +32,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chestnet_site import local_redis  # noqa: E402
-from chestnet_site.processes import die_with_parent, stop_process  # noqa: E402
+from devtools import local_redis  # noqa: E402
+from devtools.ports import free_port  # noqa: E402
+from devtools.processes import die_with_parent, stop_process  # noqa: E402
 
 PYTHON = sys.executable
 CELERY = [PYTHON, "-m", "celery", "-A", "chestnet_site"]
@@ -130,7 +131,7 @@ def _child_options() -> dict[str, Any]:
 
 def _redis(home: Path, env: dict[str, str]) -> Child:
     """The private Redis: durable, and always on the port it first got."""
-    directory, port = home / "redis", local_redis.free_port()
+    directory, port = home / "redis", free_port()
 
     def launch() -> subprocess.Popen:
         options = _child_options()

@@ -48,7 +48,7 @@ ENDS = ("first", "last")
 
 
 def held_out(predictor) -> tuple[list[Record], np.ndarray, np.ndarray]:
-    config = config_from_dict(predictor.card["training_config"])
+    config = config_from_dict(predictor.card.training_config)
     records = split_for(config).validation
     cache = Path(config.cache_dir) if config.cache_dir else None
     images, targets = load_arrays(
@@ -307,13 +307,13 @@ def main() -> int:
 
     model_path = Path(args.model) if args.model else DEFAULT_ARTIFACT
     predictor = Predictor.load(model_path)
-    sha, threshold = predictor.card["sha256"], float(predictor.card["threshold"])
+    sha, threshold = predictor.card.sha256, float(predictor.card.threshold)
     records, images, targets = held_out(predictor)
     ends = ends_by_patient(records)
     base = cached("scores", sha, lambda: {"scores": predictor.probabilities(images)})
     scores = base["scores"]
     auc = metrics.roc_auc(targets, scores)
-    if abs(auc - predictor.card["validation"]["roc_auc"]) > 1e-3:
+    if abs(auc - predictor.card.validation["roc_auc"]) > 1e-3:
         raise SystemExit(f"Held-out AUC {auc:.4f} does not reproduce the card's: data changed?")
     adapted = {
         end: cached(

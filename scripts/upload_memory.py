@@ -41,6 +41,12 @@ from pathlib import Path
 from baseline_tree import api_token  # scripts/, run as scripts/<name>.py
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from devtools.ports import free_port  # noqa: E402
+from devtools.processes import stop_process  # noqa: E402
+from devtools.reports import write_section  # noqa: E402
+
 SIDE = 7000  # 49 megapixels, under the 50-megapixel limit
 CONCURRENT = 4
 MB = 1024 * 1024
@@ -136,7 +142,8 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))
     if args.write:
-        _write_section(ROOT / "docs" / "benchmarks.md", _markdown(report))
+        docs = ROOT / "docs" / "benchmarks.md"
+        write_section(docs, _markdown(report), start=START, end=END)
 
 
 def _web_benchmark(args: argparse.Namespace, work: Path) -> dict:
@@ -172,8 +179,7 @@ def _large_dicom(megabytes: int) -> bytes:
     check (under 50 megapixels), as a full-size original would."""
     import numpy as np
 
-    sys.path.insert(0, str(ROOT))
-    from tests.support import dicom_files
+    from devtools import dicom_files
 
     side = int((megabytes * MB / 2) ** 0.5)
     pixels = np.random.default_rng(0).integers(0, 4096, size=(side, side), dtype=np.uint16)
@@ -211,7 +217,7 @@ def _round(tree: Path, work: Path, upload: Path, args: argparse.Namespace) -> di
     env.update(FILE_UPLOAD_TEMP_DIR=str(home / "tmp"), TMPDIR=str(home / "tmp"))
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=tree, env=env, check=True)
     token = api_token(tree, env, client="upload-memory")
-    port = _free_port()
+    port = free_port()
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "chestnet_site.wsgi", "--bind", f"127.0.0.1:{port}"]
         + ["--workers", "1", "--threads", "4", "--timeout", "600"],
@@ -329,17 +335,7 @@ def _status_mb(pid: int, field: str) -> float:
     raise KeyError(field)
 
 
-def _free_port() -> int:
-    sys.path.insert(0, str(ROOT))
-    from chestnet_site.local_redis import free_port
-
-    return free_port()
-
-
 def _stop(process: subprocess.Popen) -> None:
-    sys.path.insert(0, str(ROOT))
-    from chestnet_site.processes import stop_process
-
     stop_process(process, timeout=30, group=True)
 
 
@@ -373,16 +369,6 @@ def _markdown(report: dict) -> str:
         )
     lines.append(END)
     return "\n".join(lines)
-
-
-def _write_section(path: Path, section: str) -> None:
-    text = path.read_text()
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

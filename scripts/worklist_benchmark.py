@@ -37,6 +37,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from devtools.reports import write_section  # noqa: E402
+
 DOCS = ROOT / "docs" / "benchmarks.md"
 PAGE = 50
 BATCH = 5000
@@ -95,7 +98,7 @@ def _populate(count: int, seed: int) -> Any:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    from diagnosis import roles
+    from accounts import roles
     from diagnosis.models import Case, Image
 
     rng = random.Random(seed)
@@ -376,13 +379,7 @@ def _write_docs(report: str, *, backend: str) -> None:
         f"<!-- worklist-benchmark:{backend}:start -->",
         f"<!-- worklist-benchmark:{backend}:end -->",
     )
-    text = DOCS.read_text()
-    block = f"{start}\n{report}{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + f"\n\n{block}\n"
-    DOCS.write_text(text)
+    write_section(DOCS, f"{start}\n{report}{end}", start=start, end=end)
 
 
 if __name__ == "__main__":

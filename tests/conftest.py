@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from accounts import roles
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Redis, Celery worker processes and shared media for tests/integration and tests/e2e; an
@@ -69,7 +71,7 @@ def radiograph_set() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> Path:
     """A small, untrained but complete artifact (.keras + card): fast to load and run."""
-    from tests.support.artifacts import write_tiny_artifact
+    from devtools.tiny_artifact import write_tiny_artifact
 
     return write_tiny_artifact(tmp_path_factory.mktemp("tiny-model") / "tiny.keras")
 
@@ -78,36 +80,22 @@ def tiny_model_path(tmp_path_factory) -> Path:
 # `admin_user`: the web app's is a superuser (Django admin), mlops's only holds the role.
 
 
-@pytest.fixture
-def clinician(db):
-    from diagnosis import roles
-    from tests.support import factories
+def _persona(username: str, role: str):
+    """A fixture: the user `username`, in the group `role`, made for the test."""
 
-    return factories.UserFactory(username="dr-clinician", role=roles.CLINICIAN)
+    @pytest.fixture
+    def persona(db):
+        from tests.support import factories
 
+        return factories.UserFactory(username=username, role=role)
 
-@pytest.fixture
-def clinician2(db):
-    from diagnosis import roles
-    from tests.support import factories
-
-    return factories.UserFactory(username="dr-clinician2", role=roles.CLINICIAN)
+    return persona
 
 
-@pytest.fixture
-def radiologist(db):
-    from diagnosis import roles
-    from tests.support import factories
-
-    return factories.UserFactory(username="dr-radiologist", role=roles.RADIOLOGIST)
-
-
-@pytest.fixture
-def radiologist2(db):
-    from diagnosis import roles
-    from tests.support import factories
-
-    return factories.UserFactory(username="dr-radiologist2", role=roles.RADIOLOGIST)
+clinician = _persona("dr-clinician", roles.CLINICIAN)
+clinician2 = _persona("dr-clinician2", roles.CLINICIAN)
+radiologist = _persona("dr-radiologist", roles.RADIOLOGIST)
+radiologist2 = _persona("dr-radiologist2", roles.RADIOLOGIST)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The layers of docs/architecture.md hold: imports run one way (ml at the bottom, then the
 project's plumbing, the model registry, the clinical app, model operations on top) and no
-group of modules imports itself round, not even through an import inside a function."""
+group of modules imports itself round, not even through an import inside a function. The
+product never imports the developer tooling (devtools/) or the tests."""
 
 from __future__ import annotations
 
@@ -55,6 +56,20 @@ def test_the_check_catches_model_operations_writing_clinical_models(tmp_path):
     (root / "diagnosis" / "models.py").write_text("")
     assert import_graph.violations(import_graph.graph(root)) == [
         "mlops.services -> diagnosis.models"
+    ]
+
+
+def test_the_check_catches_the_product_importing_dev_tooling_or_tests(tmp_path):
+    root = _tree(
+        tmp_path,
+        {
+            "chestnet_site/run.py": "def main():\n    from devtools import processes\n",
+            "diagnosis/services.py": "from tests.support import factories\n",
+        },
+    )
+    assert import_graph.violations(import_graph.graph(root)) == [
+        "chestnet_site.run -> devtools",
+        "diagnosis.services -> tests",
     ]
 
 

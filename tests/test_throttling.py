@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
 from chestnet_site import throttling
-from chestnet_site.local_redis import free_port
+from devtools.ports import free_port
 
 
 def _redis_cache(location: str) -> dict:

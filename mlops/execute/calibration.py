@@ -113,7 +113,7 @@ def _register(calibration: SiteCalibration, output: Path, **figures) -> ModelVer
             actor=calibration.requested_by,
             action="calibration_done",
             detail=f"{calibration.base_version.version} calibrated into {version.version} "
-            f"(threshold {version.card['threshold']:.4f})",
+            f"(threshold {version.model_card.threshold:.4f})",
         )
     logger.info("Site calibration %s registered %s", calibration.pk, version.version)
     return version

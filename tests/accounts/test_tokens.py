@@ -17,8 +17,8 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts import roles
 from accounts.models import ApiToken
-from diagnosis import roles
 from diagnosis.models import AuditEvent
 from tests.support import factories
 

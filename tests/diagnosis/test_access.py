@@ -18,8 +18,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
+from accounts.addresses import client_address
 from accounts.models import ApiToken
-from diagnosis import access
 from diagnosis.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -143,11 +143,11 @@ def test_the_client_address_comes_from_the_proxy_only_when_configured(settings):
         "/", REMOTE_ADDR="172.18.0.1", HTTP_X_FORWARDED_FOR="6.6.6.6, 10.9.8.7"
     )
     settings.CHESTNET_PROXY_COUNT = 0
-    assert access.client_address(request) == "172.18.0.1"
+    assert client_address(request) == "172.18.0.1"
     settings.CHESTNET_PROXY_COUNT = 1
-    assert access.client_address(request) == "10.9.8.7"  # what our proxy saw, not "6.6.6.6"
+    assert client_address(request) == "10.9.8.7"  # what our proxy saw, not "6.6.6.6"
     no_header = RequestFactory().get("/", REMOTE_ADDR="172.18.0.1")
-    assert access.client_address(no_header) == "172.18.0.1"
+    assert client_address(no_header) == "172.18.0.1"
 
 
 # --- API tokens ---------------------------------------------------------------------------

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from devtools.users import token_for
 from diagnosis.models import Case
 from tests.support import factories
 from tests.support.images import png_bytes
-from tests.support.tokens import token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -95,7 +95,7 @@ def test_unknown_api_urls_answer_json(api_client_for, clinician):
 
 
 def test_an_internal_error_is_a_sentence_never_a_traceback(client, settings):
-    from diagnosis.views import error_500
+    from chestnet_site.views import error_500
 
     request = client.get("/").wsgi_request
     request.path = "/api/v1/cases/"

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from diagnosis import services
 from diagnosis.models import AuditEvent
-from tests.support import factories
+from tests.support import factories, reviews
 
 pytestmark = pytest.mark.django_db
 
@@ -88,17 +88,8 @@ def test_lists_showing_patient_identifiers_are_audited_with_the_cases_shown(
 def test_claim_sign_and_amend_are_audited(radiologist):
     case = factories.awaiting_review_case()
     services.case_claim(case=case, user=radiologist)
-    services.review_submit(
-        case=case, author=radiologist, agrees_with_ai=True, finding="normal", report="Clear."
-    )
-    services.review_submit(
-        case=case,
-        author=radiologist,
-        agrees_with_ai=True,
-        finding="pneumonia",
-        report="RLL.",
-        reason="Second look.",
-    )
+    reviews.submit(case, radiologist, finding="normal", report="Clear.")
+    reviews.submit(case, radiologist, report="RLL.", reason="Second look.")
     actions = [action for action, _ in _events(case=case)]
     assert {"claimed", "signed", "amended"} <= set(actions)
 

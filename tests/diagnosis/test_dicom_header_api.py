@@ -9,8 +9,9 @@ from django.core.files.base import ContentFile
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from devtools import dicom_files
 from diagnosis.models import AuditEvent
-from tests.support import dicom_files, factories
+from tests.support import factories
 
 pytestmark = pytest.mark.django_db
 

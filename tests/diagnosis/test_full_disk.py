@@ -100,7 +100,7 @@ def test_a_temporary_folder_that_fills_while_an_upload_arrives_is_a_503(
 
 
 def test_the_500_page_of_a_fault_met_before_any_view_is_the_503_of_a_full_store(rf):
-    from diagnosis.views import error_500
+    from chestnet_site.views import error_500
 
     try:
         raise OSError(errno.ENOSPC, "No space left on device: '/srv/media/originals/x.bin'")
@@ -128,7 +128,7 @@ def test_an_instance_received_while_the_disk_is_full_leaves_no_file_and_no_row(s
 
 
 def _instance(padding: int = 0) -> bytes:
-    from tests.support import dicom_files
+    from devtools import dicom_files
 
     ds = dicom_files.radiograph(pixels=dicom_files.chest_pixels(side=64))
     return dicom_files.to_bytes(ds) + b"\0" * padding

@@ -278,7 +278,7 @@ def test_files_of_results_a_task_can_no_longer_record_are_deleted(settings):
     services.images_claim(image_id=image.pk, token="current", extra=0)
     before = _stored_files(settings)
     outcome = _drawing().predict(b"", heatmap=True)
-    stale = services._analysed(image, outcome, started=0.0, batch=1)
+    stale = services.analysis._analysed(image, outcome, started=0.0, batch=1)
     assert isinstance(stale, services.Analysed) and stale.preview and stale.heatmap
     assert not services.analyses_store(token="stale", results=[stale])
     assert _stored_files(settings) == before
@@ -291,7 +291,7 @@ def test_files_written_for_a_batch_whose_rows_cannot_be_stored_are_deleted(setti
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(services, "rows_update", broken)
+    monkeypatch.setattr(services.results, "rows_update", broken)
     with pytest.raises(RuntimeError):
         services.inference_run(image_id=images[0].pk, token="t", predictor_loader=_drawing)
     assert _stored_files(settings) == before
@@ -313,8 +313,8 @@ def test_a_reanalysed_image_keeps_its_preview_and_no_second_one_is_written(setti
 
 
 def test_the_worker_records_each_images_acquisition_facts_analysed_or_refused():
+    from devtools import dicom_files
     from ml.outcome import Refusal
-    from tests.support import dicom_files
 
     pixels = (np.arange(300 * 200).reshape(300, 200) % 4096).astype(np.uint16)
     dicom = dicom_files.to_bytes(dicom_files.radiograph(pixels=pixels, modality="CR"))

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from diagnosis import roles, services
+from accounts import roles
+from diagnosis import services
 from diagnosis.models import AuditEvent, Case, Review
 from tests.support import factories
 

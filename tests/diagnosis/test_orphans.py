@@ -47,7 +47,7 @@ def test_the_sweep_removes_old_files_no_row_names_and_keeps_the_rest(settings, c
 
 
 def test_healthz_reports_the_last_sweep(client, settings, monkeypatch):
-    monkeypatch.setattr("diagnosis.views._broker_state", lambda: ("ok", 1))
+    monkeypatch.setattr("chestnet_site.health.broker_state", lambda: ("ok", 1))
     settings.CHESTNET_DICOM_PORT = 0
     assert client.get(reverse("healthz")).json()["orphans"] == {"last_sweep": None, "removed": 0}
     _orphan(settings.MEDIA_ROOT, "previews", "lost.jpg", age_s=10**5)

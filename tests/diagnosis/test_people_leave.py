@@ -17,7 +17,8 @@ from django.contrib.auth.models import Group
 from django.db.models import ProtectedError
 from django.urls import reverse
 
-from diagnosis import people, roles, services
+from accounts import people, roles
+from diagnosis import services
 from diagnosis.models import AuditEvent, Case, ImmutableRecord, Review
 from tests.support import factories
 

@@ -105,7 +105,7 @@ def test_the_api_takes_answers_per_image(client_for, radiologist):
 def test_images_are_named_by_their_file_or_their_dicom_view(client_for, clinician):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from tests.support import dicom_files
+    from devtools import dicom_files
     from tests.support.images import png_bytes
 
     client = client_for(clinician)

@@ -13,7 +13,7 @@ from chestnet_site.errors import ServiceError
 from chestnet_site.text import WordsRequired, require_words, visible
 from diagnosis import services
 from diagnosis.models import AuditEvent, Case
-from tests.support import factories
+from tests.support import factories, reviews
 
 pytestmark = pytest.mark.django_db
 
@@ -34,11 +34,7 @@ BAD = pytest.mark.parametrize("reason", NOT_WORDS.values(), ids=NOT_WORDS.keys()
 
 @pytest.fixture
 def signed(radiologist):
-    case = factories.awaiting_review_case(claimed_by=radiologist)
-    services.review_sign(
-        case=case, author=radiologist, agrees_with_ai=True, finding="pneumonia", report="RLL."
-    )
-    return Case.objects.get(pk=case.pk)
+    return reviews.signed_case(radiologist)
 
 
 # --- the rule ----------------------------------------------------------------------------
@@ -112,15 +108,9 @@ def test_the_api_refuses_an_amendment_without_any_reason(signed, radiologist, ap
 
 @BAD
 def test_the_service_refuses_an_amendment_without_words(signed, radiologist, reason):
+    form = {"agrees_with_ai": False, "finding": "normal", "reason": reason}
     with pytest.raises(ServiceError, match="reason for the amendment in words"):
-        services.review_submit(
-            case=signed,
-            author=radiologist,
-            agrees_with_ai=False,
-            finding="normal",
-            report="Normal.",
-            reason=reason,
-        )
+        reviews.submit(signed, radiologist, report="Normal.", **form)
 
 
 def test_a_real_amendment_reason_still_works_and_is_stored_visible(

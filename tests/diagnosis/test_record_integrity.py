@@ -7,20 +7,17 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from diagnosis import roles, services
+from accounts import roles
+from diagnosis import services
 from diagnosis.models import AuditEvent, Case, Image, ImmutableRecord, Review
-from tests.support import factories
+from tests.support import factories, reviews
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def signed(radiologist):
-    case = factories.awaiting_review_case(claimed_by=radiologist)
-    services.review_sign(
-        case=case, author=radiologist, agrees_with_ai=True, finding="pneumonia", report="RLL."
-    )
-    return Case.objects.get(pk=case.pk)
+    return reviews.signed_case(radiologist)
 
 
 def test_a_signed_report_cannot_be_changed_or_deleted_through_the_orm(signed):
@@ -192,23 +189,17 @@ def test_an_admin_reassigns_a_report_with_a_reason_and_the_new_owner_amends(
     assert Case.objects.get(pk=signed.pk).report_owner == radiologist2
     event = AuditEvent.objects.get(action="reassigned", case=signed)
     assert event.actor == admin_user and "Dr Radiologist left." in event.detail
-    services.review_submit(
-        case=signed,
-        author=radiologist2,
-        agrees_with_ai=True,
-        finding="pneumonia",
-        report="Confirmed.",
-        reason="Reassigned to me.",
-    )
+    reviews.submit(signed, radiologist2, report="Confirmed.", reason="Reassigned to me.")
     with pytest.raises(services.ServiceError, match="may amend"):
-        services.review_submit(
-            case=signed,
-            author=radiologist,
-            agrees_with_ai=True,
-            finding="pneumonia",
-            report="Still mine?",
-            reason="No.",
-        )
+        reviews.submit(signed, radiologist, report="Still mine?", reason="No.")
+
+
+def test_only_an_admin_reassigns_a_report(signed, radiologist2, client_for):
+    url = reverse("report_reassign", args=[signed.pk])
+    page = client_for(radiologist2).post(url, {"radiologist": radiologist2.pk, "reason": "Mine."})
+    assert page.status_code == 403
+    assert "Only administrators can reassign a signed report." in page.content.decode()
+    assert Case.objects.get(pk=signed.pk).report_owner != radiologist2
 
 
 def test_a_report_is_reassigned_only_to_a_radiologist(signed, admin_user, clinician):

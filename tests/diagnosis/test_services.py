@@ -46,7 +46,7 @@ def test_case_create_leaves_no_files_when_database_write_fails(clinician, settin
     def broken(**kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(services, "audit_record", broken)
+    monkeypatch.setattr(services.uploads, "audit_record", broken)
     with pytest.raises(RuntimeError):
         services.case_create(owner=clinician, images=_validated(png_bytes()))
     assert Case.objects.count() == 0
@@ -277,14 +277,8 @@ def test_ai_opinion_on_an_all_refused_case_is_stored_as_not_applicable(radiologi
     first = services.review_sign(
         case=case, author=radiologist, agrees_with_ai=True, finding="normal", report="Clear."
     )
-    second = services.review_amend(
-        case=case,
-        author=radiologist,
-        agrees_with_ai=False,
-        finding="other",
-        report="Revised.",
-        reason="Second look.",
-    )
+    amendment = {"agrees_with_ai": False, "finding": "other", "reason": "Second look."}
+    second = services.review_amend(case=case, author=radiologist, report="Revised.", **amendment)
     assert (first.agrees_with_ai, second.agrees_with_ai) == (None, None)
 
 
@@ -369,14 +363,8 @@ def test_amendment_creates_a_new_version_and_keeps_the_old(radiologist):
         finding="pneumonia",
         report="RLL consolidation.",
     )
-    second = services.review_amend(
-        case=case,
-        author=radiologist,
-        agrees_with_ai=False,
-        finding="indeterminate",
-        report="Revised.",
-        reason="second look",
-    )
+    amendment = {"agrees_with_ai": False, "finding": "indeterminate", "reason": "second look"}
+    second = services.review_amend(case=case, author=radiologist, report="Revised.", **amendment)
     first.refresh_from_db()
     assert (first.version, first.report, first.finding) == (1, "RLL consolidation.", "pneumonia")
     assert second.version == 2 and Review.objects.filter(case=case).count() == 2
@@ -425,14 +413,8 @@ def test_submitting_a_report_signs_first_and_amends_once_signed(radiologist):
     first = services.review_submit(
         case=case, author=radiologist, agrees_with_ai=True, finding="pneumonia", report="Signed."
     )
-    second = services.review_submit(
-        case=case,
-        author=radiologist,
-        agrees_with_ai=False,
-        finding="normal",
-        report="Amended.",
-        reason="Second look.",
-    )
+    amendment = {"agrees_with_ai": False, "finding": "normal", "reason": "Second look."}
+    second = services.review_submit(case=case, author=radiologist, report="Amended.", **amendment)
     assert (first.version, second.version, second.amendment_reason) == (1, 2, "Second look.")
     actions = AuditEvent.objects.filter(case=case).values_list("action", flat=True)
     assert {"signed", "amended"} <= set(actions)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 
+from devtools import dicom_files
 from diagnosis import services
 from diagnosis.models import Image
-from tests.support import dicom_files
 
 pytestmark = pytest.mark.django_db
 MB = 1024 * 1024

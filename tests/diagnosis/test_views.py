@@ -156,7 +156,7 @@ def test_admin_sees_audit_trail(client_for, admin_user, clinician):
 
 
 def test_healthz_reports_database_and_broker_without_login(client, db, monkeypatch, settings):
-    monkeypatch.setattr("diagnosis.views._broker_state", lambda: ("unavailable", 0))
+    monkeypatch.setattr("chestnet_site.health.broker_state", lambda: ("unavailable", 0))
     settings.CHESTNET_DICOM_PORT = 0
     response = client.get(reverse("healthz"))
     assert response.status_code == 200
@@ -180,7 +180,7 @@ def test_healthz_reports_a_storage_that_cannot_be_reached_and_stays_up(client, d
     def store_down(name):
         raise EndpointConnectionError(endpoint_url="http://store:8333/chestnet")
 
-    monkeypatch.setattr("diagnosis.views._broker_state", lambda: ("ok", 1))
+    monkeypatch.setattr("chestnet_site.health.broker_state", lambda: ("ok", 1))
     monkeypatch.setattr(default_storage, "exists", store_down)
     response = client.get(reverse("healthz"))
     assert response.status_code == 200 and response.json()["storage"] == "unavailable"

@@ -18,9 +18,12 @@ from django.urls import reverse
 from django.utils import timezone
 from pydicom.dataset import Dataset
 
-from diagnosis import roles, selectors, services
+from accounts import roles
+from devtools import dicom_files
+from diagnosis import selectors, services, worklist
 from diagnosis.models import AuditEvent, Case, Image
-from tests.support import dicom_files, factories
+from ml.header import study_datetime
+from tests.support import factories
 from tests.support.images import png_bytes
 
 pytestmark = pytest.mark.django_db
@@ -221,6 +224,9 @@ def test_a_network_study_shows_its_dicom_study_time_and_accession(api_client_for
         ("20261130", "", "", datetime(2026, 11, 30, tzinfo=UTC)),
         ("20261130", "101500", "+0200", datetime(2026, 11, 30, 8, 15, tzinfo=UTC)),
         ("20261130", "101500", "-0500", datetime(2026, 11, 30, 15, 15, tzinfo=UTC)),
+        # An offset no place has (vendor junk) is as if absent: the site's time.
+        ("20261130", "101500", "+2500", datetime(2026, 11, 30, 10, 15, tzinfo=UTC)),
+        ("20261130", "101500", "+0175", datetime(2026, 11, 30, 10, 15, tzinfo=UTC)),
         ("", "101500", "", None),
         ("20261340", "101500", "", None),
         ("20261130", "251500", "", None),
@@ -232,14 +238,14 @@ def test_the_study_time_is_read_from_study_date_and_time(settings, date, time, o
     ds.StudyDate, ds.StudyTime = date, time
     if offset:
         ds.TimezoneOffsetFromUTC = offset
-    assert services._dicom_study_at(ds) == expected
+    assert study_datetime(ds, timezone.get_default_timezone()) == expected
 
 
 def test_a_study_time_without_offset_is_the_sites_local_time(settings):
     settings.TIME_ZONE = "Europe/Paris"
     ds = Dataset()
     ds.StudyDate, ds.StudyTime = "20261130", "101500"
-    assert services._dicom_study_at(ds) == datetime(
+    assert study_datetime(ds, timezone.get_default_timezone()) == datetime(
         2026, 11, 30, 10, 15, tzinfo=ZoneInfo("Europe/Paris")
     )
 
@@ -497,7 +503,7 @@ def test_claim_next_takes_the_following_case_when_another_took_the_top_one_first
 ):
     top = _ready(probability=0.9)
     following = _ready(probability=0.5)
-    read = selectors.worklist_next_unclaimed
+    read = worklist.worklist_next_unclaimed
     raced: list[int] = []
 
     def racing(**filters):
@@ -507,8 +513,8 @@ def test_claim_next_takes_the_following_case_when_another_took_the_top_one_first
             services.case_claim(case=Case.objects.get(pk=case_id), user=radiologist2)
         return case_id
 
-    monkeypatch.setattr(selectors, "worklist_next_unclaimed", racing)
-    assert services.case_claim_next(user=radiologist) == following
+    monkeypatch.setattr(worklist, "worklist_next_unclaimed", racing)
+    assert worklist.case_claim_next(user=radiologist) == following
     assert raced == [top.pk] and Case.objects.get(pk=top.pk).claimed_by == radiologist2
 
 
@@ -523,7 +529,7 @@ def test_radiologists_claiming_next_at_the_same_moment_get_different_cases():
     def claim(person) -> None:
         try:
             start.wait()
-            case = services.case_claim_next(user=person)
+            case = worklist.case_claim_next(user=person)
             claimed[person.username] = case.pk if case else None
         except BaseException as exc:  # reported below, not lost in the thread
             errors.append(exc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import dicom_files
+from devtools import dicom_files
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +41,7 @@ def chest_dicom():
 
 @pytest.fixture
 def admin_user(db):
-    from diagnosis import roles
+    from accounts import roles
     from tests.support import factories
 
     return factories.UserFactory(

@@ -12,10 +12,10 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from chestnet_site.local_redis import free_port
+from devtools import dicom_files
+from devtools.ports import free_port
 from diagnosis.models import Case, Image
 from dicomnet.listener import CANNOT_UNDERSTAND, serve
-from tests.support import dicom_files
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

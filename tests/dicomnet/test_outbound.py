@@ -12,14 +12,14 @@ import pytest
 from django.utils import timezone
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 
-from chestnet_site.local_redis import free_port
+from devtools.ports import free_port
 from diagnosis import services
 from diagnosis.models import Image
 from dicomnet import sending
 from dicomnet import services as outbox
 from dicomnet.models import OutboundObject, SendAttempt
 from ml.overlay import heatmap_png
-from tests.support import factories
+from tests.support import factories, reviews
 from tests.support.images import png_bytes
 
 pytestmark = pytest.mark.django_db
@@ -208,17 +208,8 @@ def test_an_amendment_goes_out_as_a_new_sr_naming_the_version_it_replaces(
 ):
     image = _analyse(_received_image(chest_dicom))
     services.case_claim(case=image.case, user=radiologist)
-    services.review_submit(
-        case=image.case, author=radiologist, agrees_with_ai=True, finding="pneumonia", report="RLL."
-    )
-    services.review_submit(
-        case=image.case,
-        author=radiologist,
-        agrees_with_ai=True,
-        finding="pneumonia",
-        report="RLL and LLL.",
-        reason="second look",
-    )
+    reviews.submit(image.case, radiologist, report="RLL.")
+    reviews.submit(image.case, radiologist, report="RLL and LLL.", reason="second look")
     outbox.outbox_fill()
     first, second = OutboundObject.objects.filter(kind="report").order_by("run")
     assert first.series_instance_uid != second.series_instance_uid

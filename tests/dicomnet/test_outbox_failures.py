@@ -13,14 +13,15 @@ from django.utils import timezone
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 
-from chestnet_site.local_redis import free_port
+from devtools import dicom_files
+from devtools.ports import free_port
 from diagnosis import services
 from diagnosis.models import AuditEvent, Case, Image
 from dicomnet import sending
 from dicomnet import services as outbox
 from dicomnet.models import OutboundObject
 from tests.dicomnet.test_outbound import _analyse, _received_image
-from tests.support import dicom_files, factories
+from tests.support import factories
 
 pytestmark = pytest.mark.django_db
 DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15"  # 56 characters

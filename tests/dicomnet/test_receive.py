@@ -6,9 +6,10 @@ from __future__ import annotations
 import pydicom
 import pytest
 
+from devtools import dicom_files
 from diagnosis import services
 from diagnosis.models import AuditEvent, Case, Image
-from tests.support import dicom_files, spies
+from tests.support import spies
 from tests.support.images import dicom_bytes
 
 pytestmark = pytest.mark.django_db
@@ -122,7 +123,7 @@ def test_a_failure_while_saving_leaves_no_row_and_no_file(chest_dicom, monkeypat
     def broken(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(services, "case_refresh_status", broken)
+    monkeypatch.setattr(services.receiving, "case_refresh_status", broken)
     with pytest.raises(RuntimeError):
         _receive(chest_dicom())
     assert not Case.objects.exists() and not Image.objects.exists()

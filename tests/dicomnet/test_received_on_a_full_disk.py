@@ -12,13 +12,13 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import DigitalXRayImageStorageForPresentation as DX
 
-from chestnet_site.local_redis import free_port
+from devtools import dicom_files
+from devtools.ports import free_port
+from devtools.users import token_for
 from diagnosis.models import Image
 from dicomnet import sop
 from dicomnet.listener import serve
-from tests.support import dicom_files
 from tests.support.full_disk import Disk, full_disk, stored_files
-from tests.support.tokens import token_for
 
 BOUNDARY = "chestnet-full-disk"
 MULTIPART = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from devtools import dicom_files
+from devtools.users import token_for
 from diagnosis.models import Case, Image
 from dicomnet import sop, stow
-from tests.support import dicom_files
-from tests.support.tokens import token_for
 
 pytestmark = pytest.mark.django_db
 BOUNDARY = "chestnet-test-boundary"

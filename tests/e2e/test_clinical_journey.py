@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from diagnosis import roles
+from accounts import roles
 from diagnosis.models import Case, Review
 from tests.support import factories
 from tests.support.radiographs import radiographs_root

@@ -20,7 +20,8 @@ import pytest
 from django.core.files.base import ContentFile
 from django.test import Client
 
-from diagnosis import roles, services
+from accounts import roles
+from diagnosis import services
 from registry.models import ModelVersion
 from tests.support import factories, transfer_syntaxes
 from tests.support.site_cases import SiteCase, site_cases

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from diagnosis import roles, services
+from accounts import roles
+from diagnosis import services
 from diagnosis.models import Review
 from tests.support import factories
 

@@ -16,7 +16,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from diagnosis import roles
+from accounts import roles
 from diagnosis.models import Case
 from tests.support import factories
 from tests.support.radiographs import radiographs_root

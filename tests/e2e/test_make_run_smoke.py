@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from chestnet_site.local_redis import free_port
+from devtools.ports import free_port
 from tests.support.processes import Process, processes_of, wait_for_exit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -9,28 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from diagnosis import roles
+from accounts import roles
 from diagnosis.models import Case
 from mlops.models import TrainingRun
 from registry.models import ModelVersion
 from tests.support import factories
-from tests.support.datasets import start_training_worker, zip_bytes
+from tests.support.datasets import zip_bytes
 from tests.support.radiographs import radiographs_root
-from tests.support.stack import stop_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 RADIOGRAPHS = radiographs_root()
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def training_worker(worker_env, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("training-worker")
-    env = {**worker_env, "CHESTNET_TRAINING_WORK_DIR": str(folder / "work")}
-    process = start_training_worker(log=folder / "worker.log", env=env)
-    yield process
-    stop_worker(process)
 
 
 def _small_zip(path: Path) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from diagnosis import roles
+from accounts import roles
 from diagnosis.models import AuditEvent
 from monitoring.models import Alert
 from registry.models import ModelVersion

@@ -11,19 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diagnosis import roles
+from accounts import roles
+from devtools.workers import stop_worker
 from mlops.models import SiteCalibration
 from registry import services as registry
 from registry.models import ModelVersion
 from tests.support import factories
 from tests.support.datasets import start_training_worker
 from tests.support.site_cases import SiteCase, site_cases
-from tests.support.stack import stop_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-BASE = "tiny-test-0"  # the tiny artifact's version (tests.support.artifacts)
+BASE = "tiny-test-0"  # the tiny artifact's version (devtools.tiny_artifact)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ import pydicom
 import pytest
 from PIL import Image as PILImage
 
-from diagnosis import roles, services
+from accounts import roles
+from diagnosis import services
 from diagnosis.models import Case, Image
 from tests.e2e.conftest import ARGS, CHROMIUM
 from tests.support import factories, transfer_syntaxes

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from diagnosis import roles, services
+from accounts import roles
+from devtools import dicom_files
+from diagnosis import services
 from diagnosis.models import Case
-from tests.support import dicom_files, factories
+from tests.support import factories
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from diagnosis import roles, services
+from accounts import roles
+from devtools.tiny_artifact import write_tiny_artifact
+from diagnosis import services
 from diagnosis.models import AuditEvent, Case, Image, Prediction
 from mlops import rollout
 from registry import services as registry
 from registry.models import ModelVersion
 from tests.support import factories
-from tests.support.artifacts import write_tiny_artifact
 from tests.support.images import png_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]

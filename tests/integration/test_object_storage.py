@@ -24,8 +24,11 @@ from django.urls import reverse
 from pydicom.uid import ComprehensiveSRStorage
 from storages.backends.s3 import S3Storage
 
+from accounts import roles
 from chestnet_site.settings import storage_from_env
-from diagnosis import roles
+from devtools import dicom_files
+from devtools.users import token_for
+from devtools.workers import start_worker, stop_worker
 from diagnosis import services as diagnosis
 from diagnosis.models import Case, Image
 from dicomnet import sending
@@ -36,12 +39,11 @@ from mlops.execute.feedback import feedback_pull
 from mlops.models import Dataset, DatasetImage, Evaluation, ImportJob
 from registry import services as registry
 from registry.models import ModelVersion
-from tests.support import dicom_files, factories
+from tests.support import factories
 from tests.support.datasets import labelled_entries, zip_bytes
 from tests.support.images import dicom_bytes, png_bytes
 from tests.support.seaweedfs import SeaweedFS
-from tests.support.stack import database_url, start_worker, stop_worker, wait_for
-from tests.support.tokens import token_for
+from tests.support.stack import database_url, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

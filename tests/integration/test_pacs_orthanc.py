@@ -15,13 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from chestnet_site.local_redis import free_port
-from diagnosis import roles, services
+from accounts import roles
+from devtools import dicom_files
+from devtools.ports import free_port
+from devtools.workers import ROOT, start_worker, stop_worker
+from diagnosis import services
 from diagnosis.models import Case, Image
 from dicomnet.models import OutboundObject, SendAttempt
-from tests.support import dicom_files, factories
+from tests.support import factories, reviews
 from tests.support.orthanc import Orthanc, available
-from tests.support.stack import ROOT, start_worker, stop_worker, wait_for
+from tests.support.stack import wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -156,13 +159,7 @@ def test_orthanc_sends_a_study_and_gets_the_sr_and_the_overlay_back_in_it(
     # The radiologist signs: the report goes into the same study too.
     radiologist = factories.UserFactory(username="pacs-radiologist", role=roles.RADIOLOGIST)
     services.case_claim(case=case, user=radiologist)
-    services.review_submit(
-        case=case,
-        author=radiologist,
-        agrees_with_ai=True,
-        finding="pneumonia",
-        report="RLL consolidation.",
-    )
+    reviews.submit(case, radiologist, report="RLL consolidation.")
     report = wait_for(lambda: _sent(pacs, ds.StudyInstanceUID, "report"), timeout=60)
     dump = _dcmdump(pacs.get_bytes(f"/instances/{report[0]}/file"), tmp_path)
     assert "RLL consolidation." in dump and "tiny-test-0" in dump
@@ -204,7 +201,7 @@ def test_storescu_sends_jpeg_2000_and_jpeg_ls_instances_and_each_is_analysed(
 def test_dicomweb_client_stores_an_instance_by_stow_rs(live_server, network_worker, radiograph_set):
     from dicomweb_client.api import DICOMwebClient
 
-    from tests.support.tokens import token_for
+    from devtools.users import token_for
 
     clinician = factories.UserFactory(username="stow-clinician", role=roles.CLINICIAN)
     token = token_for(clinician, client="dicomweb-client")

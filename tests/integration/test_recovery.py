@@ -16,11 +16,12 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from diagnosis import roles, services
+from accounts import roles
+from devtools.workers import kill_worker
+from diagnosis import services
 from diagnosis.models import Case, Image, Prediction
 from tests.support import factories
 from tests.support.images import png_bytes
-from tests.support.stack import kill_worker
 
 # A worker that holds each claimed image for a while: time to kill it mid-analysis.
 SLOW = "tests.support.slow_inference"

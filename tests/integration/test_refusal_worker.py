@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from diagnosis import roles
+from accounts import roles
 from diagnosis.models import Case, Prediction
 from ml.artifact import DEFAULT_ARTIFACT, read_card
 from tests.support import factories

@@ -1,8 +1,8 @@
 """Workers on other hosts need only the database, the broker and the object store.
 
-Two network namespaces stand for two worker machines (tests/support/netns.py). The central
+Two network namespaces stand for two worker machines (devtools/netns.py). The central
 host, this process's namespace, offers PostgreSQL (relayed), Redis and the object store on
-its bridge address only (tests/support/central.py), and each worker has a home and media
+its bridge address only (devtools/central.py), and each worker has a home and media
 folder of its own, so whatever a worker reads or writes travels through those services.
 
 No beat runs: the images of the worker that is killed come back through the broker alone
@@ -25,13 +25,15 @@ from django.conf import settings as django_settings
 from django.db import transaction
 from django.utils import timezone
 
-from diagnosis import roles, services
+from accounts import roles
+from devtools.central import CentralHost, RemoteWorker
+from devtools.netns import Network, netns_available
+from devtools.workers import kill_worker
+from diagnosis import services
 from diagnosis.models import Image, Prediction
 from tests.support import factories
-from tests.support.central import CentralHost, RemoteWorker
 from tests.support.images import png_bytes
-from tests.support.netns import Network, netns_available
-from tests.support.stack import database_url, kill_worker, use_broker
+from tests.support.stack import database_url, use_broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

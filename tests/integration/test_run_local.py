@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from chestnet_site.local_redis import free_port
+from devtools.ports import free_port
 from tests.support.processes import Process, children, processes_of, wait_for_exit
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from chestnet_site.local_redis import free_port
-from chestnet_site.processes import stop_process
-from diagnosis import roles
+from accounts import roles
+from devtools.ports import free_port
+from devtools.processes import stop_process
 from tests.support import factories
 from tests.support.stack import database_url
 

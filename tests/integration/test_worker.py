@@ -11,8 +11,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts import roles
 from chestnet_site.celery import app
-from diagnosis import roles, services
+from diagnosis import services
 from diagnosis.models import Case, Image
 from tests.support import factories
 from tests.support.images import dicom_bytes, png_bytes

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from ml import metrics
-from ml.artifact import read_card, write_card
+from ml.artifact import ModelCard, read_card, write_card
 from ml.calibrate import (
     CalibrationFailed,
     NotEnoughLabels,
@@ -196,7 +196,7 @@ def test_an_ensembles_member_spread_follows_the_site_calibration(
     card = write_calibrated_artifact(base, calibration, output=output, version="tiny-site")
     model = keras.saving.load_model(output, compile=False)
     pooled, logits = pooled_and_logits(model, images)
-    members = Members.from_card(card)
+    members = Members.from_card(ModelCard.from_dict(card))
     assert members is not None
     member_p = members.probabilities(pooled, model.get_layer(LOGIT_LAYER).get_weights()[0])
     member_logits = np.log(member_p) - np.log1p(-member_p)

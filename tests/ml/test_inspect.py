@@ -116,7 +116,7 @@ def test_inspect_of_a_file_refuses_what_its_header_shows_is_wrong(data, error):
 
 def test_inspect_of_a_large_dicom_file_reads_its_header_not_its_pixels():
     """An upload spooled to disk: the pixel data (8 MB here) is skipped, not read."""
-    from tests.support import dicom_files
+    from devtools import dicom_files
 
     pixels = np.random.default_rng(2).integers(0, 4096, size=(2048, 2048), dtype=np.uint16)
     handle = _CountingFile(dicom_files.to_bytes(dicom_files.radiograph(pixels=pixels)))

@@ -156,7 +156,7 @@ def test_threshold_override_changes_the_label_not_the_probability(tiny_model_pat
 def test_an_unknown_age_is_analysed_with_a_warning_and_a_header_age_counts_as_known(
     predictor, radiographs
 ):
-    from tests.support import dicom_files
+    from devtools import dicom_files
 
     note = "Age unknown: the AI was validated on children aged 1 to 5 years only."
     png = radiographs[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from diagnosis import roles
+from accounts import roles
 from tests.support import factories
 
 

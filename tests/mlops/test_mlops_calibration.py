@@ -22,7 +22,7 @@ from registry import services as registry
 from registry.models import ModelVersion
 from tests.support.site_cases import SiteCase, site_cases
 
-BASE = "tiny-test-0"  # the version of the tiny artifact (tests.support.artifacts)
+BASE = "tiny-test-0"  # the version of the tiny artifact (devtools.tiny_artifact)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from django.urls import reverse
 
-from diagnosis import roles
+from accounts import roles
 from mlops import calibration
 from mlops.execute.calibration import decision_figures
 from mlops.models import SiteCalibration

@@ -42,6 +42,13 @@ def _signed(radiologist, finding: str):
     return case
 
 
+def _amend(case, radiologist, *, finding: str, report: str, reason: str) -> None:
+    """The radiologist amends the report (disagreeing with the AI), then one feedback pull."""
+    form = {"agrees_with_ai": False, "finding": finding, "reason": reason}
+    diagnosis_services.review_amend(case=case, author=radiologist, report=report, **form)
+    feedback_pull()
+
+
 def test_signed_pneumonia_reports_feed_the_chosen_dataset_without_identifiers(
     feedback_dataset, radiologist
 ):
@@ -63,25 +70,9 @@ def test_signed_pneumonia_reports_feed_the_chosen_dataset_without_identifiers(
 def test_other_findings_are_kept_out_and_an_amendment_relabels(feedback_dataset, radiologist):
     case = _signed(radiologist, "other")
     assert not DatasetImage.objects.exists()
-    diagnosis_services.review_amend(
-        case=case,
-        author=radiologist,
-        agrees_with_ai=False,
-        finding="normal",
-        report="Normal after all.",
-        reason="Second look.",
-    )
-    feedback_pull()
+    _amend(case, radiologist, finding="normal", report="Normal after all.", reason="Second look.")
     assert DatasetImage.objects.get().label == "NORMAL"
-    diagnosis_services.review_amend(
-        case=case,
-        author=radiologist,
-        agrees_with_ai=False,
-        finding="pneumonia",
-        report="Pneumonia.",
-        reason="Third look.",
-    )
-    feedback_pull()
+    _amend(case, radiologist, finding="pneumonia", report="Pneumonia.", reason="Third look.")
     row = DatasetImage.objects.get()
     assert row.label == "PNEUMONIA" and row.label_changes.count() == 1
 

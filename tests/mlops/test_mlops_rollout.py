@@ -16,15 +16,22 @@ from registry import services as registry
 from registry.models import Activation, ModelVersion
 from tests.support import factories
 
+
+def _points(*rows: tuple[float, float, float]) -> list[dict[str, float]]:
+    """Operating points, from (threshold, sensitivity, specificity) rows."""
+    names = ("threshold", "sensitivity", "specificity")
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
 # A test evaluation's whole ROC curve (mlops.execute.evaluation stores every point).
-CURVE = [
-    {"threshold": 0.9, "sensitivity": 0.70, "specificity": 0.99},
-    {"threshold": 0.6, "sensitivity": 0.90, "specificity": 0.95},
-    {"threshold": 0.5, "sensitivity": 0.96, "specificity": 0.85},
-    {"threshold": 0.45, "sensitivity": 0.97, "specificity": 0.82},
-    {"threshold": 0.3, "sensitivity": 0.98, "specificity": 0.70},
-    {"threshold": 0.15, "sensitivity": 1.00, "specificity": 0.40},
-]
+CURVE = _points(
+    (0.9, 0.70, 0.99),
+    (0.6, 0.90, 0.95),
+    (0.5, 0.96, 0.85),
+    (0.45, 0.97, 0.82),
+    (0.3, 0.98, 0.70),
+    (0.15, 1.00, 0.40),
+)
 STRONG = {
     "count": 250,
     "positives": 150,
@@ -35,11 +42,7 @@ STRONG = {
     "operating_points": CURVE,
 }
 # The card's validation points: "0.97" picks threshold 0.4, "0.99" picks 0.2.
-VALIDATION_POINTS = [
-    {"threshold": 0.6, "sensitivity": 0.95, "specificity": 0.90},
-    {"threshold": 0.4, "sensitivity": 0.97, "specificity": 0.85},
-    {"threshold": 0.2, "sensitivity": 0.99, "specificity": 0.60},
-]
+VALIDATION_POINTS = _points((0.6, 0.95, 0.90), (0.4, 0.97, 0.85), (0.2, 0.99, 0.60))
 VALIDATION = {
     "count": 907,
     "roc_auc": 0.99,
@@ -84,6 +87,18 @@ def evaluate(dataset):
         )
 
     return make
+
+
+@pytest.fixture
+def rolled_forward(register, evaluate, admin_user):
+    """v1, below the floors, activated with an override, then v2 above them: (v1, v2, v1's
+    activation, the one to roll back to)."""
+    v1, v2 = register("v1"), register("v2")
+    evaluate(v1, roc_auc=0.6)
+    evaluate(v2)
+    rollout.rollout_activate(version=v1, user=admin_user, override_reason="bootstrap")
+    rollout.rollout_activate(version=v2, user=admin_user)
+    return v1, v2, Activation.objects.get(version=v1)
 
 
 def _audit(action: str) -> list[AuditEvent]:
@@ -419,13 +434,8 @@ def test_browser_refusal_shows_the_floors_then_an_override_activates(
     assert event.actor == admin_user
 
 
-def test_browser_rollback_under_the_floors(register, evaluate, admin_user, client_for):
-    v1, v2 = register("v1"), register("v2")
-    evaluate(v1, roc_auc=0.6)
-    evaluate(v2)
-    rollout.rollout_activate(version=v1, user=admin_user, override_reason="bootstrap")
-    rollout.rollout_activate(version=v2, user=admin_user)
-    earlier = Activation.objects.get(version=v1)
+def test_browser_rollback_under_the_floors(rolled_forward, admin_user, client_for):
+    v1, v2, earlier = rolled_forward
     client = client_for(admin_user)
     url = reverse("mlops:version_rollback", args=[earlier.pk])
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from diagnosis import roles
+from accounts import roles
 from diagnosis import services as diagnosis_services
 from diagnosis.models import Case
 from mlops import services
@@ -15,8 +15,8 @@ from mlops.models import Dataset, DatasetImage, Evaluation, ImportJob, Split, Tr
 from registry import services as registry
 from registry.models import ModelVersion
 from tests.support import factories
-from tests.support.datasets import TINY_RUN, labelled_entries, start_training_worker, zip_bytes
-from tests.support.stack import stop_worker, wait_for
+from tests.support.datasets import TINY_RUN, labelled_entries, zip_bytes
+from tests.support.stack import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -29,15 +29,6 @@ def queued():
 @pytest.fixture(autouse=True)
 def _media_in_tmp():
     """Override: media is shared with the workers (stack plugin)."""
-
-
-@pytest.fixture(scope="module")
-def training_worker(worker_env, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("training-worker")
-    env = {**worker_env, "CHESTNET_TRAINING_WORK_DIR": str(folder / "work")}
-    process = start_training_worker(log=folder / "worker.log", env=env)
-    yield process
-    stop_worker(process)
 
 
 def _trainable_dataset(admin) -> Dataset:

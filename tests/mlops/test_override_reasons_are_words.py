@@ -11,7 +11,7 @@ from django.urls import reverse
 from chestnet_site.errors import ServiceError
 from mlops import rollout
 from registry.models import Activation, ModelVersion
-from tests.mlops.test_mlops_rollout import evaluate, register  # noqa: F401  (fixtures)
+from tests.mlops.test_mlops_rollout import evaluate, register, rolled_forward  # noqa: F401
 
 NOT_WORDS = {
     "zero-width space": "\u200b",
@@ -47,18 +47,12 @@ def test_the_activation_form_refuses_an_override_reason_without_words(
 
 @BAD
 def test_the_rollback_form_refuses_an_override_reason_without_words(
-    register,  # noqa: F811  (the fixture imported above)
-    evaluate,  # noqa: F811
+    rolled_forward,  # noqa: F811  (the fixture imported above)
     admin_user,
     client_for,
     reason,
 ):
-    v1, v2 = register("v1"), register("v2")
-    evaluate(v1, roc_auc=0.6)
-    evaluate(v2)
-    rollout.rollout_activate(version=v1, user=admin_user, override_reason="bootstrap")
-    rollout.rollout_activate(version=v2, user=admin_user)
-    earlier = Activation.objects.get(version=v1)
+    _, v2, earlier = rolled_forward
     url = reverse("mlops:version_rollback", args=[earlier.pk])
     response = client_for(admin_user).post(url, {"override_reason": reason})
     assert response.status_code == 400

@@ -122,8 +122,8 @@ def test_the_default_version_is_activated_without_floors_on_a_fresh_install(arti
 def test_workers_follow_the_active_version_without_a_restart(
     db, settings, tmp_path, tiny_model_path, admin_user
 ):
+    from devtools.tiny_artifact import write_tiny_artifact
     from diagnosis import inference
-    from tests.support.artifacts import write_tiny_artifact
 
     settings.CHESTNET_MODEL_PATH = str(tiny_model_path)
     assert inference.get_predictor().version == "tiny-test-0"  # no version: the setting

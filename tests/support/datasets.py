@@ -53,8 +53,8 @@ def _bright_png(seed: int) -> bytes:
 
 def start_training_worker(*, log, env: dict[str, str], queues: str = "training"):
     """A worker like `make run`'s training worker (one child, a fresh child per task);
-    returns once it consumes. Stop it with tests.support.stack.stop_worker."""
-    from tests.support.stack import start_worker
+    returns once it consumes. Stop it with devtools.workers.stop_worker."""
+    from devtools.workers import start_worker
 
     return start_worker(log=log, env=env, queues=queues, max_tasks_per_child=1)
 

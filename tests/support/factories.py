@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from diagnosis import roles
+from accounts import roles
 from diagnosis.models import Case, Image, Prediction, Review
 from tests.support.images import jpeg_bytes, png_bytes
 

@@ -12,8 +12,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from chestnet_site.local_redis import free_port
-from chestnet_site.processes import stop_process
+from devtools.ports import free_port
+from devtools.processes import stop_process
 
 BINARY = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 

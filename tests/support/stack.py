@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,9 +18,10 @@ from urllib.parse import quote
 
 import pytest
 
-from chestnet_site.processes import stop_process
+from devtools import local_redis
+from devtools.ports import free_port
+from devtools.workers import start_worker, stop_worker
 
-ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
@@ -44,8 +44,6 @@ def use_broker(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from chestnet_site import local_redis
-
     url = os.environ.get("REDIS_URL")
     process = None
     if not url:
@@ -61,20 +59,14 @@ class PrivateRedis:
     the same port (a broker outage) without disturbing other tests."""
 
     def __init__(self, directory: Path) -> None:
-        from chestnet_site import local_redis
-
-        self.directory, self.port = directory, local_redis.free_port()
+        self.directory, self.port = directory, free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        from chestnet_site import local_redis
-
         self.process, _ = local_redis.start_redis(self.directory, port=self.port)
 
     def stop(self) -> None:
-        from chestnet_site import local_redis
-
         if self.process is not None:
             self.resume()
             local_redis.stop(self.process)
@@ -138,66 +130,6 @@ def database_url() -> str:
     return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
 
 
-def start_worker(
-    *,
-    log: Path,
-    env: dict[str, str],
-    beat_schedule: Path | None = None,
-    queues: str = "inference,celery",
-    max_tasks_per_child: int | None = None,
-    app: str = "chestnet_site",
-    prefix: list[str] | None = None,
-) -> subprocess.Popen:
-    """A prefork worker with one child (plus the requeue beat if `beat_schedule` is given),
-    in its own process group; returns once it is ready to consume. `app` is the Celery app
-    module: the product's, or a test's wrapper of it (tests.support.slow_inference).
-    `prefix` runs it through a command that execs it, e.g. `ip netns exec NS` (another
-    host: tests.support.netns), so the process group is still the worker's."""
-    command = [*(prefix or []), sys.executable, "-m", "celery", "-A", app, "worker"]
-    command += ["-Q", queues, "--concurrency", "1", "--loglevel", "INFO"]
-    name = f"it-{os.getpid()}-{queues.split(',')[0]}-{log.stem}@%h"
-    command += ["--without-gossip", "--without-mingle", "-n", name]
-    if max_tasks_per_child is not None:
-        command += ["--max-tasks-per-child", str(max_tasks_per_child)]
-    if beat_schedule is not None:
-        command += ["-B", "--schedule", str(beat_schedule)]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    _wait_for_ready(process, log)
-    return process
-
-
-def _wait_for_ready(process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"Celery worker exited:\n{log.read_text()[-3000:]}")
-        if b"ready." in log.read_bytes():
-            return
-        time.sleep(0.3)
-    kill_worker(process)
-    pytest.fail(f"Celery worker did not start:\n{log.read_text()[-3000:]}")
-
-
-def kill_worker(process: subprocess.Popen) -> None:
-    """SIGKILL the worker's parent and children at once, as a machine crash would."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
-def stop_worker(process: subprocess.Popen, timeout: float = 20) -> None:
-    """Warm shutdown, then SIGKILL to whatever is left of its process group."""
-    stop_process(process, timeout=timeout, group=True)
-
-
 @pytest.fixture(scope="module")
 def worker_env(
     django_db_setup: None, redis_url: str, shared_media: Path, tiny_model_path: Path
@@ -219,6 +151,21 @@ def worker(
     """One worker (prefork, one child) for the module, on the test database."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     process = start_worker(log=log, env=worker_env)
+    yield process
+    stop_worker(process)
+
+
+@pytest.fixture(scope="module")
+def training_worker(
+    worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen]:
+    """A training worker like `make run`'s (tests.support.datasets.start_training_worker),
+    with a work folder of its own, for the module."""
+    from tests.support.datasets import start_training_worker
+
+    folder = tmp_path_factory.mktemp("training-worker")
+    env = {**worker_env, "CHESTNET_TRAINING_WORK_DIR": str(folder / "work")}
+    process = start_training_worker(log=folder / "worker.log", env=env)
     yield process
     stop_worker(process)
 

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -35,7 +36,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from tests.support import dicom_files
+from devtools import dicom_files
 
 ROWS, COLUMNS = 320, 272  # not square: a transposed image would not correlate
 DCMCJPEG = shutil.which("dcmcjpeg")
@@ -251,61 +252,53 @@ class _Recipe:
     browser_decodable: bool = True
 
 
+MakeDataset = Callable[[np.ndarray], Dataset]
+
+
+def _native(syntax: UID, dataset: MakeDataset, **flags: bool) -> _Recipe:
+    """The picture's dataset written uncompressed in `syntax`."""
+    return _Recipe(syntax, lambda p: _written(dataset(p), syntax), **flags)
+
+
+def _by_dcmcjpeg(syntax: UID, dataset: MakeDataset) -> _Recipe:
+    """The picture's dataset compressed by dcmtk's dcmcjpeg."""
+    return _Recipe(syntax, lambda p: _dcmcjpeg(dataset(p), syntax))
+
+
+def _by_pydicom(syntax: UID, dataset: MakeDataset, **options: Any) -> _Recipe:
+    """The picture's dataset compressed by pydicom (its `options` as Dataset.compress's)."""
+    return _Recipe(syntax, lambda p: _compressed(dataset(p), syntax, **options))
+
+
+def _mono2_16bit(picture: np.ndarray) -> Dataset:
+    """As `_mono2_12bit`, with all 16 bits stored."""
+    return _mono2_12bit(picture, bits_stored=16)
+
+
 RECIPES: dict[str, _Recipe] = {
-    "explicit-le-mono2": _Recipe(
-        ExplicitVRLittleEndian, lambda p: _written(_mono2_12bit(p), ExplicitVRLittleEndian)
-    ),
-    "implicit-le-mono1": _Recipe(
-        ImplicitVRLittleEndian, lambda p: _written(_mono1_12bit(p), ImplicitVRLittleEndian)
-    ),
-    "deflated-explicit-le": _Recipe(
-        DeflatedExplicitVRLittleEndian,
-        lambda p: _written(_mono2_12bit(p), DeflatedExplicitVRLittleEndian),
-    ),
-    "explicit-be-signed": _Recipe(
-        ExplicitVRBigEndian, lambda p: _written(_signed(p), ExplicitVRBigEndian)
-    ),
-    "explicit-le-8bit": _Recipe(
-        ExplicitVRLittleEndian, lambda p: _written(_mono2_8bit(p), ExplicitVRLittleEndian)
-    ),
-    "explicit-le-rescale": _Recipe(
-        ExplicitVRLittleEndian, lambda p: _written(_rescaled(p), ExplicitVRLittleEndian)
-    ),
-    "explicit-le-modality-lut": _Recipe(
-        ExplicitVRLittleEndian, lambda p: _written(_modality_lut(p), ExplicitVRLittleEndian)
-    ),
-    "explicit-le-16bit-window-misfit": _Recipe(
-        ExplicitVRLittleEndian,
-        lambda p: _written(_misfit_window_16bit(p), ExplicitVRLittleEndian),
-        derived_window=True,
+    "explicit-le-mono2": _native(ExplicitVRLittleEndian, _mono2_12bit),
+    "implicit-le-mono1": _native(ImplicitVRLittleEndian, _mono1_12bit),
+    "deflated-explicit-le": _native(DeflatedExplicitVRLittleEndian, _mono2_12bit),
+    "explicit-be-signed": _native(ExplicitVRBigEndian, _signed),
+    "explicit-le-8bit": _native(ExplicitVRLittleEndian, _mono2_8bit),
+    "explicit-le-rescale": _native(ExplicitVRLittleEndian, _rescaled),
+    "explicit-le-modality-lut": _native(ExplicitVRLittleEndian, _modality_lut),
+    "explicit-le-16bit-window-misfit": _native(
+        ExplicitVRLittleEndian, _misfit_window_16bit, derived_window=True
     ),
     "legacy-no-file-meta": _Recipe("", lambda p: _legacy(_mono2_12bit(p))),
-    "jpeg-baseline-8bit": _Recipe(
-        JPEGBaseline8Bit, lambda p: _dcmcjpeg(_mono2_8bit(p), JPEGBaseline8Bit)
-    ),
-    "jpeg-extended-12bit": _Recipe(
-        JPEGExtended12Bit, lambda p: _dcmcjpeg(_mono2_12bit(p), JPEGExtended12Bit)
-    ),
-    "jpeg-lossless": _Recipe(JPEGLossless, lambda p: _dcmcjpeg(_mono2_12bit(p), JPEGLossless)),
-    "jpeg-lossless-sv1-mono1": _Recipe(
-        JPEGLosslessSV1, lambda p: _dcmcjpeg(_mono1_12bit(p), JPEGLosslessSV1)
-    ),
-    "jpeg-ls-lossless-signed": _Recipe(
-        JPEGLSLossless, lambda p: _compressed(_signed(p), JPEGLSLossless)
-    ),
-    "jpeg-ls-near-lossless-cr": _Recipe(
-        JPEGLSNearLossless, lambda p: _compressed(_cr_plate(p), JPEGLSNearLossless, jls_error=3)
-    ),
-    "j2k-lossless": _Recipe(
-        JPEG2000Lossless, lambda p: _compressed(_mono2_12bit(p), JPEG2000Lossless)
-    ),
+    "jpeg-baseline-8bit": _by_dcmcjpeg(JPEGBaseline8Bit, _mono2_8bit),
+    "jpeg-extended-12bit": _by_dcmcjpeg(JPEGExtended12Bit, _mono2_12bit),
+    "jpeg-lossless": _by_dcmcjpeg(JPEGLossless, _mono2_12bit),
+    "jpeg-lossless-sv1-mono1": _by_dcmcjpeg(JPEGLosslessSV1, _mono1_12bit),
+    "jpeg-ls-lossless-signed": _by_pydicom(JPEGLSLossless, _signed),
+    "jpeg-ls-near-lossless-cr": _by_pydicom(JPEGLSNearLossless, _cr_plate, jls_error=3),
+    "j2k-lossless": _by_pydicom(JPEG2000Lossless, _mono2_12bit),
     "j2k-lossless-signed-unsigned-codestream": _Recipe(
         JPEG2000Lossless, lambda p: dicom_files.to_bytes(_signed_in_unsigned_codestream(p))
     ),
-    "j2k-lossy-cr": _Recipe(JPEG2000, lambda p: _compressed(_cr_plate(p), JPEG2000, j2k_cr=[15])),
-    "rle-16bit": _Recipe(
-        RLELossless, lambda p: _compressed(_mono2_12bit(p, bits_stored=16), RLELossless)
-    ),
+    "j2k-lossy-cr": _by_pydicom(JPEG2000, _cr_plate, j2k_cr=[15]),
+    "rle-16bit": _by_pydicom(RLELossless, _mono2_16bit),
     "jpeg-ls-cut-short": _Recipe(
         JPEGLSLossless,
         lambda p: _cut_short(_compressed(_mono2_12bit(p), JPEGLSLossless)),

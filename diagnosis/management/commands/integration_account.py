@@ -14,7 +14,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from diagnosis import access, roles
+from accounts import roles, tokens
 
 
 class Command(BaseCommand):
@@ -36,11 +36,11 @@ class Command(BaseCommand):
             user = User.objects.filter(username=name).first()
             if user is None or not roles.is_integration(user):
                 raise CommandError(f"{name} is not an integration account.")
-            revoked = access.integration_tokens_revoke(user=user)
+            revoked = tokens.integration_tokens_revoke(user=user)
             self.stdout.write(f"Integration account {name}: {revoked} token(s) revoked.")
             return
         user = self._account(User, name)
-        issued = access.integration_token_issue(user=user, client=client or name)
+        issued = tokens.integration_token_issue(user=user, client=client or name)
         token = issued.token
         # The secret is shown this once (only its digest is kept); the last word is the token.
         self.stdout.write(

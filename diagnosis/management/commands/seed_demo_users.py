@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
-from diagnosis import roles
+from accounts import roles
 
 DEMO_PASSWORD = "chestnet-demo"  # noqa: S105 - documented demo password, local runs only
 DEMO_USERS = {

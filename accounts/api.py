@@ -18,9 +18,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts import lockout, tokens
 from accounts.authentication import ApiTokenAuthentication
 from chestnet_site.throttling import AnonRateThrottle
-from diagnosis import access
 
 # A client that does not name itself is named by the first characters of its User-Agent.
 USER_AGENT_SHOWN = 60
@@ -79,11 +79,11 @@ class TokenLoginApi(APIView):
             # django-axes marks the request it refused (or just locked) while authenticating.
             if getattr(request, "axes_locked_out", False):
                 credentials = getattr(request, "axes_credentials", None)
-                return access.lockout_response(request, None, credentials)
+                return lockout.lockout_response(request, None, credentials)
             raise ValidationError(serializer.errors)
         data = serializer.validated_data
         client = data.get("client") or request.headers.get("User-Agent", "")[:USER_AGENT_SHOWN]
-        issued = access.api_login(request=request, user=data["user"], client=client)
+        issued = tokens.api_login(request=request, user=data["user"], client=client)
         token = issued.token
         expiry = serializers.DateTimeField().to_representation(token.expiry)
         return Response({"token": issued.secret, "expiry": expiry, "client": token.client})
@@ -98,7 +98,7 @@ class TokenLogoutApi(APIView):
 
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request) -> Response:
-        access.api_logout(request=request)
+        tokens.api_logout(request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -116,7 +116,7 @@ class TokenLogoutAllApi(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        return Response({"revoked": access.api_logout(request=request, everything=True)})
+        return Response({"revoked": tokens.api_logout(request=request, everything=True)})
 
 
 class ApiDocsView(SpectacularSwaggerView):

@@ -27,6 +27,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from devtools.lifetimes import StartStop
+
 _serial = itertools.count()
 
 
@@ -73,7 +75,7 @@ class Host:
         return subprocess.run(command, capture_output=True, timeout=timeout + 30).returncode == 0
 
 
-class Network:
+class Network(StartStop):
     """A bridge with `hosts` namespaces on it, named and numbered for this process so that
     runs side by side do not meet. A context manager: on exit (and when making it failed
     half-way) every namespace, veth pair and the bridge are deleted."""
@@ -86,17 +88,6 @@ class Network:
         self.hosts = [Host(f"chestnet-{tag}-{i}", f"{subnet}.{10 + i}") for i in range(hosts)]
         self._veths = [f"cnv{tag}h{i}" for i in range(hosts)]
         self._made: list[list[str]] = []  # `ip` arguments that undo what was made, in order
-
-    def __enter__(self) -> Network:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         _ip("link", "add", self.bridge, "type", "bridge")
@@ -137,7 +128,7 @@ def _free_subnet() -> str:
     raise RuntimeError("no free 10.231.x.0/24 subnet")
 
 
-class TcpRelay:
+class TcpRelay(StartStop):
     """Publishes a service this machine has on loopback (the central PostgreSQL, which must
     not be reconfigured) at another local address: connections to `.host`:`.port` are
     piped, in threads of this process, to `target`. A context manager; stopping it closes
@@ -151,13 +142,6 @@ class TcpRelay:
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
-
-    def __enter__(self) -> TcpRelay:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         self._spawn(self._accept_loop)

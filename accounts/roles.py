@@ -1,4 +1,5 @@
-"""Roles are Django groups, so admins manage them in the Django admin."""
+"""Roles are Django groups, so admins manage them in the Django admin. What each role may
+do is decided in `accounts.permissions`."""
 
 from __future__ import annotations
 

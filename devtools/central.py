@@ -1,4 +1,4 @@
-"""The central host of a test network (tests.support.netns): what a worker on another host
+"""The central host of a test network (devtools.netns): what a worker on another host
 needs, offered on the bridge address only. PostgreSQL stays where it is (on loopback, not
 reconfigured) and is reached through a relay; Redis and the object store (SeaweedFS) are
 started here, bound to the bridge address. `worker_env(home)` is a worker's whole view of
@@ -13,28 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from chestnet_site import local_redis
-from tests.support.netns import Host, Network, TcpRelay
-from tests.support.stack import start_worker, stop_worker
+from devtools import local_redis
+from devtools.lifetimes import StartStop
+from devtools.netns import Host, Network, TcpRelay
+from devtools.seaweedfs import SeaweedFS
+from devtools.workers import start_worker, stop_worker
 
 
-class CentralHost:
+class CentralHost(StartStop):
     def __init__(self, network: Network, directory: Path, *, database_url: str) -> None:
         """`database_url`: the PostgreSQL database as this process reaches it (loopback)."""
         self.network, self.directory = network, directory
         self._database = urlsplit(database_url)
         self._stack = ExitStack()
 
-    def __enter__(self) -> CentralHost:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def start(self) -> None:
-        from tests.support.seaweedfs import SeaweedFS
-
         address = self.network.central
         with ExitStack() as stack:  # a failed start undoes what it made
             target = (self._database.hostname or "127.0.0.1", self._database.port or 5432)
