@@ -311,6 +311,16 @@ class Prediction(ModelResult):
     def is_flagged(self) -> bool:
         return self.label == "PNEUMONIA"
 
+    def verdict(self) -> dict[str, Any]:
+        """What the AI said of the image, as a signed report keeps it and the PACS gets it."""
+        return {
+            "probability": self.probability,
+            "label": self.label,
+            "threshold": self.threshold,
+            "uncertainty": self.uncertainty,
+            "model_version": self.model_version,
+        }
+
 
 class PriorPrediction(ModelResult):
     """A prediction replaced by a re-run with another model version, kept unchanged."""

@@ -91,15 +91,7 @@ def _header(image: Any) -> Dataset:
 def _result(image: Any, source: Dataset) -> objects.AiResult:
     prediction = getattr(image, "prediction", None)
     if image.status == "done" and prediction is not None:
-        return objects.AiResult(
-            source=source,
-            analysed=True,
-            model_version=prediction.model_version,
-            probability=prediction.probability,
-            label=prediction.label,
-            threshold=prediction.threshold,
-            uncertainty=prediction.uncertainty,
-        )
+        return objects.AiResult(source=source, analysed=True, **prediction.verdict())
     return objects.AiResult(
         source=source,
         analysed=False,

@@ -240,15 +240,8 @@ def _ai_results(case: Case, agreement: Mapping[int, bool]) -> list[dict[str, Any
         entry: dict[str, Any] = {"image": image.pk, "status": image.status}
         prediction = getattr(image, "prediction", None)
         if image.status == Image.Status.DONE and prediction is not None:
-            entry.update(
-                probability=prediction.probability,
-                label=prediction.label,
-                threshold=prediction.threshold,
-                uncertainty=prediction.uncertainty,
-                model_version=prediction.model_version,
-                prediction_id=prediction.pk,
-                agrees=agreement.get(image.pk),
-            )
+            entry.update(prediction.verdict())
+            entry.update(prediction_id=prediction.pk, agrees=agreement.get(image.pk))
         elif image.status == Image.Status.REFUSED:
             entry.update(
                 refusal_reason=image.refusal_reason,

@@ -10,6 +10,8 @@
 // CT images (Modality CT) get the usual Hounsfield windows instead.
 import { metaData, utilities } from "@cornerstonejs/core";
 
+import { minMax } from "./greyImage.js";
+
 const { toLowHighRange } = utilities.windowLevel;
 
 export const PRESETS = [
@@ -131,13 +133,7 @@ export function pixelStats(image) {
   const scaled = image.preScale?.scaled;
   const slope = scaled ? 1 : (image.slope ?? 1);
   const intercept = scaled ? 0 : (image.intercept ?? 0);
-  let min = Infinity;
-  let max = -Infinity;
-  for (let i = 0; i < data.length; i++) {
-    const v = data[i];
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
+  const [min, max] = minMax(data);
   const bins = new Uint32Array(4096);
   const scale = max > min ? (bins.length - 1) / (max - min) : 0;
   for (let i = 0; i < data.length; i++) bins[Math.round((data[i] - min) * scale)]++;
