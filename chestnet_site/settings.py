@@ -605,7 +605,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"refusal_in_one_line": {"()": "chestnet_site.log_filters.RefusalInOneLine"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    # pynetdicom logs every association at INFO (the health check's C-ECHO among them).
-    "loggers": {"django.request": {"level": "WARNING"}, "pynetdicom": {"level": "WARNING"}},
+    "loggers": {
+        # A 403 is one line with its reason, not a traceback.
+        "django.request": {"level": "WARNING", "filters": ["refusal_in_one_line"]},
+        # pynetdicom logs every association at INFO (the health check's C-ECHO among them).
+        "pynetdicom": {"level": "WARNING"},
+    },
 }

@@ -384,7 +384,8 @@ def version_activate(request: HttpRequest, version_id: int) -> HttpResponse:
             override_reason=form.cleaned_data["override_reason"],
         )
     except rollout.ActivationRefused as exc:
-        messages.error(request, str(exc))
+        # Shown beside the override field the page opens at, not above it out of sight.
+        messages.error(request, str(exc), extra_tags="inline")
         query = urlencode({"override": form.cleaned_data["operating_point"]})
         return redirect(f"{page}?{query}#activate-form")
     except services.ServiceError as exc:
@@ -409,7 +410,7 @@ def version_rollback(request: HttpRequest, activation_id: int) -> HttpResponse:
             activation=activation, user=request.user, override_reason=reason
         )
     except rollout.ActivationRefused as exc:
-        messages.error(request, str(exc))
+        messages.error(request, str(exc), extra_tags="inline")
         query = urlencode({"override": activation.pk})
         return redirect(f"{reverse('mlops:version_list')}?{query}#rollback-{activation.pk}")
     except services.ServiceError as exc:

@@ -90,6 +90,15 @@
     section.appendChild(p);
     var pre = document.createElement("pre"); pre.className = "report-text"; pre.textContent = review.report;
     section.appendChild(pre);
+    // Beside each image: whether the radiologist agreed with the AI on it.
+    (review.ai_results || []).forEach(function (entry) {
+      var line = document.querySelector('[data-image-id="' + entry.image + '"] [data-agreement]');
+      if (!line) return;
+      var known = entry.agrees === true || entry.agrees === false;
+      line.hidden = !known;
+      line.textContent = known ? "The radiologist " + (entry.agrees ? "agrees" : "disagrees") +
+        " with the AI on this image." : "";
+    });
   }
   // "2026-11-30 14:05": the site's wall-clock time, as the API gives it and the page's
   // first render writes it (not the browser's zone).

@@ -69,6 +69,25 @@ def test_one_answer_for_all_images_still_works(client_for, radiologist):
     assert [e.get("agrees") for e in review.ai_results] == [True, True, None]
 
 
+def test_the_clinicians_page_leads_with_the_report_and_each_images_agreement(
+    client_for, radiologist
+):
+    case, (first, second, refused) = _three_image_case(radiologist)
+    _sign(
+        client_for(radiologist), case, **{f"agrees_{first.pk}": "yes", f"agrees_{second.pk}": "no"}
+    )
+    page = client_for(case.owner).get(reverse("case_detail", args=[case.pk])).content.decode()
+    assert page.index('id="report"') < page.index('class="card image-card"')
+    assert page.index("Right lower lobe consolidation.") < page.index(f'data-image-id="{first.pk}"')
+
+    def card(image):
+        return page[page.index(f'data-image-id="{image.pk}"') :].split("</section>")[0]
+
+    assert "The radiologist agrees with the AI on this image." in card(first)
+    assert "The radiologist disagrees with the AI on this image." in card(second)
+    assert "data-agreement hidden>" in card(refused)  # nothing to agree with
+
+
 def test_the_amend_form_starts_from_the_current_report(client_for, radiologist):
     case, (first, second, _) = _three_image_case(radiologist)
     client = client_for(radiologist)

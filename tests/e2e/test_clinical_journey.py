@@ -125,6 +125,12 @@ def test_upload_live_result_review_and_sign(login, live_server, worker, tmp_path
     page.wait_for_selector("text=Right perihilar opacity")
     assert "Finding: Other" in page.inner_text("#report")  # in words, with the signing time
     assert " on 20" in page.inner_text("#report")
+    # The open page says, beside each analysed image, that the radiologist disagreed.
+    for image in case.images.filter(status="done"):
+        line = page.locator(f"[data-image-id='{image.pk}'] [data-agreement]")
+        assert line.inner_text() == "The radiologist disagrees with the AI on this image."
+    report_top = page.locator("#report").bounding_box()["y"]
+    assert report_top < page.locator(".image-card >> nth=0").bounding_box()["y"]
     page.screenshot(path=str(SHOTS / "05-clinician-sees-report.png"), full_page=True)
 
     # The administrator reads the audit trail of the case: who viewed, claimed and signed.

@@ -417,6 +417,13 @@ def test_browser_refusal_shows_the_floors_then_an_override_activates(
     text = refused.content.decode()
     assert "was not activated" in text and "ROC AUC 0.550 below 0.95" in text
     assert "rests on 8 image(s), fewer than 200" in text
+    # The reason stands inside the form the page opens at, beside the override field,
+    # and once: not in the flash above the page, scrolled out of sight.
+    form = text[text.index('id="activate-form"') :].split("</form>")[0]
+    assert "was not activated" in form and form.index("data-inline-message") < form.index(
+        'id="override-field"'
+    )
+    assert text.count("was not activated") == 1
     assert 'name="override_reason"' in text and "Activate below the floors" in text
     assert not ModelVersion.objects.filter(is_active=True).exists()
 
@@ -443,6 +450,8 @@ def test_browser_rollback_under_the_floors(rolled_forward, admin_user, client_fo
     assert refused.redirect_chain[-1][0].endswith(f"?override={earlier.pk}#rollback-{earlier.pk}")
     text = refused.content.decode()
     assert "ROC AUC 0.600 below 0.95" in text and "Roll back below the floors" in text
+    row_form = text[text.index(f'id="rollback-{earlier.pk}"') :].split("</form>")[0]
+    assert "ROC AUC 0.600 below 0.95" in row_form and text.count("ROC AUC 0.600 below") == 1
     assert ModelVersion.objects.get(is_active=True) == v2
 
     done = client.post(url, {"override_reason": "v2 misreads portable films"}, follow=True)
