@@ -14,12 +14,14 @@ import {
 
 import { responseBytes } from "./deflated.js";
 import { registerDicomLoader } from "./dicomLoader.js";
+import { lowerLibraryNotes } from "./libraryLog.js";
 import { registerRasterLoader } from "./rasterLoader.js";
 
 let ready = null;
 
 export function initCornerstone() {
   ready ||= (async () => {
+    lowerLibraryNotes();
     await coreInit();
     dicomLoaderInit({ maxWebWorkers: 1, beforeProcessing: responseBytes });
     registerDicomLoader();

@@ -5,7 +5,15 @@
 // is templates/diagnosis/_image_viewer.html. Where the browser cannot decode the original, or
 // what it drew is one flat grey, the server's rendering (the worker's preview) is shown
 // instead, with a banner saying so: never a silent black or white canvas.
-import { Enums, RenderingEngine, eventTarget, imageLoader, metaData, utilities } from "@cornerstonejs/core";
+import {
+  Enums,
+  RenderingEngine,
+  cache,
+  eventTarget,
+  imageLoader,
+  metaData,
+  utilities,
+} from "@cornerstonejs/core";
 import {
   Enums as ToolEnums,
   LengthTool,
@@ -71,9 +79,14 @@ export class Viewer {
         ? dicomImageId(url)
         : rasterImageId(url, this.data.originalFormat);
     this.fitElement();
-    this.image = await imageLoader.loadAndCacheImage(this.imageId).catch((error) => {
+    // Loaded, then cached: Cornerstone's loadAndCacheImage leaves a failed load's rejection
+    // unhandled in its cache (an uncaught error in the console, besides the banner).
+    this.image = await imageLoader.loadImage(this.imageId).catch((error) => {
       throw loadError(error);
     });
+    if (!cache.getImageLoadObject(this.imageId)) {
+      await cache.putImageLoadObject(this.imageId, { promise: Promise.resolve(this.image) });
+    }
     const rendering = renderingEngine();
     rendering.enableElement({
       viewportId: this.id,
@@ -82,6 +95,7 @@ export class Viewer {
       defaultOptions: { background: [0, 0, 0] },
     });
     this.viewport = rendering.getViewport(this.id);
+    this.takeKeyboard();
     this.setUpTools(rendering.id);
     await this.viewport.setStack([this.imageId]);
     this.defaultInvert = Boolean(this.viewport.getProperties().invert);
@@ -104,10 +118,31 @@ export class Viewer {
     this.status("");
   }
 
+  // Cornerstone makes the element it draws in unreachable by Tab (tabindex -1): the image is
+  // where the arrow keys pan and Shift+arrows window, so Tab reaches it, named for a reader.
+  // Its key listener there cancels every key's default action, so that Tab would never leave
+  // the image, nor would the browser's Ctrl/Alt keys (access keys) work: those keys are
+  // stopped on the way down (never cancelled) and do what they do elsewhere.
+  takeKeyboard() {
+    this.element.tabIndex = 0;
+    const passes = (event) => event.key === "Tab" || event.ctrlKey || event.altKey || event.metaKey;
+    const pass = (event) => {
+      if (event.target === this.element && passes(event)) event.stopPropagation();
+    };
+    this.root.addEventListener("keydown", pass, { capture: true });
+    if (!this.element.getAttribute("aria-label")) {
+      this.element.setAttribute(
+        "aria-label",
+        `Image ${this.data.imageId}: arrow keys pan, Shift+arrows window/level, ? help`,
+      );
+    }
+  }
+
   // The server's rendering instead of the original, with a banner that says so.
   fail(error) {
     this.root.classList.remove("cn-ready");
     this.root.classList.add("cn-failed");
+    this.element.tabIndex = -1; // hidden now: Tab goes past it
     const fallback = this.$("[data-fallback]");
     const rendered = Boolean(fallback?.dataset.src);
     const message = this.$("[data-viewer-error]");

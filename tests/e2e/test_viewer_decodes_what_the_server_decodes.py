@@ -98,7 +98,7 @@ class Shown:
     sample: transfer_syntaxes.Sample
     preview: np.ndarray  # the worker's 8-bit preview, as served
     seen: dict[str, Any]
-    page_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)  # exceptions and console errors
 
     @property
     def drawn(self) -> np.ndarray:
@@ -204,8 +204,9 @@ def _signed_in(browser, base: str, init_script: str = "") -> tuple[Any, list[str
     local = (base, f"blob:{base}", "data:")
     context.on("request", lambda r: None if r.url.startswith(local) else offsite.append(r.url))
     page = context.new_page()
-    page.errors = []
+    page.errors = []  # uncaught exceptions and console errors: none on any file
     page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.on("console", lambda m: m.type == "error" and page.errors.append(f"console: {m.text}"))
     page.goto(f"{base}/accounts/login/")
     page.fill("input[name=username]", RADIOLOGIST)
     page.fill("input[name=password]", "pw-for-tests")
@@ -283,6 +284,7 @@ def test_a_16_bit_dx_whose_stored_window_misses_its_values_opens_with_the_pixels
     result = _of(shown, "explicit-le-16bit-window-misfit")
     seen = result.seen
     assert (seen["windowSource"], seen["windowLabel"]) == ("pixels", "Window from pixel data")
+    assert result.page_errors == []
     values = pydicom.dcmread(io.BytesIO(result.sample.data)).pixel_array.astype(float)
     low, high = np.percentile(values, [0.5, 99.5])  # 272 x 320: the server samples every pixel
     assert seen["voi"]["lower"] == pytest.approx(low, abs=0.5)
@@ -295,9 +297,10 @@ def test_a_16_bit_dx_whose_stored_window_misses_its_values_opens_with_the_pixels
 def test_a_file_the_browser_cannot_decode_shows_the_servers_rendering_with_a_banner(shown):
     """Its JPEG-LS stream is cut short: the server's decoder reads what is there, the
     browser's refuses it."""
-    seen = _of(shown, "jpeg-ls-cut-short").seen
-    _shows_the_servers_rendering(seen)
-    assert "JPEG-LS" in seen["banner"]  # and says why
+    result = _of(shown, "jpeg-ls-cut-short")
+    _shows_the_servers_rendering(result.seen)
+    assert "JPEG-LS" in result.seen["banner"]  # and says why
+    assert result.page_errors == []  # the banner says it; the console has no error
 
 
 def test_a_flat_drawing_shows_the_servers_rendering_with_a_banner(shown):
@@ -306,6 +309,7 @@ def test_a_flat_drawing_shows_the_servers_rendering_with_a_banner(shown):
     seen = shown.flat.seen
     _shows_the_servers_rendering(seen)
     assert "flat grey" in seen["banner"]
+    assert shown.flat.page_errors == []
 
 
 def test_nothing_is_fetched_from_elsewhere(shown):
