@@ -24,7 +24,6 @@ from accounts.permissions import ClaimsCases, CreatesCases, HasWorklist, SignsRe
 from chestnet_site.middleware import INTERNAL_ERROR_MESSAGE, unavailable_message
 from diagnosis import selectors, services
 from diagnosis.files import file_response
-from diagnosis.models import AuditEvent
 from diagnosis.serializers import (
     CaseCreateSerializer,
     CaseSerializer,
@@ -126,13 +125,7 @@ class CaseDetailApi(APIView):
     def get(self, request: Request, case_id: int) -> Response:
         case = selectors.case_get_for_user(user=request.user, case_id=case_id)
         # Every view is audited; a page polling the case is recorded once per few minutes.
-        services.audit_record(
-            actor=request.user,
-            action=AuditEvent.Action.VIEWED,
-            case=case,
-            detail="api",
-            coalesce=True,
-        )
+        services.case_viewed_audit(user=request.user, case=case, detail="api", coalesce=True)
         return Response(CaseSerializer(case).data)
 
 

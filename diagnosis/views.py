@@ -32,7 +32,7 @@ from accounts.permissions import (
 from diagnosis import selectors, services
 from diagnosis.files import file_response
 from diagnosis.forms import CaseForm, ReassignForm, ReviewForm
-from diagnosis.models import AuditEvent, Case, Review
+from diagnosis.models import Case, Review
 from diagnosis.worklist import (
     WORKLIST_SORTS,
     InvalidCursor,
@@ -79,7 +79,7 @@ def case_new(request: HttpRequest) -> HttpResponse:
 @require_GET
 def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
     case = selectors.case_get_for_user(user=request.user, case_id=case_id)
-    services.audit_record(actor=request.user, action=AuditEvent.Action.VIEWED, case=case)
+    services.case_viewed_audit(user=request.user, case=case)
     form = ReassignForm() if roles.is_admin(request.user) else None
     return _case_page(request, case, reassign_form=form)
 
@@ -105,9 +105,7 @@ def report_reassign(request: HttpRequest, case_id: int) -> HttpResponse:
     form = ReassignForm(request.POST)
     if not form.is_valid():
         # The page again (a view of the case), with the form and what is wrong with it.
-        services.audit_record(
-            actor=request.user, action=AuditEvent.Action.VIEWED, case=case, coalesce=True
-        )
+        services.case_viewed_audit(user=request.user, case=case, coalesce=True)
         messages.error(request, "Choose a radiologist and give the reason in words.")
         return _case_page(request, case, reassign_form=form, status=400)
     try:
@@ -266,9 +264,7 @@ def case_review(request: HttpRequest, case_id: int) -> HttpResponse:
             messages.success(request, "Report signed.")
             return redirect("case_review", case_id=case.pk)
     elif request.method == "GET":
-        services.audit_record(
-            actor=request.user, action=AuditEvent.Action.VIEWED, case=case, detail="review page"
-        )
+        services.case_viewed_audit(user=request.user, case=case, detail="review page")
     return render(
         request,
         "diagnosis/review.html",
@@ -337,13 +333,7 @@ def case_review_live(request: HttpRequest, case_id: int) -> JsonResponse:
     panel and every image card, rendered by the templates the page was rendered with.
     Audited like the API's poll: a view of the case, recorded once per few minutes."""
     case = selectors.case_get_for_user(user=request.user, case_id=case_id)
-    services.audit_record(
-        actor=request.user,
-        action=AuditEvent.Action.VIEWED,
-        case=case,
-        detail="review page",
-        coalesce=True,
-    )
+    services.case_viewed_audit(user=request.user, case=case, detail="review page", coalesce=True)
     current = selectors.review_current(case=case)
     context = _review_context(
         request, case, current=current, form=ReviewForm(case=case, current=current)

@@ -8,7 +8,7 @@ re-exports; the modules import each other directly."""
 
 from chestnet_site.errors import ServiceError
 from diagnosis.services.analysis import images_claim, images_fail, inference_run
-from diagnosis.services.audit import audit_record, cases_listed_audit
+from diagnosis.services.audit import audit_record, case_viewed_audit, cases_listed_audit
 from diagnosis.services.case_status import case_refresh_status
 from diagnosis.services.files import StoredFile, image_file_open
 from diagnosis.services.header import image_header_for_user
@@ -74,6 +74,7 @@ __all__ = [
     "audit_record",
     "case_claim",
     "case_create",
+    "case_viewed_audit",
     "case_delete",
     "case_pacs_failure_set",
     "case_pacs_retry_audit",

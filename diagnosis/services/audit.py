@@ -57,6 +57,14 @@ def _recently_recorded(event: AuditEvent) -> bool:
 _SAME_EVENT = ("actor", "action", "case_ref", "detail", "subjects")
 
 
+def case_viewed_audit(*, user, case: Case, detail: str = "", coalesce: bool = False) -> None:
+    """A person looked at a case (a page, the API, a page's poll: `detail` says which);
+    a polling page is recorded once per CHESTNET_AUDIT_COALESCE_S (`coalesce`)."""
+    audit_record(
+        actor=user, action=AuditEvent.Action.VIEWED, case=case, detail=detail, coalesce=coalesce
+    )
+
+
 def cases_listed_audit(*, user, cases: Sequence[Case], listing: str) -> None:
     """A list showing patient identifiers was shown: which cases, to whom (coalesced)."""
     audit_record(
