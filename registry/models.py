@@ -5,11 +5,10 @@ move was a change of code, not of data."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from chestnet_site.history import PROTECT_HISTORY
+from chestnet_site.history import person_field
 from ml.artifact import ModelCard
 
 
@@ -30,9 +29,7 @@ class ModelVersion(models.Model):
     is_active = models.BooleanField(default=False)
     active_threshold = models.FloatField(null=True, blank=True)
     operating_point = models.CharField(max_length=100, blank=True)
-    activated_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
-    )
+    activated_by = person_field()
     activated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -65,9 +62,7 @@ class Activation(models.Model):
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="activations")
     threshold = models.FloatField()
     operating_point = models.CharField(max_length=100)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=PROTECT_HISTORY, null=True, related_name="+"
-    )
+    actor = person_field()
     # Why the version was activated although its evidence fell below the activation floors
     # (mlops.rollout); empty for an activation that met them, or the first install's default.
     override_reason = models.TextField(blank=True)
