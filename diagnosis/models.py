@@ -260,6 +260,7 @@ class Image(models.Model):
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
     bits_stored = models.PositiveSmallIntegerField(null=True, blank=True)
+    view_position = models.CharField(max_length=16, blank=True)  # PA, AP, LL...: "" unknown
 
     class Meta:
         ordering = ["pk"]

@@ -54,6 +54,32 @@ def image_get_for_user(*, user, image_id: int) -> Image:
     )
 
 
+PRIORS_SHOWN = 10
+
+
+def case_priors(*, user, case: Case, limit: int = PRIORS_SHOWN) -> list[Case]:
+    """The same patient's earlier cases that `user` may see, newest first, with their images
+    and signed reports: a reader compares a film with the last ones. The same patient is the
+    same Patient ID from the same issuer (Issuer of Patient ID; two cases that both lack one
+    count as the same issuer, one with and one without do not). A case without a Patient ID
+    has no priors. Earlier: an earlier study time (the study's, else the upload's)."""
+    if not case.patient_id.strip():
+        return []
+    earlier = Q(study_time__lt=case.study_time) | Q(study_time=case.study_time, pk__lt=case.pk)
+    images = Image.objects.select_related("prediction").order_by("pk")
+    reviews = Review.objects.select_related("author").order_by("-version")
+    priors = (
+        case_list_for(user=user)
+        .filter(earlier, patient_id=case.patient_id, issuer_of_patient_id=case.issuer_of_patient_id)
+        .exclude(pk=case.pk)
+        .prefetch_related(
+            Prefetch("images", queryset=images), Prefetch("reviews", queryset=reviews)
+        )
+        .order_by("-study_time", "-pk")
+    )
+    return list(priors[:limit])
+
+
 @dataclass(frozen=True)
 class ImageRow:
     """An image as a page shows it: with what the AI said when the current report version

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from diagnosis import audit_views, views
+from diagnosis import audit_views, review_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,8 +11,12 @@ urlpatterns = [
     path("cases/<int:case_id>/", views.case_detail, name="case_detail"),
     path("cases/<int:case_id>/claim/", views.case_claim, name="case_claim"),
     path("cases/<int:case_id>/release/", views.case_release, name="case_release"),
-    path("cases/<int:case_id>/review/", views.case_review, name="case_review"),
-    path("cases/<int:case_id>/review/live/", views.case_review_live, name="case_review_live"),
+    path("cases/<int:case_id>/review/", review_views.case_review, name="case_review"),
+    path(
+        "cases/<int:case_id>/review/live/",
+        review_views.case_review_live,
+        name="case_review_live",
+    ),
     path("cases/<int:case_id>/reassign/", views.report_reassign, name="report_reassign"),
     path("images/<int:image_id>/retry/", views.image_retry, name="image_retry"),
     path("images/<int:image_id>/<str:kind>/", views.image_file, name="image_file"),

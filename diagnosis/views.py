@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -31,8 +30,8 @@ from accounts.permissions import (
 )
 from diagnosis import selectors, services
 from diagnosis.files import file_response
-from diagnosis.forms import CaseForm, ReassignForm, ReviewForm
-from diagnosis.models import Case, Review
+from diagnosis.forms import CaseForm, ReassignForm
+from diagnosis.models import Case
 from diagnosis.worklist import (
     WORKLIST_SORTS,
     InvalidCursor,
@@ -248,118 +247,3 @@ def _claim_action(request: HttpRequest, case_id: int, action: Callable[..., Any]
         messages.error(request, str(exc))
         return False
     return True
-
-
-@radiologist_required
-def case_review(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = selectors.case_get_for_user(user=request.user, case_id=case_id)
-    current = selectors.review_current(case=case)
-    form = ReviewForm(request.POST or None, case=case, current=current)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.review_submit(case=case, author=request.user, **form.review_fields())
-        except services.ServiceError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, "Report signed.")
-            return redirect("case_review", case_id=case.pk)
-    elif request.method == "GET":
-        services.case_viewed_audit(user=request.user, case=case, detail="review page")
-    return render(
-        request,
-        "diagnosis/review.html",
-        _review_context(request, case, current=current, form=form),
-        status=400 if request.method == "POST" else 200,
-    )
-
-
-def _review_context(
-    request: HttpRequest, case: Case, *, current: Review | None, form: ReviewForm
-) -> dict[str, Any]:
-    """What the review page shows, for its first render and its live fragments alike;
-    `live` holds the versions static/js/review_live.js compares."""
-    rows = selectors.image_rows(case=case)
-    return {
-        "case": case,
-        "review": current,
-        "rows": [(row, form.agreement_field(row.image)) for row in rows],
-        "form": form,
-        "intended_use": INTENDED_USE,
-        "claimed_by_other": case.claimed_by_id not in (None, request.user.pk),
-        "may_sign": case.status == Case.Status.AWAITING_REVIEW
-        and case.claimed_by_id == request.user.pk,
-        "may_amend": case.status == Case.Status.REPORTED
-        and case.report_owner_id == request.user.pk,
-        "live": _review_live_versions(case, rows, current),
-    }
-
-
-def _review_live_versions(
-    case: Case, rows: list[selectors.ImageRow], current: Review | None
-) -> dict[str, str]:
-    """`panel`: what the side panel depends on (status, claim, report version and owner,
-    the analysed images); `version`: that and every image's state, so that any change the
-    page would show is a new version."""
-    analysed = ",".join(str(row.image.pk) for row in rows if row.image.status == "done")
-    panel = ":".join(
-        str(part or "")
-        for part in (
-            case.status,
-            case.claimed_by_id,
-            current.version if current else None,
-            case.report_owner_id,
-            analysed,
-        )
-    )
-    images = [_review_image_state(row) for row in rows]
-    digest = hashlib.sha256("|".join([panel, *images]).encode()).hexdigest()[:16]
-    return {"panel": panel, "version": digest}
-
-
-def _review_image_state(row: selectors.ImageRow) -> str:
-    image = row.image
-    prediction = getattr(image, "prediction", None)
-    parts = (image.pk, image.status, prediction.pk if prediction else None, image.error)
-    more = (image.refusal_reason, image.refusal_model_version, bool(image.preview), row.is_later)
-    return ":".join(str(part) for part in (*parts, *more))
-
-
-@never_cache  # a live page's poll: never a stale copy
-@require_GET
-@radiologist_required
-def case_review_live(request: HttpRequest, case_id: int) -> JsonResponse:
-    """The open review page's poll (static/js/review_live.js). `since`: the version the
-    page shows. Unchanged, the answer is the version alone; changed, it carries the side
-    panel and every image card, rendered by the templates the page was rendered with.
-    Audited like the API's poll: a view of the case, recorded once per few minutes."""
-    case = selectors.case_get_for_user(user=request.user, case_id=case_id)
-    services.case_viewed_audit(user=request.user, case=case, detail="review page", coalesce=True)
-    current = selectors.review_current(case=case)
-    context = _review_context(
-        request, case, current=current, form=ReviewForm(case=case, current=current)
-    )
-    version = context["live"]["version"]
-    answer: dict[str, Any] = {"version": version, "changed": request.GET.get("since") != version}
-    if not answer["changed"]:
-        return JsonResponse(answer)
-    images = []
-    for number, (row, agreement) in enumerate(context["rows"], start=1):
-        card = {**context, "row": row, "agreement": agreement, "number": number}
-        images.append(
-            {
-                "id": row.image.pk,
-                "number": number,
-                "status": row.image.status,
-                "html": render_to_string("diagnosis/_live_image_card.html", card, request).strip(),
-            }
-        )
-    answer.update(
-        status=case.status,
-        status_display=case.get_status_display(),
-        claimed_by=case.claimed_by.get_username() if case.claimed_by else "",
-        claimed_by_you=case.claimed_by_id == request.user.pk,
-        panel_version=context["live"]["panel"],
-        panel=render_to_string("diagnosis/_live_review_panel.html", context, request),
-        images=images,
-    )
-    return JsonResponse(answer)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO, Final, Protocol, cast
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ml.header import HeaderFacts, element_text, read_header
+from ml.header import HeaderFacts, code_meaning, element_text, read_header
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -191,6 +191,9 @@ class Acquisition:
     width: int = 0
     height: int = 0
     bits_stored: int = 0
+    # View Position (PA, AP, LL...), else the View Code Sequence's meaning: what a reader
+    # sees in the review page's thumbnail strip. "" where the file does not say (PNG, JPEG).
+    view_position: str = ""
 
 
 def acquisition(data: bytes) -> Acquisition:
@@ -208,12 +211,18 @@ def acquisition(data: bytes) -> Acquisition:
                 width=int(ds.get("Columns", 0) or 0),
                 height=int(ds.get("Rows", 0) or 0),
                 bits_stored=int(ds.get("BitsStored", 0) or 0),
+                view_position=_view_position(ds),
             )
         with Image.open(io.BytesIO(data)) as image:
             bits = 16 if image.mode in {"I;16", "I;16B", "I;16L", "I"} else 8
             return Acquisition(image_format(data), "", "", image.width, image.height, bits)
     except Exception:  # messy headers are the norm: facts are for monitoring, never a gate
         return Acquisition()
+
+
+def _view_position(ds: Dataset) -> str:
+    view = element_text(ds, "ViewPosition") or code_meaning(ds, "ViewCodeSequence")
+    return " ".join(view.split())[:16]
 
 
 def decode(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Decoded:

@@ -28,7 +28,7 @@ class ModelVersion(models.Model):
     sha256 = models.CharField(max_length=64)
     is_active = models.BooleanField(default=False)
     active_threshold = models.FloatField(null=True, blank=True)
-    operating_point = models.CharField(max_length=100, blank=True)
+    operating_point = models.TextField(blank=True)  # whole: the card's rule is long
     activated_by = person_field()
     activated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -61,7 +61,7 @@ class Activation(models.Model):
 
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="activations")
     threshold = models.FloatField()
-    operating_point = models.CharField(max_length=100)
+    operating_point = models.TextField()
     actor = person_field()
     # Why the version was activated although its evidence fell below the activation floors
     # (mlops.rollout); empty for an activation that met them, or the first install's default.

@@ -135,7 +135,7 @@ def threshold_for(version: ModelVersion, choice: str) -> tuple[float, str]:
     """(threshold, description) for "card" or a target sensitivity such as "0.97"."""
     if choice == CARD_DEFAULT:
         card = version.model_card
-        return float(card.threshold), _CARD_PREFIX + _fitting(_rule(card.threshold_rule), 84)
+        return float(card.threshold), _CARD_PREFIX + _rule(card.threshold_rule)
     try:
         target = float(choice)
     except ValueError:
@@ -153,11 +153,3 @@ def threshold_for(version: ModelVersion, choice: str) -> tuple[float, str]:
 
 def _rule(text: str | None) -> str:
     return "as trained" if text is None else text
-
-
-def _fitting(text: str, limit: int) -> str:
-    """`text` cut at a word to at most `limit` characters, with "…" where cut
-    (Activation.operating_point holds 100 characters)."""
-    if len(text) <= limit:
-        return text
-    return text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:(") + "…"

@@ -149,7 +149,7 @@ def _analyses_store(
     Prediction.objects.bulk_create(predictions)
     fields = ["status", "preview", "preview_width", "preview_height"]
     fields += ["refusal_reason", "refusal_message", "refusal_model_version", "error"]
-    fields += ["modality", "manufacturer", "width", "height", "bits_stored"]
+    fields += ["modality", "manufacturer", "width", "height", "bits_stored", "view_position"]
     rows_update(changed, fields)
     if failed:
         Image.objects.filter(pk__in=failed).update(status=Image.Status.FAILED, error=FAILED_GENERIC)
@@ -203,6 +203,7 @@ def _acquisition_apply(image: Image, facts: Acquisition) -> None:
     image.width = facts.width or None
     image.height = facts.height or None
     image.bits_stored = facts.bits_stored or None
+    image.view_position = facts.view_position
 
 
 def _refusal_apply(image: Image, refusal: Refusal) -> None:

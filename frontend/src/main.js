@@ -1,9 +1,13 @@
 // Entry point of static/viewer/viewer.js, loaded by the review page as a module. Each
-// [data-viewer-full] element becomes a Viewer; `window.chestnetViewers` lists them (the
-// end-to-end tests read Cornerstone's viewport through it). `window.chestnetViewerStart(root)`
-// starts one on an element added to the page later (an image that arrived while it was open).
+// [data-viewer-full] element shown on the page becomes a Viewer; `window.chestnetViewers`
+// lists them (the end-to-end tests read Cornerstone's viewport through it). For the page's
+// scripts (static/js/review_room.js, review_live.js): `window.chestnetViewerStart(root)`
+// starts one on an element shown later (another layout, an image that arrived, a prior),
+// `chestnetViewerStop(root)` gives one back before its element leaves the page, and
+// `chestnetViewerLink(a, b)` links two viewers' window/level and zoom (resolves with the
+// function that unlinks them).
 import { initCornerstone } from "./cornerstone.js";
-import { Viewer } from "./viewer.js";
+import { Viewer, linkViewers } from "./viewer.js";
 
 window.chestnetViewers = [];
 
@@ -25,6 +29,26 @@ export function startViewer(root) {
   return root.chestnetViewerStarted;
 }
 
-window.chestnetViewerStart = startViewer;
+export function stopViewer(root) {
+  const viewer = root.chestnetViewer;
+  if (!viewer) return;
+  viewer.stop();
+  window.chestnetViewers = window.chestnetViewers.filter((item) => item !== viewer);
+  delete root.chestnetViewer;
+  delete root.chestnetViewerStarted;
+}
 
-for (const root of document.querySelectorAll("[data-viewer-full]")) startViewer(root);
+export async function linkRoots(a, b) {
+  const [first, second] = await Promise.all([startViewer(a), startViewer(b)]);
+  const shown = (viewer) => viewer.viewport && !viewer.root.classList.contains("cn-failed");
+  return shown(first) && shown(second) ? linkViewers(first, second) : () => {};
+}
+
+window.chestnetViewerStart = startViewer;
+window.chestnetViewerStop = stopViewer;
+window.chestnetViewerLink = linkRoots;
+
+// Viewers in hidden cells of the layout start when they are shown (review_room.js).
+for (const root of document.querySelectorAll("[data-viewer-full]")) {
+  if (root.getClientRects().length) startViewer(root);
+}

@@ -52,6 +52,33 @@ const WINDOW_LABELS = { file: "File window", pixels: "Window from pixel data" };
 let engine = null;
 const renderingEngine = () => (engine ||= new RenderingEngine("chestnet-viewer"));
 
+// Window/level and zoom of two viewers kept together, relative to each image's own (see
+// Viewer.viewState): `b` takes `a`'s now. Returns the function that unlinks them.
+export function linkViewers(a, b) {
+  let busy = false;
+  const follow = (from, to) => () => {
+    if (busy || !from.viewport || !to.viewport) return;
+    busy = true;
+    try {
+      to.showState(from.viewState());
+    } finally {
+      busy = false;
+    }
+  };
+  const bound = [];
+  for (const [from, to] of [[a, b], [b, a]]) {
+    const handler = follow(from, to);
+    for (const name of [Events.VOI_MODIFIED, Events.CAMERA_MODIFIED]) {
+      from.element.addEventListener(name, handler);
+      bound.push([from.element, name, handler]);
+    }
+  }
+  follow(a, b)();
+  return () => {
+    for (const [element, name, handler] of bound) element.removeEventListener(name, handler);
+  };
+}
+
 export class Viewer {
   constructor(root) {
     this.root = root;
@@ -113,7 +140,8 @@ export class Viewer {
       this.fail(new Error("what it drew is a single flat grey"));
       return;
     }
-    new ResizeObserver(() => this.resized()).observe(this.stage);
+    this.resizing = new ResizeObserver(() => this.resized());
+    this.resizing.observe(this.stage);
     this.root.classList.add("cn-ready");
     this.status("");
   }
@@ -438,6 +466,46 @@ export class Viewer {
   rendered() {
     this.heatmap?.draw();
     this.showZoom();
+  }
+
+  // Gives the viewport back to Cornerstone: the element is leaving the page (a prior closed).
+  stop() {
+    this.resizing?.disconnect();
+    if (!this.viewport) return;
+    ToolGroupManager.destroyToolGroup(`tools-${this.id}`);
+    renderingEngine().disableElement(this.id);
+    this.viewport = null;
+  }
+
+  // --- linked views: a prior beside the current image ----------------------------------
+
+  // The window and zoom relative to this image's own: the window as fractions of its file
+  // window, the zoom as a multiple of "fit". Two images of different depth or size then
+  // show the same contrast and the same extent of anatomy.
+  viewState() {
+    const { lower, upper } = this.viewport.getProperties().voiRange;
+    const file = this.ranges.file;
+    const span = file.upper - file.lower || 1;
+    const zoom = this.fitScale() / this.viewport.getCamera().parallelScale;
+    return { low: (lower - file.lower) / span, high: (upper - file.lower) / span, zoom };
+  }
+
+  showState({ low, high, zoom }) {
+    const file = this.ranges.file;
+    const span = file.upper - file.lower || 1;
+    this.viewport.setProperties({
+      voiRange: { lower: file.lower + low * span, upper: file.lower + high * span },
+    });
+    this.viewport.setCamera({ parallelScale: this.fitScale() / zoom });
+    this.zoomState = Math.abs(zoom - 1) < 1e-6 ? "fit" : "free";
+    this.viewport.render();
+  }
+
+  // The parallel scale at which the whole image fits the element (Cornerstone's "fit").
+  fitScale() {
+    const { dimensions, spacing } = this.viewport.getImageData();
+    const aspect = this.element.clientWidth / Math.max(1, this.element.clientHeight);
+    return Math.max(dimensions[1] * spacing[1], (dimensions[0] * spacing[0]) / aspect) / 2;
   }
 
   // --- heatmap, header, help ----------------------------------------------------------

@@ -2,14 +2,17 @@
 // (views.case_review_live) whether the version it shows is still current; when it is not,
 // the answer carries the side panel and every image card, rendered by the server with the
 // templates of the first render. Results, refusals, claims and new images of the study then
-// appear in place, each announced in the page's polite live region. The side panel is only
+// appear in place (the card, its thumbnail in the strip, the case bar's AI result), each
+// announced in the page's polite live region. The report's part of the side panel is only
 // replaced when its own state changes, and the sign form keeps what was typed in it.
+// review_room.js hears "chestnet:review-updated" and lays the cells out again.
 (function () {
   "use strict";
   var layout = document.getElementById("review-live");
-  var panel = document.getElementById("report-panel");
+  var panel = document.getElementById("report-live");
   if (!layout || !panel) return;
   var images = layout.querySelector(".review-images");
+  var thumbs = document.getElementById("rr-thumbs");
   var announcer = document.getElementById("review-announce");
   var url = layout.getAttribute("data-live-url");
   var version = layout.getAttribute("data-live-version") || "";
@@ -62,15 +65,21 @@
 
   function render(answer) {
     var news = [];
+    var added = [];
     var panelChanged = answer.panel_version !== panel.getAttribute("data-live-panel");
     if (panelChanged) keepTyped();
     setCaseStatus(answer);
-    answer.images.forEach(function (image) { renderImage(image, panelChanged, news); });
+    answer.images.forEach(function (image) { renderImage(image, panelChanged, news, added); });
     setCount(answer.images.length);
+    var ai = document.getElementById("case-ai");
+    if (ai && typeof answer.case_ai === "string" && ai.innerHTML.trim() !== answer.case_ai) ai.innerHTML = answer.case_ai;
     if (panelChanged) renderPanel(answer, news);
     if (panelChanged) restoreTyped();
     version = answer.version;
     layout.setAttribute("data-live-version", version);
+    // The room shows (and starts) what its layout holds; a new image it does not show waits.
+    layout.dispatchEvent(new CustomEvent("chestnet:review-updated"));
+    added.forEach(showViewer);
     if (news.length) announce(news.join(" "));
   }
   function setCaseStatus(answer) {
@@ -88,13 +97,15 @@
     holder.innerHTML = html.trim();
     return holder.content.firstElementChild;
   }
-  function renderImage(image, panelChanged, news) {
+  function renderImage(image, panelChanged, news, added) {
+    renderThumb(image);
     var fresh = parse(image.html);
     var card = document.getElementById("image-" + image.id);
     if (!card) {
       fresh.classList.add("live-new");
+      fresh.hidden = true;
       images.appendChild(fresh);
-      showViewer(fresh.querySelector("[data-viewer-full]"));
+      added.push(fresh.querySelector("[data-viewer-full]"));
       news.push("New image: image " + image.number + ".");
       return;
     }
@@ -110,6 +121,25 @@
     }
     refreshViewer(card, fresh);
   }
+  // The image's thumbnail in the strip, where it says something new.
+  function renderThumb(image) {
+    if (!thumbs || !image.thumb) return;
+    var fresh = parse(image.thumb);
+    var old = thumbs.querySelector('[data-thumb="' + image.id + '"]');
+    if (!old) { thumbs.appendChild(fresh); return; }
+    var button = old.querySelector("button");
+    var now = fresh.querySelector("button");
+    if (button && now) {
+      // What the room set on it (shown, current) stays; the focus too.
+      ["aria-pressed", "aria-current"].forEach(function (name) {
+        if (button.hasAttribute(name)) now.setAttribute(name, button.getAttribute(name));
+      });
+    }
+    if (old.outerHTML === fresh.outerHTML) return;
+    var focused = old.contains(document.activeElement);
+    old.parentNode.replaceChild(fresh, old);
+    if (focused && now) now.focus({ preventScroll: true });
+  }
   function resultNews(status) {
     return { done: "AI result ready", refused: "not analysed by the AI", failed: "analysis failed" }[status];
   }
@@ -124,13 +154,13 @@
 
   // --- the viewer ---------------------------------------------------------------------------
 
-  // A newly added image's viewer: started by the viewer bundle where it offers that,
-  // otherwise the server's preview of the image.
+  // A newly added image's viewer: started by the viewer bundle where it offers that (once
+  // the layout shows it), otherwise the server's preview of the image.
   function showViewer(root) {
     if (!root) return;
     if (typeof window.chestnetViewerStart === "function") {
       root.removeAttribute("data-live-preview");
-      window.chestnetViewerStart(root);
+      if (root.getClientRects().length) window.chestnetViewerStart(root);
       return;
     }
     root.setAttribute("data-live-preview", "");
@@ -157,6 +187,7 @@
     if (waiting ? !(heatmap || preview || typeof window.chestnetViewerStart === "function")
                 : !(heatmap && typeof window.chestnetViewerStart === "function")) return;
     var replacement = document.importNode(now, true);
+    if (typeof window.chestnetViewerStop === "function") window.chestnetViewerStop(old);
     old.parentNode.replaceChild(replacement, old);
     showViewer(replacement);
   }

@@ -339,9 +339,28 @@ def test_the_worker_records_each_images_acquisition_facts_analysed_or_refused():
     analysed.refresh_from_db()
     refused.refresh_from_db()
     assert analysed.status == "done" and refused.status == "refused"
-    facts = ("modality", "manufacturer", "width", "height", "bits_stored")
-    assert [getattr(analysed, f) for f in facts] == ["CR", "TestVendor", 200, 300, 12]
-    assert [getattr(refused, f) for f in facts] == ["", "", 96, 80, 8]
+    facts = ("modality", "manufacturer", "width", "height", "bits_stored", "view_position")
+    assert [getattr(analysed, f) for f in facts] == ["CR", "TestVendor", 200, 300, 12, "PA"]
+    assert [getattr(refused, f) for f in facts] == ["", "", 96, 80, 8, ""]
+
+
+def test_the_view_comes_from_view_position_else_the_view_code_sequence():
+    from pydicom.dataset import Dataset
+
+    from devtools import dicom_files
+    from ml.preprocessing import acquisition
+
+    pixels = np.zeros((64, 64), dtype=np.uint16)
+    ds = dicom_files.radiograph(pixels=pixels, modality="DX")
+    assert acquisition(dicom_files.to_bytes(ds)).view_position == "PA"
+    del ds.ViewPosition
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator = "R-10214", "SRT"
+    code.CodeMeaning = "antero-posterior"
+    ds.ViewCodeSequence = [code]
+    assert acquisition(dicom_files.to_bytes(ds)).view_position == "antero-posterior"
+    del ds.ViewCodeSequence
+    assert acquisition(dicom_files.to_bytes(ds)).view_position == ""
 
 
 def test_acquisition_facts_never_raise_on_a_broken_file():

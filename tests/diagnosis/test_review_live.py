@@ -83,6 +83,7 @@ def test_a_result_that_arrives_changes_the_card_and_offers_the_claim(
         "claimed_by_you",
         "panel_version",
         "panel",
+        "case_ai",
         "images",
     }
     assert answer["status"] == "awaiting_review" and answer["status_display"] == "Awaiting review"
@@ -90,7 +91,8 @@ def test_a_result_that_arrives_changes_the_card_and_offers_the_claim(
     assert 'id="claim-form"' in answer["panel"] and "csrfmiddlewaretoken" in answer["panel"]
     (card,) = answer["images"]
     assert (card["id"], card["number"], card["status"]) == (image.pk, 1, "done")
-    assert card["html"].startswith(f'<section class="card image-card" id="image-{image.pk}"')
+    opening = f'<section class="card image-card rr-cell" id="image-{image.pk}"'
+    assert card["html"].startswith(opening)
     assert "P(pneumonia) 0.83" in card["html"] and "data-live-status" in card["html"]
     heatmap = reverse("api_image_file", args=[image.pk, "heatmap"])
     assert f'data-heatmap-url="{heatmap}"' in card["html"]

@@ -67,6 +67,7 @@ def test_claim_review_and_sign_with_the_keyboard_only(login, live_server):
     services.case_refresh_status(case_id=case.pk)
 
     page = login(live_server.url, "kb-radiologist")
+    page.set_viewport_size({"width": 1366, "height": 768})
     errors = _console_errors(page)
     offsite: list[str] = []
     page.on(
@@ -82,8 +83,13 @@ def test_claim_review_and_sign_with_the_keyboard_only(login, live_server):
     with page.expect_navigation(url=f"**/cases/{case.pk}/review/"):
         page.keyboard.press("Enter")
 
-    page.wait_for_selector(".cn-viewer.cn-ready >> nth=1")
+    page.wait_for_selector(".cn-viewer.cn-ready")
     for image, answer in ((first, "yes"), (second, "no")):
+        # The strip shows each image in the layout's first cell (Tab, Enter): its question
+        # sits beside it.
+        _tab_to(page, f"[data-show-image='{image.pk}']")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(f"#image-{image.pk} .cn-viewer.cn-ready")
         _tab_to(page, f"input[name=agrees_{image.pk}]")
         if answer == "no":
             page.keyboard.press("ArrowRight")  # the second option of the radio group
@@ -123,6 +129,10 @@ def test_tab_reaches_the_image_and_every_shortcut_works_there_without_a_mouse(lo
     page = login(live_server.url, "kb-reader")
     errors = _console_errors(page)
     page.goto(f"{live_server.url}/cases/{case.pk}/review/")
+    page.wait_for_selector(".cn-viewer.cn-ready")
+    # Both images side by side: the layout's buttons answer the keyboard too.
+    _tab_to(page, "[data-layout-choice='1x2']")
+    page.keyboard.press("Enter")
     page.wait_for_selector(".cn-viewer.cn-ready >> nth=1")
 
     _tab_to(page, "[data-viewport]")
@@ -190,12 +200,14 @@ def test_tab_reaches_the_image_and_every_shortcut_works_there_without_a_mouse(lo
     assert errors == []
 
 
-def test_the_review_page_is_one_column_at_800_px_and_two_at_1400(login, live_server):
+def test_the_review_page_is_one_column_at_800_px_and_a_reading_room_at_1400(login, live_server):
     factories.UserFactory(username="narrow-radiologist", role=roles.RADIOLOGIST)
     case = factories.awaiting_review_case()
     page = login(live_server.url, "narrow-radiologist")
-    columns = "getComputedStyle(document.querySelector('.review-layout')).gridTemplateColumns"
-    for width, count in ((800, 1), (1400, 2)):
+    # Strip, images and report side by side (three columns), or stacked (none).
+    columns = """(() => { const body = getComputedStyle(document.querySelector('.rr-body'));
+      return body.display === 'grid' ? body.gridTemplateColumns : 'stacked'; })()"""
+    for width, count in ((800, 1), (1400, 3)):
         page.set_viewport_size({"width": width, "height": 900})
         page.goto(f"{live_server.url}/cases/{case.pk}/review/")
         assert len(page.evaluate(columns).split()) == count, width

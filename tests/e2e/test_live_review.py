@@ -1,11 +1,14 @@
 """The review page keeps up without a reload, in a real Chromium (Playwright): a radiologist
 opens a case still being analysed; its result arrives and the page shows it with the Claim
 button; another radiologist claims the case and the page says so; a new image of the study
-joins the case and appears as a new card, its viewer started by the viewer bundle (or, where
-the bundle cannot, the server's preview shown). Each change is announced in the page's polite
-live region, the page never navigates, and the console shows no error."""
+joins the case and appears in the thumbnail strip, its card (chosen there) with a viewer
+started by the viewer bundle (or, where the bundle cannot, the server's preview shown). Each
+change is announced in the page's polite live region, the page never navigates, and the
+console shows no error. At a monitor's 2560 x 1440 and a laptop's 1366 x 768."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transacti
 RADIOLOGIST = "e2e-radiologist"
 OTHER = "e2e-radiologist2"
 WAIT_MS = 15000  # a few polls
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 @pytest.fixture(autouse=True)
@@ -30,9 +34,13 @@ def _announced(page) -> str:
     return page.inner_text("#review-announce").strip()
 
 
-@pytest.mark.parametrize("viewer_bundle", [True, False], ids=["viewer", "preview"])
+@pytest.mark.parametrize(
+    ("viewer_bundle", "width", "height"),
+    [(True, 2560, 1440), (False, 1366, 768)],
+    ids=["viewer-2560x1440", "preview-1366x768"],
+)
 def test_results_claims_and_new_images_reach_the_open_review_page(
-    login, live_server, viewer_bundle
+    login, live_server, viewer_bundle, width, height
 ):
     factories.UserFactory(username=RADIOLOGIST, role=roles.RADIOLOGIST)
     other = factories.UserFactory(username=OTHER, role=roles.RADIOLOGIST)
@@ -41,6 +49,7 @@ def test_results_claims_and_new_images_reach_the_open_review_page(
     services.case_refresh_status(case_id=case.pk)
 
     page = login(live_server.url, RADIOLOGIST)
+    page.set_viewport_size({"width": width, "height": height})
     errors: list[str] = []
     page.on("console", lambda message: message.type == "error" and errors.append(message.text))
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -64,6 +73,8 @@ def test_results_claims_and_new_images_reach_the_open_review_page(
     assert card.locator("[data-live-status]").inner_text() == "Done"
     assert "P(pneumonia) 0.87" in card.locator("[data-live-result]").inner_text()
     assert page.inner_text("#case-status") == "Awaiting review"
+    assert "PNEUMONIA P 0.87" in page.inner_text("#case-ai")  # the case bar
+    assert "PNEUMONIA 0.87" in page.inner_text(f"[data-thumb='{image.pk}']")  # the strip
     assert (
         _announced(page) == "Image 1: AI result ready. Ready for review: the case can be claimed."
     )
@@ -75,11 +86,18 @@ def test_results_claims_and_new_images_reach_the_open_review_page(
     assert page.locator("#claim-form").count() == 0
     assert _announced(page) == f"Case claimed by {OTHER}."
 
-    # An instance of the study joins the case: a new card, with a viewer or the preview.
+    page.screenshot(path=str(SHOTS / f"23-live-review-{width}.png"))
+
+    # An instance of the study joins the case: its thumbnail in the strip, announced; chosen
+    # there, its card, with a viewer or the preview.
     added = factories.ImageFactory(case=case, status=Image.Status.QUEUED, name="lateral")
     services.case_refresh_status(case_id=case.pk)
-    page.wait_for_selector(f"#image-{added.pk}", timeout=WAIT_MS)
+    thumb = page.locator(f"[data-show-image='{added.pk}']")
+    thumb.wait_for(timeout=WAIT_MS)
+    assert "2 · lateral" in thumb.inner_text() and "analysing" in thumb.inner_text()
     assert page.locator(".image-card").count() == 2
+    thumb.click()
+    page.wait_for_selector(f"#image-{added.pk}", timeout=WAIT_MS)
     assert "Image 2 · lateral" in page.inner_text(f"#image-title-{added.pk}")
     assert page.inner_text("#image-count") == "2 images"
     assert _announced(page).startswith("New image: image 2.")
