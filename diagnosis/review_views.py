@@ -75,10 +75,9 @@ def _case_ai(rows: list[selectors.ImageRow]) -> CaseAI:
     counts = {"done": 0, "refused": 0, "waiting": 0}
     for number, row in enumerate(rows, start=1):
         image = row.image
-        status = image.status if image.status in ("done", "refused") else "waiting"
-        if image.status == "failed":
+        if image.status == "failed":  # said on its card; neither a result nor on its way
             continue
-        counts[status] += 1
+        counts[image.status if image.status in ("done", "refused") else "waiting"] += 1
         prediction = getattr(image, "prediction", None)
         if image.status == "done" and prediction is not None:
             if top is None or prediction.probability > top.probability:

@@ -43,7 +43,7 @@
       card.hidden = position < 0;
       card.style.order = position < 0 ? "" : String(position);
       card.classList.toggle("rr-active", card.getAttribute("data-image-id") === selected && CELLS[layout] > 1);
-      if (position >= 0) start_(card);
+      if (position >= 0) startViewerOf(card);
     });
     if (prior) prior.cell.style.order = String(shown.length);
     grid.setAttribute("data-layout", layout);
@@ -58,7 +58,7 @@
   }
   // The viewer of a shown cell: started now if the viewer bundle is there; if it is not yet,
   // it starts every shown viewer itself when it loads.
-  function start_(card) {
+  function startViewerOf(card) {
     var root = card.querySelector("[data-viewer-full]");
     if (root && typeof window.chestnetViewerStart === "function") window.chestnetViewerStart(root);
   }

@@ -104,6 +104,9 @@ def test_upload_live_result_review_and_sign(login, live_server, worker, tmp_path
     case = Case.objects.get()
 
     rad = login(live_server.url, "e2e-radiologist")
+    errors: list[str] = []  # the reading room's console: no error on the way
+    rad.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    rad.on("pageerror", lambda error: errors.append(str(error)))
     rad.goto(f"{live_server.url}/worklist/")
     rad.screenshot(path=str(SHOTS / "03-worklist.png"), full_page=True)
     rad.click(f"tr[data-case-id='{case.pk}'] button:has-text('Claim')")
@@ -114,12 +117,14 @@ def test_upload_live_result_review_and_sign(login, live_server, worker, tmp_path
     rad.fill("[data-overlay-opacity] >> nth=0", "80")
     rad.screenshot(path=str(SHOTS / "04-review.png"), full_page=True)
     for image in case.images.filter(status="done"):  # one answer beside each image
+        rad.click(f"[data-show-image='{image.pk}']")  # the strip shows it
         rad.check(f"input[name=agrees_{image.pk}][value=no]")
     rad.check("input[name=finding][value=other]")
     rad.fill("textarea[name=report]", "Right perihilar opacity; clinical correlation advised.")
     rad.click("#review-form button[type=submit]")
     rad.wait_for_selector("text=Report signed.")
     assert Review.objects.get(case=case).finding == "other"
+    assert errors == []
 
     page.wait_for_selector("#case-status.reported", timeout=30_000)
     page.wait_for_selector("text=Right perihilar opacity")

@@ -1,6 +1,8 @@
 """A radiologist reads and signs a two-image case with the keyboard only (no mouse event is
-sent): "claim next" from the worklist, an answer beside each image, the finding, the report
-and the signature; the report link (Alt+R) reaches the form from the top of the page."""
+sent), at 1366 x 768 and 2560 x 1440: "claim next" from the worklist, each image chosen in
+the thumbnail strip with its answer beside it, the finding, the report and the signature;
+Alt+R reaches the docked report. The image takes the focus by Tab and every shortcut of the
+help works there; the focus never lands on a hidden element."""
 
 from __future__ import annotations
 
@@ -59,7 +61,8 @@ def _console_errors(page) -> list[str]:
     return errors
 
 
-def test_claim_review_and_sign_with_the_keyboard_only(login, live_server):
+@pytest.mark.parametrize(("width", "height"), [(1366, 768), (2560, 1440)], ids=str)
+def test_claim_review_and_sign_with_the_keyboard_only(login, live_server, width, height):
     factories.UserFactory(username="kb-radiologist", role=roles.RADIOLOGIST)
     case = factories.CaseFactory(patient_id="KB-1")
     first = factories.PredictionFactory(image__case=case, probability=0.9).image
@@ -67,7 +70,7 @@ def test_claim_review_and_sign_with_the_keyboard_only(login, live_server):
     services.case_refresh_status(case_id=case.pk)
 
     page = login(live_server.url, "kb-radiologist")
-    page.set_viewport_size({"width": 1366, "height": 768})
+    page.set_viewport_size({"width": width, "height": height})
     errors = _console_errors(page)
     offsite: list[str] = []
     page.on(
@@ -102,7 +105,7 @@ def test_claim_review_and_sign_with_the_keyboard_only(login, live_server):
     _tab_to(page, "textarea[name=report]")
     page.keyboard.type("Right lower lobe consolidation on image 1.")
     _tab_to(page, "#review-form button[type=submit]")
-    page.screenshot(path=str(SHOTS / "17-keyboard-review.png"), full_page=False)
+    page.screenshot(path=str(SHOTS / f"17-keyboard-review-{width}.png"), full_page=False)
     with page.expect_navigation():
         page.keyboard.press("Enter")
     page.wait_for_selector("text=Report signed.")

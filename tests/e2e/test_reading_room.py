@@ -18,6 +18,7 @@ from accounts import roles
 from diagnosis import services
 from diagnosis.models import Case
 from tests.support import factories
+from tests.support.cut_text import CUT_TEXT_JS
 from tests.support.radiographs import radiographs_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -115,6 +116,7 @@ def test_the_first_image_fills_the_window_in_every_layout(login, live_server, wi
     seen = page.evaluate(GEOMETRY)
     assert seen["share"] >= share, seen
     assert not seen["scrolls"], seen
+    assert page.evaluate(CUT_TEXT_JS) == []
     assert seen["bar"] <= 48, f"the case bar is {seen['bar']} px high: more than one line"
     red, green, blue = (int(part) for part in seen["background"][4:-1].split(",")[:3])
     assert max(red, green, blue) < 40, f"the review page is not dark: {seen['background']}"
@@ -142,6 +144,7 @@ def test_the_first_image_fills_the_window_in_every_layout(login, live_server, wi
             assert left >= 0 and top >= 0 and left + w <= width and top + h <= height, boxes
             assert w > 200 and h > 150, boxes
         assert not page.evaluate(GEOMETRY)["scrolls"]
+        assert page.evaluate(CUT_TEXT_JS) == [], layout
     lefts = sorted({round(box[0]) for box in boxes})
     tops = sorted({round(box[1]) for box in boxes})
     assert len(lefts) == 2 and len(tops) == 2, boxes  # two columns, two rows
@@ -198,6 +201,7 @@ def test_a_prior_opens_beside_the_current_image_with_linked_window_and_zoom(
     (left, top, w, h), (left2, top2, w2, h2) = _shown_viewports(page)
     assert left2 > left + w - 1 and abs(top2 - top) < 0.15 * h and abs(w2 - w) < 40, (left, left2)
     assert "Prior" in page.inner_text(f"#prior-image-{image.pk} h2")
+    assert page.evaluate(CUT_TEXT_JS) == []
 
     window = """(index) => {
       const v = window.chestnetViewers[index];
