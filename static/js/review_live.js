@@ -207,7 +207,7 @@
     panel.setAttribute("data-claimed-by", answer.claimed_by);
     if (focused) {
       var again = focusName ? panel.querySelector('[name="' + focusName + '"], [id="' + focusName + '"]') : null;
-      (again || panel).focus({ preventScroll: true });
+      (again || document.getElementById("report-panel") || panel).focus({ preventScroll: true });
     }
     if (answer.claimed_by !== claimedBy) {
       if (answer.claimed_by && answer.claimed_by_you) news.push("You hold the claim on this case.");

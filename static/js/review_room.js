@@ -72,6 +72,7 @@
   function show(id) {
     selected = id;
     arrange();
+    if (prior && prior.cell.querySelector("[data-link-views]").checked) link(true);
     var card = document.getElementById("image-" + id);
     var viewport = card && card.querySelector("[data-viewport]");
     if (viewport && viewport.tabIndex >= 0) viewport.focus({ preventScroll: true });
@@ -86,6 +87,7 @@
     var cell = document.importNode(template.content, true).firstElementChild;
     grid.appendChild(cell);
     prior = { cell: cell, unlink: null, id: id };
+    pressPrior(id, true);
     if (layout === "1x1") layout = "1x2";   // not remembered: the reader's choice stays
     arrange();
     var root = cell.querySelector("[data-viewer-full]");
@@ -102,6 +104,10 @@
     announce("Prior opened beside the current image: " + (heading ? heading.textContent : "") + ".");
     var viewport = cell.querySelector("[data-viewport]");
     if (viewport) viewport.focus({ preventScroll: true });
+  }
+  function pressPrior(id, open) {
+    var button = document.querySelector('[data-open-prior="' + id + '"]');
+    if (button) button.setAttribute("aria-pressed", String(open));
   }
   function link(on) {
     if (!prior) return;
@@ -122,6 +128,7 @@
     var root = prior.cell.querySelector("[data-viewer-full]");
     if (root && typeof window.chestnetViewerStop === "function") window.chestnetViewerStop(root);
     prior.cell.remove();
+    pressPrior(prior.id, false);
     prior = null;
     layout = CELLS[remembered("layout", "1x1")] ? remembered("layout", "1x1") : "1x1";
     arrange();

@@ -198,6 +198,7 @@ def test_a_prior_opens_beside_the_current_image_with_linked_window_and_zoom(
     page.click(f"[data-open-prior='{image.pk}']")
     _ready(page, 2)
     assert page.get_attribute("#rr-grid", "data-layout") == "1x2"
+    assert page.get_attribute(f"[data-open-prior='{image.pk}']", "aria-pressed") == "true"
     (left, top, w, h), (left2, top2, w2, h2) = _shown_viewports(page)
     assert left2 > left + w - 1 and abs(top2 - top) < 0.15 * h and abs(w2 - w) < 40, (left, left2)
     assert "Prior" in page.inner_text(f"#prior-image-{image.pk} h2")
@@ -238,4 +239,6 @@ def test_a_prior_opens_beside_the_current_image_with_linked_window_and_zoom(
     assert page.locator(f"#prior-image-{image.pk}").count() == 0
     assert page.evaluate("window.chestnetViewers.length") == 1
     assert page.get_attribute("#rr-grid", "data-layout") == "1x1"
+    assert page.get_attribute(f"[data-open-prior='{image.pk}']", "aria-pressed") == "false"
+    assert page.evaluate(f"document.activeElement.dataset.openPrior === '{image.pk}'")
     assert page.errors == []
