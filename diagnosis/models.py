@@ -188,6 +188,11 @@ class Case(models.Model):
             ),
             models.Index(fields=["status", "waiting_since", "id"], name="case_worklist_waiting"),
             models.Index(fields=["status", "study_time", "id"], name="case_worklist_study"),
+            # The review page's priors: the same patient from the same issuer, by time.
+            models.Index(
+                fields=["patient_id", "issuer_of_patient_id", "study_time", "id"],
+                name="case_patient_priors",
+            ),
         ]
         constraints = [
             # One open case per study, owner and patient: instances received at once by

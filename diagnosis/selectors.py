@@ -71,7 +71,6 @@ def case_priors(*, user, case: Case, limit: int = PRIORS_SHOWN) -> list[Case]:
     priors = (
         case_list_for(user=user)
         .filter(earlier, patient_id=case.patient_id, issuer_of_patient_id=case.issuer_of_patient_id)
-        .exclude(pk=case.pk)
         .prefetch_related(
             Prefetch("images", queryset=images), Prefetch("reviews", queryset=reviews)
         )

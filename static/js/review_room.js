@@ -12,13 +12,16 @@
   if (!room || !grid || !panel) return;
   var STORE = "chestnet.review.";
   var CELLS = { "1x1": 1, "1x2": 2, "2x2": 4 };
-  var layout = remembered("layout", "1x1");
-  if (!CELLS[layout]) layout = "1x1";
+  var layout = savedLayout();
   var selected = null;   // the image the strip chose: the first cell
-  var prior = null;      // { cell, unlink } while a prior is open beside it
+  var prior = null;      // { cell, id, unlink } while a prior is open beside it
 
   function remembered(key, fallback) {
     try { return window.localStorage.getItem(STORE + key) || fallback; } catch (e) { return fallback; }
+  }
+  function savedLayout() {
+    var saved = remembered("layout", "1x1");
+    return CELLS[saved] ? saved : "1x1";
   }
   function remember(key, value) {
     try { window.localStorage.setItem(STORE + key, value); } catch (e) { /* private mode */ }
@@ -73,9 +76,7 @@
     selected = id;
     arrange();
     if (prior && prior.cell.querySelector("[data-link-views]").checked) link(true);
-    var card = document.getElementById("image-" + id);
-    var viewport = card && card.querySelector("[data-viewport]");
-    if (viewport && viewport.tabIndex >= 0) viewport.focus({ preventScroll: true });
+    toImage();
   }
 
   // --- priors -------------------------------------------------------------------------
@@ -130,7 +131,7 @@
     prior.cell.remove();
     pressPrior(prior.id, false);
     prior = null;
-    layout = CELLS[remembered("layout", "1x1")] ? remembered("layout", "1x1") : "1x1";
+    layout = savedLayout();
     arrange();
   }
 
@@ -150,6 +151,7 @@
     panel.focus({ preventScroll: true });
     if (location.hash !== "#report-panel") history.replaceState(null, "", "#report-panel");
   }
+  // The keyboard to the image of the first cell (unless it shows the server's rendering).
   function toImage() {
     var card = document.getElementById("image-" + selected);
     var viewport = card && card.querySelector("[data-viewport]");
