@@ -599,7 +599,9 @@ def _calibration_view(job: SiteCalibration | None) -> dict | None:
         return None
     rows = calibration.comparison_rows(before=job.before, after=job.after) if job.after else []
     filters = calibration.CalibrationFilters.from_json(job.filters).describe()
-    return {"job": job, "rows": rows, "filters": filters}
+    # The fit's offset is written as a signed term: "+ 0.430" or "− 0.430", never "+ -0.430".
+    shift = job.fit["shift"] if job.fit else 0.0
+    return {"job": job, "rows": rows, "filters": filters, "shift_abs": abs(shift)}
 
 
 # --- cases: re-run with the active version ---------------------------------------------

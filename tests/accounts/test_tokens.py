@@ -21,10 +21,10 @@ from accounts import roles
 from accounts.models import ApiToken
 from diagnosis.models import AuditEvent
 from tests.support import factories
+from tests.support.factories import TEST_PASSWORD
 
 pytestmark = pytest.mark.django_db
 
-PASSWORD = "pw-for-tests"  # tests.support.factories.UserFactory
 ADDRESS = "10.1.2.3"
 EXPIRED = "Token expired. Get a new one with POST /api/v1/auth/token/."
 
@@ -37,7 +37,7 @@ def site_admin(db):
 
 
 def api_login(user, client_name=None, address=ADDRESS, **headers):
-    body = {"username": user.username, "password": PASSWORD}
+    body = {"username": user.username, "password": TEST_PASSWORD}
     if client_name is not None:
         body["client"] = client_name
     return APIClient().post(reverse("api_token"), body, REMOTE_ADDR=address, **headers)

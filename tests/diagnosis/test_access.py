@@ -21,10 +21,10 @@ from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from accounts.addresses import client_address
 from accounts.models import ApiToken
 from diagnosis.models import AuditEvent
+from tests.support.factories import TEST_PASSWORD
 
 pytestmark = pytest.mark.django_db
 
-PASSWORD = "pw-for-tests"  # tests.support.factories.UserFactory
 ADDRESS = "10.1.2.3"
 
 
@@ -61,7 +61,7 @@ def test_the_form_locks_a_username_after_the_failure_limit_with_a_message(client
     assert 0 < int(locked["Retry-After"]) <= 15 * 60
 
     # The right password does not get through while locked.
-    assert form_login(client, clinician.username, PASSWORD).status_code == 429
+    assert form_login(client, clinician.username, TEST_PASSWORD).status_code == 429
     assert client.get(reverse("case_list")).status_code == 302
 
 
@@ -70,7 +70,7 @@ def test_thirty_wrong_passwords_on_the_api_meet_the_lock(clinician):
     limit = settings.AXES_FAILURE_LIMIT
     assert statuses == [400] * (limit - 1) + [429] * (30 - limit + 1)
 
-    response = api_login(clinician.username, PASSWORD)
+    response = api_login(clinician.username, TEST_PASSWORD)
     assert response.status_code == 429
     assert response["Content-Type"] == "application/json"
     assert "Too many failed logins" in response.json()["detail"]
@@ -81,27 +81,27 @@ def test_thirty_wrong_passwords_on_the_api_meet_the_lock(clinician):
 def test_a_successful_login_resets_the_failure_count(client, clinician):
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         api_login(clinician.username, "wrong")
-    assert api_login(clinician.username, PASSWORD).status_code == 200
+    assert api_login(clinician.username, TEST_PASSWORD).status_code == 200
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         assert form_login(client, clinician.username, "wrong").status_code == 200
-    assert form_login(client, clinician.username, PASSWORD).status_code == 302
+    assert form_login(client, clinician.username, TEST_PASSWORD).status_code == 302
 
 
 def test_the_lock_holds_one_username_from_one_address_only(clinician, clinician2):
     for _ in range(settings.AXES_FAILURE_LIMIT):
         api_login(clinician.username, "wrong", address="10.0.0.1")
-    assert api_login(clinician.username, PASSWORD, address="10.0.0.1").status_code == 429
-    assert api_login(clinician.username, PASSWORD, address="10.0.0.2").status_code == 200
-    assert api_login(clinician2.username, PASSWORD, address="10.0.0.1").status_code == 200
+    assert api_login(clinician.username, TEST_PASSWORD, address="10.0.0.1").status_code == 429
+    assert api_login(clinician.username, TEST_PASSWORD, address="10.0.0.2").status_code == 200
+    assert api_login(clinician2.username, TEST_PASSWORD, address="10.0.0.1").status_code == 200
 
 
 def test_the_lock_ends_after_the_cool_off(clinician):
     for _ in range(settings.AXES_FAILURE_LIMIT):
         api_login(clinician.username, "wrong")
-    assert api_login(clinician.username, PASSWORD).status_code == 429
+    assert api_login(clinician.username, TEST_PASSWORD).status_code == 429
     # Attempts during the lock do not extend it: the cool-off counts from the locking one.
     AccessAttempt.objects.update(attempt_time=timezone.now() - settings.AXES_COOLOFF_TIME)
-    assert api_login(clinician.username, PASSWORD).status_code == 200
+    assert api_login(clinician.username, TEST_PASSWORD).status_code == 200
 
 
 # --- audit of logins ----------------------------------------------------------------------
@@ -109,7 +109,7 @@ def test_the_lock_ends_after_the_cool_off(clinician):
 
 def test_form_login_failure_and_logout_are_audited_with_the_address(client, clinician):
     form_login(client, clinician.username, "not-my-password")
-    form_login(client, clinician.username, PASSWORD)
+    form_login(client, clinician.username, TEST_PASSWORD)
     client.post(reverse("logout"), REMOTE_ADDR=ADDRESS)
 
     # (The clinician's role, granted when the fixture made the account, is audited too.)
@@ -125,7 +125,7 @@ def test_form_login_failure_and_logout_are_audited_with_the_address(client, clin
 
 
 def test_api_logins_are_audited_and_a_lock_is_noted(clinician):
-    api_login(clinician.username, PASSWORD)
+    api_login(clinician.username, TEST_PASSWORD)
     for _ in range(settings.AXES_FAILURE_LIMIT + 1):
         api_login(clinician.username, "wrong")
 
@@ -154,20 +154,20 @@ def test_the_client_address_comes_from_the_proxy_only_when_configured(settings):
 
 
 def test_an_expired_token_is_refused_and_logging_in_again_issues_a_fresh_one(clinician):
-    old = api_login(clinician.username, PASSWORD).json()["token"]
+    old = api_login(clinician.username, TEST_PASSWORD).json()["token"]
     assert token_client(old).get(reverse("api_cases")).status_code == 200
     ApiToken.objects.update(expiry=timezone.now() - timedelta(minutes=1))
 
     refused = token_client(old).get(reverse("api_cases"))
     assert refused.status_code == 401 and "expired" in refused.json()["detail"]
 
-    fresh = api_login(clinician.username, PASSWORD).json()["token"]
+    fresh = api_login(clinician.username, TEST_PASSWORD).json()["token"]
     assert fresh != old
     assert token_client(fresh).get(reverse("api_cases")).status_code == 200
 
 
 def test_api_logout_revokes_the_token(clinician):
-    key = api_login(clinician.username, PASSWORD).json()["token"]
+    key = api_login(clinician.username, TEST_PASSWORD).json()["token"]
     prefix = ApiToken.objects.get().prefix
     client = token_client(key)
     assert client.post(reverse("api_logout"), REMOTE_ADDR=ADDRESS).status_code == 204
@@ -180,8 +180,8 @@ def test_api_logout_revokes_the_token(clinician):
 def test_logging_out_of_the_site_leaves_the_api_tokens_working(client, clinician):
     """Each token belongs to a client of its own (a script, an integration): the site's
     logout ends the browser's session only."""
-    key = api_login(clinician.username, PASSWORD).json()["token"]
-    form_login(client, clinician.username, PASSWORD)
+    key = api_login(clinician.username, TEST_PASSWORD).json()["token"]
+    form_login(client, clinician.username, TEST_PASSWORD)
     client.post(reverse("logout"))
     assert token_client(key).get(reverse("api_cases")).status_code == 200
     assert client.get(reverse("case_list")).status_code == 302
@@ -204,7 +204,7 @@ def _expiry(client):
 
 
 def test_a_page_renews_the_session_but_the_case_pages_poll_does_not(client, clinician):
-    form_login(client, clinician.username, PASSWORD)
+    form_login(client, clinician.username, TEST_PASSWORD)
     soon = timezone.now() + timedelta(minutes=5)
     Session.objects.update(expire_date=soon)
 
@@ -218,7 +218,7 @@ def test_a_page_renews_the_session_but_the_case_pages_poll_does_not(client, clin
 
 
 def test_an_idle_session_is_signed_out(client, clinician):
-    form_login(client, clinician.username, PASSWORD)
+    form_login(client, clinician.username, TEST_PASSWORD)
     Session.objects.update(expire_date=timezone.now() - timedelta(seconds=1))
     response = client.get(reverse("case_list"))
     assert response.status_code == 302 and response.url.startswith(reverse("login"))

@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 from diagnosis.models import Case, Image, Review
 from ml.outcome import REFUSAL_REASONS
 from tests.support import factories
+from tests.support.factories import TEST_PASSWORD
 from tests.support.images import png_bytes
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.django_db
 def test_token_auth_then_create_case(clinician, enqueued):
     client = APIClient()
     token = client.post(
-        "/api/v1/auth/token/", {"username": clinician.username, "password": "pw-for-tests"}
+        "/api/v1/auth/token/", {"username": clinician.username, "password": TEST_PASSWORD}
     ).json()["token"]
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     response = client.post(

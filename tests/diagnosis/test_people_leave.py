@@ -21,6 +21,7 @@ from accounts import people, roles
 from diagnosis import services
 from diagnosis.models import AuditEvent, Case, ImmutableRecord, Review
 from tests.support import factories
+from tests.support.factories import TEST_PASSWORD
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -243,7 +244,7 @@ def test_a_deactivated_account_no_longer_signs_in_and_keeps_its_trail(
 
 
 def test_a_login_is_not_an_account_change(client, radiologist):
-    credentials = {"username": "dr-radiologist", "password": "pw-for-tests"}
+    credentials = {"username": "dr-radiologist", "password": TEST_PASSWORD}
     assert client.post(reverse("login"), credentials).status_code == 302
     assert _events("login") and not _events("user_renamed") and not _events("user_deactivated")
 

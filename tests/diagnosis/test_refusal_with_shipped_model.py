@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 from diagnosis import services
 from diagnosis.models import Case
 from ml.outcome import REFUSAL_REASONS
+from tests.support.factories import TEST_PASSWORD
 from tests.support.images import photograph_jpeg
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
@@ -32,7 +33,7 @@ def _ct_dicom() -> bytes:
 def _token_client(user) -> APIClient:
     client = APIClient()
     token = client.post(
-        "/api/v1/auth/token/", {"username": user.username, "password": "pw-for-tests"}
+        "/api/v1/auth/token/", {"username": user.username, "password": TEST_PASSWORD}
     ).json()["token"]
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from django.db import connections
 
+from tests.support.factories import TEST_PASSWORD
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
     "--no-sandbox",
@@ -46,7 +48,7 @@ def login(browser) -> Iterator[Callable]:
     air-gapped): a request of any of these pages off the app's origin fails the test."""
     offsite: list[str] = []
 
-    def sign_in(base: str, username: str, password: str = "pw-for-tests"):
+    def sign_in(base: str, username: str, password: str = TEST_PASSWORD):
         page = browser.new_page(viewport={"width": 1400, "height": 950})
         local = (base, "blob:", "data:")
         page.on(

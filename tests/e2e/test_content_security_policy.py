@@ -24,6 +24,7 @@ from accounts import roles
 from diagnosis import services
 from registry.models import ModelVersion
 from tests.support import factories, transfer_syntaxes
+from tests.support.factories import TEST_PASSWORD
 from tests.support.site_cases import SiteCase, site_cases
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -79,7 +80,7 @@ class Pages:
     def sign_in(self, username: str) -> None:
         self.open("/accounts/login/")
         self.page.fill("input[name=username]", username)
-        self.page.fill("input[name=password]", "pw-for-tests")
+        self.page.fill("input[name=password]", TEST_PASSWORD)
         with self.page.expect_navigation():
             self.page.click("button[type=submit]")
 

@@ -28,6 +28,7 @@ from diagnosis import services
 from diagnosis.models import Case, Image
 from tests.e2e.conftest import ARGS, CHROMIUM
 from tests.support import factories, transfer_syntaxes
+from tests.support.factories import TEST_PASSWORD
 from tests.support.stack import wait_for
 
 # The database mark makes pytest-django create the test database; the cases themselves are
@@ -209,7 +210,7 @@ def _signed_in(browser, base: str, init_script: str = "") -> tuple[Any, list[str
     page.on("console", lambda m: m.type == "error" and page.errors.append(f"console: {m.text}"))
     page.goto(f"{base}/accounts/login/")
     page.fill("input[name=username]", RADIOLOGIST)
-    page.fill("input[name=password]", "pw-for-tests")
+    page.fill("input[name=password]", TEST_PASSWORD)
     with page.expect_navigation():
         page.click("button[type=submit]")
     return page, offsite

@@ -18,6 +18,7 @@ from devtools import dicom_files
 from diagnosis import services
 from diagnosis.models import Case
 from tests.support import factories
+from tests.support.factories import TEST_PASSWORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -159,7 +160,7 @@ def _sign_in(browser, base: str, username: str, **context):
     page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
     page.goto(f"{base}/accounts/login/")
     page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "pw-for-tests")
+    page.fill("input[name=password]", TEST_PASSWORD)
     with page.expect_navigation():
         page.click("button[type=submit]")
     return page

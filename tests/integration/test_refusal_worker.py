@@ -15,6 +15,7 @@ from accounts import roles
 from diagnosis.models import Case, Prediction
 from ml.artifact import DEFAULT_ARTIFACT, read_card
 from tests.support import factories
+from tests.support.factories import TEST_PASSWORD
 from tests.support.images import photograph_jpeg
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -27,7 +28,7 @@ SETTLE_TIMEOUT_S = 300
 def _token_client(user) -> APIClient:
     client = APIClient()
     response = client.post(
-        "/api/v1/auth/token/", {"username": user.username, "password": "pw-for-tests"}
+        "/api/v1/auth/token/", {"username": user.username, "password": TEST_PASSWORD}
     )
     client.credentials(HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
     return client

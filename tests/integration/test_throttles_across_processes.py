@@ -27,6 +27,7 @@ from accounts import roles
 from devtools.ports import free_port
 from devtools.processes import stop_process
 from tests.support import factories
+from tests.support.factories import TEST_PASSWORD
 from tests.support.stack import database_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -132,5 +133,5 @@ def test_the_lockout_counts_the_failures_made_at_either_process(web):
     # Neither process saw FAILURE_LIMIT failures itself (three at one, two at the other).
     assert statuses == [400] * (FAILURE_LIMIT - 1) + [429, 429]
     # The right password is refused at both while the lock holds.
-    right = [_token_login(base, "two-process-user", "pw-for-tests", address)[0] for base in web]
+    right = [_token_login(base, "two-process-user", TEST_PASSWORD, address)[0] for base in web]
     assert right == [429, 429]

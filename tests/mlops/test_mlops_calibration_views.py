@@ -234,6 +234,14 @@ def test_the_base_versions_page_links_to_calibrating_and_its_calibrations(as_adm
     assert done.new_version.version.encode() in html
 
 
+def test_the_fit_is_written_with_a_signed_offset(as_admin, done):
+    html = as_admin.get(reverse("mlops:calibration_detail", args=[done.pk])).content.decode()
+    assert "sigmoid(1.200 × logit(p<sub>base</sub>) − 0.400))" in html
+    SiteCalibration.objects.filter(pk=done.pk).update(fit={**done.fit, "shift": 0.25})
+    html = as_admin.get(reverse("mlops:calibration_detail", args=[done.pk])).content.decode()
+    assert "sigmoid(1.200 × logit(p<sub>base</sub>) + 0.250))" in html
+
+
 def test_the_finished_jobs_page_links_to_the_new_version(as_admin, done):
     page = as_admin.get(reverse("mlops:calibration_detail", args=[done.pk]))
     url = reverse("mlops:version_detail", args=[done.new_version.pk])

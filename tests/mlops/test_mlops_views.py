@@ -156,6 +156,7 @@ def test_admin_relabels_and_excludes_in_the_browser(world, admin_user, client_fo
     client = client_for(admin_user)
     image = world["image"]
     url = reverse("mlops:image_detail", args=[image.pk])
+    assert f'<code title="{image.sha256}">'.encode() in client.get(url).content
     client.post(url, {"label": "PNEUMONIA" if image.label == "NORMAL" else "NORMAL"})
     client.post(url, {"excluded": "1", "reason": "rotated"})
     image.refresh_from_db()
@@ -220,6 +221,7 @@ def test_compare_shows_both_versions_on_the_same_evaluation_set(
     Evaluation.objects.filter(pk=queued_b.pk).update(status="done", metrics={"roc_auc": 0.7})
     page = client.get(f"{url}?a={a.pk}&b={b.pk}&dataset={dataset.pk}")
     assert ("roc_auc", 0.8, 0.7) in page.context["rows"]
+    assert f'<code title="{digest}">'.encode() in page.content  # the whole set hash on hover
 
 
 def test_the_versions_page_takes_the_same_queries_for_many_versions(

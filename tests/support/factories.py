@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 from django.utils import timezone
@@ -11,6 +13,16 @@ from django.utils import timezone
 from accounts import roles
 from diagnosis.models import Case, Image, Prediction, Review
 from tests.support.images import jpeg_bytes, png_bytes
+
+TEST_PASSWORD = "pw-for-tests"
+
+
+@cache
+def _test_password_hash() -> str:
+    """The hash of TEST_PASSWORD, made once per process with the site's own hasher (PBKDF2,
+    about 0.3 s here): every case's owner is a new user, so hashing per user cost the suite
+    minutes. A login checks it like any password; only the salt is shared."""
+    return make_password(TEST_PASSWORD)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -20,7 +32,7 @@ class UserFactory(factory.django.DjangoModelFactory):
         skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
-    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests")
+    password = factory.LazyFunction(_test_password_hash)
 
     @factory.post_generation
     def role(user: Any, create: bool, extracted: str | None, **kwargs: Any) -> None:
