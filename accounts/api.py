@@ -12,13 +12,13 @@ from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import lockout, tokens
+from accounts import lockout, services, tokens
 from accounts.authentication import ApiTokenAuthentication
 from chestnet_site.throttling import AnonRateThrottle
 
@@ -70,6 +70,9 @@ class TokenLoginApi(APIView):
                     "client": serializers.CharField(),
                 },
             ),
+            403: OpenApiResponse(
+                description="The account holds CHESTNET_API_TOKENS_PER_USER live tokens."
+            ),
             429: OpenApiResponse(description="Locked out or throttled: see Retry-After."),
         },
     )
@@ -83,7 +86,10 @@ class TokenLoginApi(APIView):
             raise ValidationError(serializer.errors)
         data = serializer.validated_data
         client = data.get("client") or request.headers.get("User-Agent", "")[:USER_AGENT_SHOWN]
-        issued = tokens.api_login(request=request, user=data["user"], client=client)
+        try:
+            issued = tokens.api_login(request=request, user=data["user"], client=client)
+        except services.TokenLimitReached as refused:
+            raise PermissionDenied(str(refused)) from None
         token = issued.token
         expiry = serializers.DateTimeField().to_representation(token.expiry)
         return Response({"token": issued.secret, "expiry": expiry, "client": token.client})

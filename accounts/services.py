@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -33,11 +35,28 @@ def client_name(text: str | None) -> str:
     return visible(text or "")[:limit].strip() or DEFAULT_CLIENT
 
 
+class TokenLimitReached(Exception):
+    """The account already holds CHESTNET_API_TOKENS_PER_USER live tokens."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"This account already holds {limit} live API tokens, the most one account may."
+            " Revoke one (POST /api/v1/auth/logout/ with it, or all of them with"
+            " /api/v1/auth/logout-all/), ask an administrator to, or wait until one expires."
+        )
+
+
 @transaction.atomic
 def token_issue(*, user: Any, client: str | None, lifetime: timedelta) -> IssuedToken:
     """A new token for `user`, valid for `lifetime`; the user's other tokens keep working
-    (each client has its own), its expired ones are cleared away."""
+    (each client has its own), its expired ones are cleared away. Refused with
+    TokenLimitReached when the user holds CHESTNET_API_TOKENS_PER_USER live ones."""
+    # The user's row is locked so that two logins at once count each other's token.
+    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
     ApiToken.objects.filter(user=user, expiry__lte=timezone.now()).delete()
+    limit = settings.CHESTNET_API_TOKENS_PER_USER
+    if ApiToken.objects.filter(user=user).count() >= limit:
+        raise TokenLimitReached(limit)
     token, secret = ApiToken.objects.create(user=user, expiry=lifetime, client=client_name(client))
     return IssuedToken(token=token, secret=secret)
 

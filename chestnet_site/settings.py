@@ -189,6 +189,8 @@ CHESTNET_PROXY_COUNT = env_int("CHESTNET_PROXY_COUNT", 0, minimum=0)
 # an API logout revokes the token it is sent with, and only that one.
 CHESTNET_API_TOKEN_TTL_H = env_int("CHESTNET_API_TOKEN_TTL_H", 12, minimum=1)
 CHESTNET_INTEGRATION_TOKEN_TTL_D = env_int("CHESTNET_INTEGRATION_TOKEN_TTL_D", 365, minimum=1)
+# Live tokens one account may hold: a script that logs in at every run cannot pile up rows.
+CHESTNET_API_TOKENS_PER_USER = env_int("CHESTNET_API_TOKENS_PER_USER", 20, minimum=1)
 # django-rest-knox: tokens hashed (SHA-512) in accounts.ApiToken, several per user, sent as
 # `Authorization: Token <secret>`; each gets its lifetime when issued (accounts.tokens).
 KNOX_TOKEN_MODEL = "accounts.ApiToken"

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -139,6 +139,31 @@ def test_the_logouts_need_a_token_not_a_session(client_for, clinician):
     client = client_for(clinician)
     assert client.post(reverse("api_logout")).status_code in (401, 403)
     assert client.post(reverse("api_logout_all")).status_code in (401, 403)
+
+
+def test_one_token_more_than_the_limit_is_refused_until_one_is_revoked_or_expires(
+    settings, clinician
+):
+    settings.CHESTNET_API_TOKENS_PER_USER = 2
+    first, _second = issue(clinician, "a"), issue(clinician, "b")
+    refused = api_login(clinician, "c")
+    assert refused.status_code == 403
+    assert refused.json()["detail"].startswith("This account already holds 2 live API tokens")
+    assert ApiToken.objects.filter(user=clinician).count() == 2  # nothing half-issued
+    logins = AuditEvent.objects.filter(actor=clinician, action="login")
+    assert logins.count() == 2  # the refused one is not a login
+    token_client(first).post(reverse("api_logout"), REMOTE_ADDR=ADDRESS)
+    assert works(issue(clinician, "c"))
+    ApiToken.objects.update(expiry=timezone.now() - timedelta(seconds=1))
+    issue(clinician, "d")  # the expired ones no longer count
+
+
+def test_integration_account_says_when_the_account_holds_the_most_tokens(settings, capsys):
+    settings.CHESTNET_API_TOKENS_PER_USER = 1
+    _command_token(capsys, "pacs-router", "--client", "router-a")
+    with pytest.raises(CommandError, match="already holds 1 live API tokens"):
+        call_command("integration_account", "pacs-router", "--client", "router-b")
+    assert list(ApiToken.objects.values_list("client", flat=True)) == ["router-a"]
 
 
 # --- expiry -----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from accounts import roles, tokens
+from accounts import roles, services, tokens
 
 
 class Command(BaseCommand):
@@ -40,7 +40,10 @@ class Command(BaseCommand):
             self.stdout.write(f"Integration account {name}: {revoked} token(s) revoked.")
             return
         user = self._account(User, name)
-        issued = tokens.integration_token_issue(user=user, client=client or name)
+        try:
+            issued = tokens.integration_token_issue(user=user, client=client or name)
+        except services.TokenLimitReached as refused:
+            raise CommandError(str(refused)) from None
         token = issued.token
         # The secret is shown this once (only its digest is kept); the last word is the token.
         self.stdout.write(
