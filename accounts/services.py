@@ -52,7 +52,7 @@ def token_issue(*, user: Any, client: str | None, lifetime: timedelta) -> Issued
     (each client has its own), its expired ones are cleared away. Refused with
     TokenLimitReached when the user holds CHESTNET_API_TOKENS_PER_USER live ones."""
     # The user's row is locked so that two logins at once count each other's token.
-    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
     ApiToken.objects.filter(user=user, expiry__lte=timezone.now()).delete()
     limit = settings.CHESTNET_API_TOKENS_PER_USER
     if ApiToken.objects.filter(user=user).count() >= limit:
