@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Case as DbCase
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, When
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 
 from accounts import roles
@@ -248,7 +249,7 @@ class ImageOutcome:
     @property
     def truth(self) -> int | None:
         """1 pneumonia, 0 normal, None: unsigned, "other" or "indeterminate"."""
-        return {"pneumonia": 1, "normal": 0}.get(self.finding or "")
+        return _TRUTH.get(self.finding or "")
 
     @property
     def source_name(self) -> str:
@@ -264,69 +265,99 @@ def image_outcomes(
     modality: str | None = None,
     manufacturer: str | None = None,
     signed_only: bool = False,
+    judged_only: bool = False,
+    last: int | None = None,
 ) -> list[ImageOutcome]:
-    """Every analysed or refused image (optionally only those of signed cases), oldest
-    first. `since`/`until` bound the result's time; `source` is a Case.Source or a calling
-    AE title. Meant for figures, not for listing to a user: no access rule applies, so
-    callers must be admin or radiologist views that show aggregates only."""
-    images = (
-        Image.objects.filter(status__in=[Image.Status.DONE, Image.Status.REFUSED])
-        .select_related("case", "prediction")
-        .order_by("pk")
-    )
+    """Every analysed or refused image (optionally only those of signed cases, or only the
+    analysed ones whose latest report judged them normal or pneumonia), oldest first; with
+    `last`, only the latest `last` of them. `since`/`until` bound the result's time;
+    `source` is a Case.Source or a calling AE title. Meant for figures, not for listing to a
+    user: no access rule applies, so callers must be admin or radiologist views that show
+    aggregates only. One query, filtered, ordered and cut by the database: a busy site's
+    monitoring reads the window it shows, not every image the version ever saw."""
+    images = _outcome_images(model_version=model_version)
     if source:
         images = images.filter(Q(case__source=source) | Q(case__source_ae=source))
     if modality:
         images = images.filter(modality=modality)
     if manufacturer:
         images = images.filter(manufacturer=manufacturer)
+    latest = Review.objects.filter(case_id=OuterRef("case_id")).order_by("-version")
+    done = Image.Status.DONE
+    images = images.annotate(
+        at=Coalesce(
+            DbCase(When(status=done, then=F("prediction__created_at"))),
+            "claimed_at",
+            "created_at",
+        ),
+        finding=Subquery(latest.values("finding")[:1]),
+        signed_at=Subquery(latest.values("signed_at")[:1]),
+    )
+    if since:
+        images = images.filter(at__gte=since)
+    if until:
+        images = images.filter(at__lt=until)
+    if signed_only:
+        images = images.filter(Exists(latest))
+    if judged_only:
+        images = images.filter(status=done, finding__in=list(_TRUTH))
+    fields = (
+        "pk", "case_id", "at", "case__source", "case__source_ae", "modality", "manufacturer",
+        "width", "height", "bits_stored", "status", "refusal_reason", "refusal_model_version",
+        "prediction__pk", "prediction__model_version", "prediction__probability",
+        "prediction__label", "prediction__threshold", "finding", "signed_at",
+    )  # fmt: skip
+    if last is None:
+        rows = list(images.order_by("at", "pk").values_list(*fields))
+    else:
+        rows = list(images.order_by("-at", "-pk").values_list(*fields)[:last])[::-1]
+    return [_outcome(row, done=done) for row in rows]
+
+
+_TRUTH = {"pneumonia": 1, "normal": 0}
+
+
+def _outcome_images(*, model_version: str | None) -> QuerySet[Image]:
+    images = Image.objects.filter(status__in=[Image.Status.DONE, Image.Status.REFUSED])
     if model_version:
         images = images.filter(
             Q(prediction__model_version=model_version)
             | Q(status=Image.Status.REFUSED, refusal_model_version=model_version)
         )
-    latest = _latest_findings(images.values_list("case_id", flat=True))
-    rows = []
-    for image in images:
-        prediction = getattr(image, "prediction", None) if image.status == "done" else None
-        at = prediction.created_at if prediction else (image.claimed_at or image.created_at)
-        if (since and at < since) or (until and at >= until):
-            continue
-        finding, signed_at = latest.get(image.case_id, (None, None))
-        if signed_only and finding is None:
-            continue
-        rows.append(
-            ImageOutcome(
-                image_id=image.pk,
-                case_id=image.case_id,
-                at=at,
-                source=image.case.source,
-                sender=image.case.source_ae,
-                modality=image.modality,
-                manufacturer=image.manufacturer,
-                width=image.width,
-                height=image.height,
-                bits_stored=image.bits_stored,
-                status=image.status,
-                refusal_reason=image.refusal_reason,
-                model_version=prediction.model_version
-                if prediction
-                else image.refusal_model_version,
-                probability=prediction.probability if prediction else None,
-                ai_label=prediction.label if prediction else None,
-                threshold=prediction.threshold if prediction else None,
-                finding=finding,
-                signed_at=signed_at,
-            )
-        )
-    rows.sort(key=lambda row: (row.at, row.image_id))
-    return rows
+    return images
 
 
-def _latest_findings(case_ids: Any) -> dict[int, tuple[str, datetime]]:
-    """case id -> (finding, signed_at) of its latest report version."""
-    latest: dict[int, tuple[str, datetime]] = {}
-    reviews = Review.objects.filter(case_id__in=case_ids).order_by("case_id", "version")
-    for case_id, finding, signed_at in reviews.values_list("case_id", "finding", "signed_at"):
-        latest[case_id] = (finding, signed_at)
-    return latest
+def _outcome(row: tuple, *, done: str) -> ImageOutcome:
+    (pk, case_id, at, source, sender, modality, manufacturer, width, height, bits, status,
+     reason, refusing_version, prediction, version, probability, label, threshold,
+     finding, signed_at) = row  # fmt: skip
+    predicted = status == done and prediction is not None  # a refusal's old result is not its
+    return ImageOutcome(
+        image_id=pk,
+        case_id=case_id,
+        at=at,
+        source=source,
+        sender=sender,
+        modality=modality,
+        manufacturer=manufacturer,
+        width=width,
+        height=height,
+        bits_stored=bits,
+        status=status,
+        refusal_reason=reason,
+        model_version=version if predicted else refusing_version,
+        probability=probability if predicted else None,
+        ai_label=label if predicted else None,
+        threshold=threshold if predicted else None,
+        finding=finding,
+        signed_at=signed_at,
+    )
+
+
+def outcome_facts(*, model_version: str) -> list[tuple[str, str, str, str]]:
+    """The distinct (source, calling AE, modality, manufacturer) of the images a version
+    analysed or refused: the monitoring page's filter choices, without reading every row."""
+    facts = _outcome_images(model_version=model_version).values_list(
+        "case__source", "case__source_ae", "modality", "manufacturer"
+    )
+    return list(facts.order_by().distinct())

@@ -56,9 +56,8 @@ def checks_for(version: str, card: dict[str, Any]) -> list[Check]:
     """The alert figures of `version` over its last CHESTNET_ALERT_WINDOW images."""
     window = settings.CHESTNET_ALERT_WINDOW
     minimum = settings.CHESTNET_ALERT_MIN_IMAGES
-    every = clinical.image_outcomes(model_version=version)
-    rows = every[-window:]
-    judged = [r for r in every if r.status == "done" and r.truth is not None][-window:]
+    rows = clinical.image_outcomes(model_version=version, last=window)
+    judged = clinical.image_outcomes(model_version=version, judged_only=True, last=window)
     confusion = figures.confusion_counts(judged)
     positives = confusion["tp"] + confusion["fn"]
     negatives = confusion["tn"] + confusion["fp"]

@@ -161,9 +161,9 @@ def _splits(rows: Sequence[ImageOutcome]) -> dict[str, dict[str, Any]]:
 
 def filter_choices(version: ModelVersion) -> dict[str, list[str]]:
     """The sources, modalities and manufacturers seen with a version: the page's filters."""
-    rows = clinical.image_outcomes(model_version=version.version)
+    facts = clinical.outcome_facts(model_version=version.version)
     return {
-        "source": sorted({row.source_name for row in rows if row.source_name}),
-        "modality": sorted({row.modality for row in rows if row.modality}),
-        "manufacturer": sorted({row.manufacturer for row in rows if row.manufacturer}),
+        "source": sorted({sender or source for source, sender, _, _ in facts} - {""}),
+        "modality": sorted({modality for _, _, modality, _ in facts} - {""}),
+        "manufacturer": sorted({maker for _, _, _, maker in facts} - {""}),
     }

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
+from diagnosis import selectors as clinical
 from diagnosis import services
 from diagnosis.models import AuditEvent, Case, Image, Review
 from ml import metrics
 from monitoring import alerts, figures
+from monitoring import selectors as monitoring_selectors
 from monitoring.models import Alert
 from registry.models import ModelVersion
 from tests.support import factories
@@ -203,6 +205,69 @@ def test_periods_split_the_span_by_day_and_week(signed_set, admin_user, api_clie
     assert sum(p["analysed"] for p in data["periods"]) == data["summary"]["analysed"]
     weeks = api_client_for(admin_user).get("/api/v1/monitoring/", {"period": "week"}).json()
     assert len(weeks["periods"]) == 8
+
+
+def _outcome_facts(row) -> tuple:
+    return (row.image_id, row.status, row.model_version, row.probability, row.finding)
+
+
+def _reference_outcomes() -> list[tuple]:
+    """What image_outcomes must say, written the plain way: every finished image of the
+    version in Python, its time and its case's latest finding, oldest first."""
+    rows = []
+    for image in Image.objects.filter(status__in=["done", "refused"]).order_by("pk"):
+        prediction = getattr(image, "prediction", None) if image.status == "done" else None
+        version = prediction.model_version if prediction else image.refusal_model_version
+        if version != VERSION:
+            continue
+        at = prediction.created_at if prediction else (image.claimed_at or image.created_at)
+        latest = Review.objects.filter(case_id=image.case_id).order_by("-version").first()
+        finding = latest.finding if latest else None
+        probability = prediction.probability if prediction else None
+        rows.append((at, image.pk, (image.pk, image.status, version, probability, finding)))
+    return [facts for _, _, facts in sorted(rows)]
+
+
+def test_the_outcomes_cut_by_the_database_are_those_of_the_whole_list(signed_set, radiologist):
+    """The windows the alerts and the page read (the last N, the judged, a span, the signed)
+    are cut in SQL: each equals the plain reading of every image cut in Python, with the
+    latest report's finding (an amendment counts) and a refusal never carrying an old
+    result."""
+    amended = signed_set[0]
+    before = Review.objects.filter(case=amended).get().finding
+    services.review_amend(
+        case=amended,
+        author=radiologist,
+        agrees_with_ai=True,
+        finding="normal" if before == "pneumonia" else "pneumonia",
+        report="Amended.",
+        reason="Second look at the film.",
+    )
+    refused = Image.objects.filter(status="refused", case=signed_set[-1]).get()
+    factories.PredictionFactory(image=refused, model_version="other-1", probability=0.99)
+    Image.objects.filter(pk=refused.pk).update(claimed_at=timezone.now() + timedelta(hours=1))
+    every = clinical.image_outcomes(model_version=VERSION)
+    assert [_outcome_facts(row) for row in every] == _reference_outcomes()
+    facts = {row.image_id: row for row in every}
+    assert facts[refused.pk].probability is None and facts[refused.pk].model_version == VERSION
+
+    last = clinical.image_outcomes(model_version=VERSION, last=7)
+    assert [_outcome_facts(r) for r in last] == [_outcome_facts(r) for r in every[-7:]]
+    judged = clinical.image_outcomes(model_version=VERSION, judged_only=True, last=10)
+    expected = [r for r in every if r.status == "done" and r.truth is not None][-10:]
+    assert [_outcome_facts(r) for r in judged] == [_outcome_facts(r) for r in expected]
+    signed = clinical.image_outcomes(model_version=VERSION, signed_only=True)
+    assert [r.image_id for r in signed] == [r.image_id for r in every if r.finding is not None]
+    middle = every[len(every) // 3].at
+    later = clinical.image_outcomes(model_version=VERSION, since=middle)
+    earlier = clinical.image_outcomes(model_version=VERSION, until=middle)
+    assert [r.image_id for r in later] == [r.image_id for r in every if r.at >= middle]
+    assert [r.image_id for r in earlier] == [r.image_id for r in every if r.at < middle]
+    assert monitoring_selectors.filter_choices(ModelVersion.objects.get()) == {
+        "source": sorted({r.source_name for r in every}),
+        "modality": sorted({r.modality for r in every} - {""}),
+        "manufacturer": sorted({r.manufacturer for r in every} - {""}),
+    }
 
 
 def test_score_drift_is_near_zero_for_the_reference_and_large_when_shifted():
