@@ -4,6 +4,7 @@ and manufacturer, with score and input drift. The page and the API show the same
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -117,13 +118,14 @@ def report(query: Query) -> dict[str, Any]:
         modality=query.modality or None,
         manufacturer=query.manufacturer or None,
     )
-    rows = [row for row in everything if row.at >= since]
-    baseline = [row for row in everything if row.at < since]
+    times = [row.at for row in everything]  # oldest first: each period is a slice
+    first = bisect_left(times, since)
+    rows, baseline = everything[first:], everything[:first]
     periods = []
     start = query.start
     while start <= query.end:
         stop = min(start + step, query.end + timedelta(days=1))
-        inside = [row for row in rows if _moment(start) <= row.at < _moment(stop)]
+        inside = everything[bisect_left(times, _moment(start)) : bisect_left(times, _moment(stop))]
         periods.append(
             {
                 "start": start.isoformat(),
