@@ -38,7 +38,7 @@ test-fast: install
 LINTED := chestnet_site accounts registry diagnosis mlops dicomnet monitoring ml devtools scripts/run_local.py scripts/benchmark.py \
 	scripts/ood_corpus.py scripts/gate_report.py scripts/recipe_report.py scripts/make_test_fixtures.py \
 	scripts/validation_stress.py scripts/upload_memory.py scripts/baseline_tree.py scripts/worklist_benchmark.py scripts/pipeline_benchmark.py scripts/encoding_benchmark.py \
-	scripts/remote_workers_benchmark.py scripts/site_calibration_study.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
+	scripts/monitoring_benchmark.py scripts/remote_workers_benchmark.py scripts/site_calibration_study.py tests/conftest.py tests/diagnosis tests/integration tests/e2e \
 	tests/ml tests/mlops tests/dicomnet tests/registry tests/monitoring tests/accounts tests/support tests/test_architecture.py \
 	tests/test_docker_files.py tests/test_storage_settings.py tests/test_database_settings.py \
 	tests/test_worker_environment.py tests/test_production_settings.py tests/test_throttling.py \
@@ -60,6 +60,7 @@ benchmark: install
 	$(PY) scripts/pipeline_benchmark.py $(if $(BASELINE),--baseline $(BASELINE))
 	$(PY) scripts/encoding_benchmark.py
 	$(PY) scripts/worklist_benchmark.py
+	$(PY) scripts/monitoring_benchmark.py --sizes 5000,50000
 	@if [ "$$(id -u)" = 0 ]; then $(PY) scripts/remote_workers_benchmark.py; \
 	  else echo "remote-workers benchmark skipped: needs root for ip netns"; fi
 
