@@ -63,6 +63,10 @@ def main() -> None:
 
     setup_test_environment()  # the test client's host name
     old_name = connection.settings_dict["NAME"]
+    if connection.vendor != "sqlite":
+        # A name of its own: Django's default (test_<name>) may be a test run's database
+        # on the same server (CI's), which autoclobber would drop.
+        connection.settings_dict["TEST"]["NAME"] = f"test_{old_name}_worklist_benchmark"
     connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:
         report = _run(args)
