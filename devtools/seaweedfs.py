@@ -194,6 +194,11 @@ class SeaweedFS:
             try:
                 self.client.create_bucket(Bucket=self.bucket)
                 return
+            except self.client.exceptions.BucketAlreadyOwnedByYou:
+                # SeaweedFS makes a bucket on the first write into it: a process waiting for
+                # the store (the runner's storage check) may have written first, or the store
+                # was started again on its own data. Either way the bucket is there.
+                return
             except (BotoCoreError, ClientError):
                 if time.monotonic() > deadline:
                     raise

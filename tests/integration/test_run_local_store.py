@@ -95,3 +95,14 @@ def test_storage_check_says_the_local_media_folder_takes_writes(tmp_path):
     )
     assert checked.returncode == 0 and "takes writes" in checked.stdout
     assert not any((tmp_path / "media" / "health").iterdir())  # the probe is deleted again
+
+
+def test_the_store_starts_when_its_bucket_is_already_there(store):
+    """Seen in CI: the runner's probe wrote into the bucket (SeaweedFS makes a bucket on a
+    write) while the store was still asking for it, and its own request was then refused
+    as `BucketAlreadyOwnedByYou`. A store started again on its own data meets the same."""
+    store.start()
+    store.client.put_object(Bucket=store.bucket, Key="kept", Body=b"x")
+    store.stop()
+    store.start()
+    assert store.keys() == ["kept"]
