@@ -254,6 +254,9 @@ class Image(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     claim_token = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the latest result (analysed or refused) was stored; meaningful while the status
+    # says done or refused. Indexed: monitoring reads a version's latest results by it.
+    result_at = models.DateTimeField(null=True, blank=True)
     # An instance received over the network, once: a re-sent instance is not stored again.
     sop_instance_uid = models.CharField(max_length=64, blank=True)
     # What the reader calls it: the uploaded file's name, or the DICOM view ("PA chest").
@@ -269,7 +272,10 @@ class Image(models.Model):
 
     class Meta:
         ordering = ["pk"]
-        indexes = [models.Index(fields=["status", "enqueued_at"])]
+        indexes = [
+            models.Index(fields=["status", "enqueued_at"]),
+            models.Index(fields=["result_at", "id"], name="image_result_at"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["sop_instance_uid"],

@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from django.db.models import Case as DbCase
-from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, When
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
 from accounts import roles
@@ -285,11 +283,7 @@ def image_outcomes(
     latest = Review.objects.filter(case_id=OuterRef("case_id")).order_by("-version")
     done = Image.Status.DONE
     images = images.annotate(
-        at=Coalesce(
-            DbCase(When(status=done, then=F("prediction__created_at"))),
-            "claimed_at",
-            "created_at",
-        ),
+        at=F("result_at"),
         finding=Subquery(latest.values("finding")[:1]),
         signed_at=Subquery(latest.values("signed_at")[:1]),
     )

@@ -326,6 +326,7 @@ def _image(site: Site, sender: Sender, at: datetime, pneumonia: bool) -> tuple[A
         enqueued_at=at - timedelta(seconds=40),
         claimed_at=at - timedelta(seconds=2),
         created_at=at - timedelta(seconds=60),
+        result_at=at,
         name="PA chest",
         modality=modality,
         manufacturer=manufacturer,

@@ -52,6 +52,7 @@ def case_reanalyse(*, case: Case, user, reason: str = "re-run with the active mo
                 error="",
                 refusal_reason="",
                 refusal_message="",
+                result_at=None,
                 enqueued_at=timezone.now(),
             )
             image_enqueue_on_commit(image_id=image.pk)

@@ -283,7 +283,7 @@ def _network_image(
         enqueued_at=timezone.now(),
     )
     if refusal is not None:
-        image.status = Image.Status.REFUSED
+        image.status, image.result_at = Image.Status.REFUSED, timezone.now()
         image.refusal_reason, image.refusal_message = refusal.reason, refusal.message[:2000]
     image.original.name = original
     with transaction.atomic():  # a savepoint: a duplicate instance fails alone

@@ -121,6 +121,7 @@ def _analyses_store(
         )
     }
     predictions, changed, again = [], [], []
+    now = timezone.now()
     for result in results:
         if isinstance(result, Exception):
             continue
@@ -143,11 +144,12 @@ def _analyses_store(
         else:
             predictions.append(_prediction(image, result, written.heatmap))
             image.status = Image.Status.DONE
+        image.result_at = now
         changed.append(image)
     failed = set(held) - {image.pk for image in changed} - {image.pk for image in again}
     _withdrawn_requeue(again, withdrawn)
     Prediction.objects.bulk_create(predictions)
-    fields = ["status", "preview", "preview_width", "preview_height"]
+    fields = ["status", "result_at", "preview", "preview_width", "preview_height"]
     fields += ["refusal_reason", "refusal_message", "refusal_model_version", "error"]
     fields += ["modality", "manufacturer", "width", "height", "bits_stored", "view_position"]
     rows_update(changed, fields)
@@ -182,6 +184,7 @@ def _withdrawn_requeue(images: list[Image], withdrawn: set[str]) -> None:
     Image.objects.filter(pk__in=[image.pk for image in images]).update(
         status=Image.Status.QUEUED,
         claim_token="",
+        result_at=None,
         enqueued_at=timezone.now(),
         attempts=F("attempts") - 1,
     )

@@ -469,3 +469,56 @@ def test_an_unreadable_file_has_no_preview_and_is_not_decoded_again(clinician):
     assert services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda: predictor)
     image.refresh_from_db()
     assert image.status == "refused" and not image.preview and image.preview_width is None
+
+
+def test_the_result_time_is_written_with_the_result_and_cleared_when_queued_again(
+    enqueued, radiologist
+):
+    """Monitoring reads a version's latest results by this indexed time."""
+    before = timezone.now()
+    images = []
+    for result in (FakeResult(), fake_refusal()):  # one after the other: a run takes a batch
+        images.append(image := factories.ImageFactory())
+        predictor = FakePredictor(result=result)
+        services.inference_run(image_id=image.pk, token="t", predictor_loader=lambda p=predictor: p)
+    analysed, refused = images
+    analysed.refresh_from_db()
+    refused.refresh_from_db()
+    assert (analysed.status, refused.status) == (Image.Status.DONE, Image.Status.REFUSED)
+    assert before <= refused.result_at and before <= analysed.result_at <= timezone.now()
+    assert abs(analysed.result_at - analysed.prediction.created_at) < timedelta(seconds=1)
+
+    first = refused.result_at
+    services.case_reanalyse(case=refused.case, user=radiologist)
+    refused.refresh_from_db()
+    assert (refused.status, refused.result_at) == (Image.Status.QUEUED, None)
+    predictor = FakePredictor(result=FakeResult())
+    services.inference_run(image_id=refused.pk, token="u", predictor_loader=lambda: predictor)
+    refused.refresh_from_db()
+    assert refused.status == Image.Status.DONE and refused.result_at > first
+
+
+def test_the_migration_gives_older_images_the_time_monitoring_computed_before():
+    import importlib
+
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    long_ago = timezone.now() - timedelta(days=30)
+    analysed = factories.PredictionFactory().image
+    Prediction.objects.filter(pk=analysed.prediction.pk).update(created_at=long_ago)
+    by_the_model = factories.ImageFactory(status=Image.Status.REFUSED)
+    Image.objects.filter(pk=by_the_model.pk).update(claimed_at=long_ago + timedelta(hours=1))
+    on_arrival = factories.ImageFactory(status=Image.Status.REFUSED)
+    waiting = factories.ImageFactory()
+    Image.objects.update(result_at=None)  # as before the field
+    migration = importlib.import_module("diagnosis.migrations.0019_image_result_at")
+    state = MigrationExecutor(connection).loader.project_state(
+        ("diagnosis", "0019_image_result_at")
+    )
+    migration.fill_result_at(state.apps, None)
+    times = dict(Image.objects.values_list("pk", "result_at"))
+    assert times[analysed.pk] == long_ago
+    assert times[by_the_model.pk] == long_ago + timedelta(hours=1)
+    assert times[on_arrival.pk] == Image.objects.get(pk=on_arrival.pk).created_at
+    assert times[waiting.pk] is None

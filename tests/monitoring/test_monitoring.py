@@ -194,7 +194,7 @@ def test_patient_identifiers_stay_out_of_the_report(signed_set, admin_user, api_
 def test_periods_split_the_span_by_day_and_week(signed_set, admin_user, api_client_for):
     old = timezone.now() - timedelta(days=3)
     first = signed_set[0].images.first()
-    type(first.prediction).objects.filter(pk=first.prediction.pk).update(created_at=old)
+    Image.objects.filter(pk=first.pk).update(result_at=old)
     data = (
         api_client_for(admin_user)
         .get("/api/v1/monitoring/", {"period": "day", "start": str((old).date())})
@@ -220,7 +220,7 @@ def _reference_outcomes() -> list[tuple]:
         version = prediction.model_version if prediction else image.refusal_model_version
         if version != VERSION:
             continue
-        at = prediction.created_at if prediction else (image.claimed_at or image.created_at)
+        at = image.result_at
         latest = Review.objects.filter(case_id=image.case_id).order_by("-version").first()
         finding = latest.finding if latest else None
         probability = prediction.probability if prediction else None
@@ -245,7 +245,7 @@ def test_the_outcomes_cut_by_the_database_are_those_of_the_whole_list(signed_set
     )
     refused = Image.objects.filter(status="refused", case=signed_set[-1]).get()
     factories.PredictionFactory(image=refused, model_version="other-1", probability=0.99)
-    Image.objects.filter(pk=refused.pk).update(claimed_at=timezone.now() + timedelta(hours=1))
+    Image.objects.filter(pk=refused.pk).update(result_at=timezone.now() + timedelta(hours=1))
     every = clinical.image_outcomes(model_version=VERSION)
     assert [_outcome_facts(row) for row in every] == _reference_outcomes()
     facts = {row.image_id: row for row in every}

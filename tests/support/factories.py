@@ -52,6 +52,9 @@ class CaseFactory(factory.django.DjangoModelFactory[Case]):
     urgency = Case.Urgency.ROUTINE
 
 
+FINISHED = (Image.Status.DONE, Image.Status.REFUSED)
+
+
 class ImageFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Image
@@ -63,6 +66,11 @@ class ImageFactory(factory.django.DjangoModelFactory):
     preview_width = 96
     preview_height = 80
     enqueued_at = factory.LazyFunction(timezone.now)
+    status = Image.Status.QUEUED
+    # As the worker writes it: a finished image has the time of its result.
+    result_at = factory.LazyAttribute(
+        lambda image: timezone.now() if image.status in FINISHED else None
+    )
 
 
 class PredictionFactory(factory.django.DjangoModelFactory):

@@ -90,6 +90,7 @@ def _image(case: Case, spec: SiteCase, probability: float | None) -> Image:
         modality=spec.modality,
         manufacturer=spec.manufacturer,
         claimed_at=spec.at or timezone.now(),
+        result_at=spec.at or timezone.now(),
     )
 
 
