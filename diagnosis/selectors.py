@@ -5,7 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Case as DbCase
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    When,
+)
+from django.db.models.functions import Greatest
 from django.shortcuts import get_object_or_404
 
 from accounts import roles
@@ -273,13 +286,13 @@ def image_outcomes(
     user: no access rule applies, so callers must be admin or radiologist views that show
     aggregates only. One query, filtered, ordered and cut by the database: a busy site's
     monitoring reads the window it shows, not every image the version ever saw."""
-    images = _outcome_images(model_version=model_version)
-    if source:
-        images = images.filter(Q(case__source=source) | Q(case__source_ae=source))
-    if modality:
-        images = images.filter(modality=modality)
-    if manufacturer:
-        images = images.filter(manufacturer=manufacturer)
+    images = _outcome_images(
+        model_version=model_version, source=source, modality=modality, manufacturer=manufacturer
+    )
+    if since:
+        images = images.filter(result_at__gte=since)
+    if until:
+        images = images.filter(result_at__lt=until)
     latest = Review.objects.filter(case_id=OuterRef("case_id")).order_by("-version")
     done = Image.Status.DONE
     images = images.annotate(
@@ -287,10 +300,6 @@ def image_outcomes(
         finding=Subquery(latest.values("finding")[:1]),
         signed_at=Subquery(latest.values("signed_at")[:1]),
     )
-    if since:
-        images = images.filter(at__gte=since)
-    if until:
-        images = images.filter(at__lt=until)
     if signed_only:
         images = images.filter(Exists(latest))
     if judged_only:
@@ -311,13 +320,54 @@ def image_outcomes(
 _TRUTH = {"pneumonia": 1, "normal": 0}
 
 
-def _outcome_images(*, model_version: str | None) -> QuerySet[Image]:
+def input_facts_counted(
+    *,
+    until: datetime,
+    model_version: str | None = None,
+    source: str | None = None,
+    modality: str | None = None,
+    manufacturer: str | None = None,
+) -> list[tuple[str, str, int | None, int | None, int]]:
+    """The acquisition facts of the analysed or refused images before `until` (filtered as
+    `image_outcomes`), counted by the database: (manufacturer, modality, bits stored, longer
+    side or None where a side is unknown, images). The input-drift baseline: all of a
+    version's history, read as a few hundred groups rather than as one row per image."""
+    images = _outcome_images(
+        model_version=model_version, source=source, modality=modality, manufacturer=manufacturer
+    ).filter(result_at__lt=until)
+    longer = DbCase(
+        When(width__gt=0, height__gt=0, then=Greatest("width", "height")),
+        default=None,
+        output_field=IntegerField(),
+    )
+    counted = (
+        images.annotate(longer=longer)
+        .order_by()
+        .values_list("manufacturer", "modality", "bits_stored", "longer")
+        .annotate(images=Count("pk"))
+    )
+    return list(counted)
+
+
+def _outcome_images(
+    *,
+    model_version: str | None,
+    source: str | None = None,
+    modality: str | None = None,
+    manufacturer: str | None = None,
+) -> QuerySet[Image]:
     images = Image.objects.filter(status__in=[Image.Status.DONE, Image.Status.REFUSED])
     if model_version:
         images = images.filter(
             Q(prediction__model_version=model_version)
             | Q(status=Image.Status.REFUSED, refusal_model_version=model_version)
         )
+    if source:
+        images = images.filter(Q(case__source=source) | Q(case__source_ae=source))
+    if modality:
+        images = images.filter(modality=modality)
+    if manufacturer:
+        images = images.filter(manufacturer=manufacturer)
     return images
 
 

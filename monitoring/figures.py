@@ -155,39 +155,61 @@ def score_drift(rows: Sequence[Outcome], reference: Reference | None) -> dict[st
     return result
 
 
+# (manufacturer, modality, bits stored, longer side or None, images): counted acquisition
+# facts, as diagnosis.selectors.input_facts_counted reads them from the database.
+InputFacts = tuple[str, str, int | None, int | None, int]
+
+
 def input_mix(rows: Sequence[Outcome]) -> dict[str, dict[str, int]]:
     """What the images were: scanner makers, bit depths, sizes (by the longer side) and
     modalities, counted. Unknown values count as "unknown"."""
-    return {
-        "manufacturer": _count(row.manufacturer or "unknown" for row in rows),
-        "modality": _count(row.modality or "unknown" for row in rows),
-        "bits_stored": _count(str(row.bits_stored or "unknown") for row in rows),
-        "size": _count(size_bucket(row.width, row.height) for row in rows),
-    }
+    return input_mix_counted(
+        (row.manufacturer, row.modality, row.bits_stored, _longer(row.width, row.height), 1)
+        for row in rows
+    )
 
 
-def size_bucket(width: int | None, height: int | None) -> str:
-    if not width or not height:
+def input_mix_counted(groups: Iterable[InputFacts]) -> dict[str, dict[str, int]]:
+    """`input_mix` of facts already counted."""
+    mix: dict[str, Counter[str]] = {fact: Counter() for fact in _FACTS}
+    for maker, modality, bits, side, images in groups:
+        mix["manufacturer"][maker or "unknown"] += images
+        mix["modality"][modality or "unknown"] += images
+        mix["bits_stored"][str(bits or "unknown")] += images
+        mix["size"][size_bucket(side)] += images
+    return {fact: _ordered(counts) for fact, counts in mix.items()}
+
+
+_FACTS = ("manufacturer", "modality", "bits_stored", "size")
+
+
+def _longer(width: int | None, height: int | None) -> int | None:
+    return max(width, height) if width and height else None
+
+
+def size_bucket(side: int | None) -> str:
+    """The size class of an image by its longer side in pixels (None: unknown)."""
+    if not side:
         return "unknown"
-    side = max(width, height)
     for limit in (512, 1024, 2048, 3072):
         if side <= limit:
             return f"<= {limit} px"
     return "> 3072 px"
 
 
-def _count(values: Iterable[str]) -> dict[str, int]:
-    return dict(sorted(Counter(values).items(), key=lambda item: (-item[1], item[0])))
+def _ordered(counts: Counter[str]) -> dict[str, int]:
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
-def input_drift(current: Sequence[Outcome], baseline: Sequence[Outcome]) -> dict[str, Any]:
-    """Per input fact, the PSI of this period's mix against the baseline's (the periods
-    before it); None where either side is empty."""
-    now, before = input_mix(current), input_mix(baseline)
+def input_drift(current: Sequence[Outcome], baseline: Iterable[InputFacts]) -> dict[str, Any]:
+    """Per input fact, the PSI of this period's mix against the baseline's (the images
+    before it, counted); None where either side is empty."""
+    counted = list(baseline)
+    now, before = input_mix(current), input_mix_counted(counted)
     drift: dict[str, float | None] = {}
     for fact in now:
         keys = sorted(set(now[fact]) | set(before[fact]))
         a = np.array([before[fact].get(k, 0) for k in keys], float)
         b = np.array([now[fact].get(k, 0) for k in keys], float)
         drift[fact] = metrics.population_stability_index(a, b) if a.sum() and b.sum() else None
-    return {"psi": drift, "baseline_images": len(baseline)}
+    return {"psi": drift, "baseline_images": sum(group[-1] for group in counted)}

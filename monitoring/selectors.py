@@ -111,21 +111,20 @@ def report(query: Query) -> dict[str, Any]:
     input mix with its drift against the images before the span."""
     step = timedelta(days=PERIODS[query.period])
     since, until = _moment(query.start), _moment(query.end + timedelta(days=1))
-    everything = clinical.image_outcomes(
-        until=until,
-        model_version=query.version.version,
-        source=query.source or None,
-        modality=query.modality or None,
-        manufacturer=query.manufacturer or None,
-    )
-    times = [row.at for row in everything]  # oldest first: each period is a slice
-    first = bisect_left(times, since)
-    rows, baseline = everything[first:], everything[:first]
+    chosen = {
+        "model_version": query.version.version,
+        "source": query.source or None,
+        "modality": query.modality or None,
+        "manufacturer": query.manufacturer or None,
+    }
+    rows = clinical.image_outcomes(since=since, until=until, **chosen)
+    baseline = clinical.input_facts_counted(until=since, **chosen)
+    times = [row.at for row in rows]  # oldest first: each period is a slice
     periods = []
     start = query.start
     while start <= query.end:
         stop = min(start + step, query.end + timedelta(days=1))
-        inside = everything[bisect_left(times, _moment(start)) : bisect_left(times, _moment(stop))]
+        inside = rows[bisect_left(times, _moment(start)) : bisect_left(times, _moment(stop))]
         periods.append(
             {
                 "start": start.isoformat(),

@@ -377,3 +377,33 @@ def test_metrics_carry_the_monitoring_figures_and_open_alerts(
     assert ("chestnet_monitoring_sensitivity", labels) not in samples  # no positives yet
     assert samples[("chestnet_monitoring_alerts_open", (("kind", "specificity"),))] == 1
     assert samples[("chestnet_monitoring_alerts_open", (("kind", "sensitivity"),))] == 0
+
+
+def test_the_input_drift_baseline_counted_by_the_database_is_the_mix_of_the_earlier_images(
+    signed_set, admin_user, api_client_for
+):
+    """The baseline (every image before the span) is read as counted groups, not as rows:
+    it equals the plain mix of those rows, unknown sizes and makers included."""
+    rng = random.Random(3)
+    for image in Image.objects.filter(status__in=["done", "refused"]):
+        longer = rng.choice([None, 400, 900, 2000, 2500, 3500])
+        Image.objects.filter(pk=image.pk).update(
+            width=None if longer is None else longer - rng.randint(0, 50),
+            height=longer if rng.random() < 0.8 else None,
+            bits_stored=rng.choice([None, 8, 12, 16]),
+            modality=rng.choice(["", "CR", "DX"]),
+            result_at=timezone.now() - timedelta(days=rng.randint(0, 20)),
+        )
+    since = timezone.now() - timedelta(days=9)
+    before = clinical.image_outcomes(model_version=VERSION, until=since)
+    counted = clinical.input_facts_counted(model_version=VERSION, until=since)
+    assert len(before) > 5 and sum(group[-1] for group in counted) == len(before)
+    assert figures.input_mix_counted(counted) == figures.input_mix(before)
+    assert figures.input_mix(before)["size"].get("unknown")  # a side unknown is unknown
+
+    start = (timezone.localtime(since) + timedelta(days=1)).date()
+    data = api_client_for(admin_user).get("/api/v1/monitoring/", {"start": str(start)}).json()
+    cut = clinical.input_facts_counted(
+        model_version=VERSION, until=monitoring_selectors._moment(start)
+    )
+    assert data["input_drift"]["baseline_images"] == sum(group[-1] for group in cut) > 0
