@@ -111,7 +111,7 @@ def report(query: Query) -> dict[str, Any]:
     input mix with its drift against the images before the span."""
     step = timedelta(days=PERIODS[query.period])
     since, until = _moment(query.start), _moment(query.end + timedelta(days=1))
-    chosen = {
+    chosen: dict[str, Any] = {
         "model_version": query.version.version,
         "source": query.source or None,
         "modality": query.modality or None,
