@@ -223,6 +223,11 @@ class Case(models.Model):
         return Prediction.objects.filter(image__case=self, image__status=Image.Status.DONE).exists()
 
 
+# The statuses of an image that has a result (Image.Status.DONE and REFUSED), for the
+# constraint on its result time (the enum is not yet defined inside the class's Meta).
+RESULT_STATUSES = ["done", "refused"]
+
+
 class Image(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -254,8 +259,9 @@ class Image(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     claim_token = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    # When the latest result (analysed or refused) was stored; meaningful while the status
-    # says done or refused. Indexed: monitoring reads a version's latest results by it.
+    # When the latest result (analysed or refused) was stored: set exactly while the status
+    # is done or refused (a constraint holds it). Indexed: monitoring reads a version's
+    # results by it, latest first, as an index walk.
     result_at = models.DateTimeField(null=True, blank=True)
     # An instance received over the network, once: a re-sent instance is not stored again.
     sop_instance_uid = models.CharField(max_length=64, blank=True)
@@ -281,7 +287,12 @@ class Image(models.Model):
                 fields=["sop_instance_uid"],
                 condition=~models.Q(sop_instance_uid=""),
                 name="image_one_per_instance",
-            )
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=RESULT_STATUSES, result_at__isnull=False)
+                | (~models.Q(status__in=RESULT_STATUSES) & models.Q(result_at__isnull=True)),
+                name="image_result_at_with_a_result",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -302,8 +302,9 @@ def image_outcomes(
     )
     if signed_only:
         images = images.filter(Exists(latest))
-    if judged_only:
-        images = images.filter(status=done, finding__in=list(_TRUTH))
+    if judged_only:  # analysed: among images with a result, those not refused (a
+        # negative test, so that the database keeps walking the time index)
+        images = images.exclude(status=Image.Status.REFUSED).filter(finding__in=list(_TRUTH))
     fields = (
         "pk", "case_id", "at", "case__source", "case__source_ae", "modality", "manufacturer",
         "width", "height", "bits_stored", "status", "refusal_reason", "refusal_model_version",
@@ -356,7 +357,9 @@ def _outcome_images(
     modality: str | None = None,
     manufacturer: str | None = None,
 ) -> QuerySet[Image]:
-    images = Image.objects.filter(status__in=[Image.Status.DONE, Image.Status.REFUSED])
+    # Exactly the done and refused images (a constraint ties the time to the status), by
+    # the column whose index the time-ordered reads walk.
+    images = Image.objects.filter(result_at__isnull=False)
     if model_version:
         images = images.filter(
             Q(prediction__model_version=model_version)

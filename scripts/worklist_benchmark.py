@@ -143,6 +143,7 @@ def _images(rng: random.Random, case: Any) -> list[Any]:
             preview=f"previews/{case.pk}-{n}.png",
             status=Image.Status.REFUSED if refused else Image.Status.DONE,
             refusal_reason="not_chest_radiograph" if refused else "",
+            result_at=case.ready_at,
         )
         for n in range(rng.choice([1, 1, 1, 2, 4]))
     ]

@@ -304,7 +304,7 @@ def test_a_reanalysed_image_keeps_its_preview_and_no_second_one_is_written(setti
     image.refresh_from_db()
     preview = image.preview.name
     Prediction.objects.filter(image=image).delete()
-    Image.objects.filter(pk=image.pk).update(status=Image.Status.QUEUED)
+    Image.objects.filter(pk=image.pk).update(status=Image.Status.QUEUED, result_at=None)
     files = _stored_files(settings)
     services.inference_run(image_id=image.pk, token="second", predictor_loader=_drawing)
     image.refresh_from_db()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from diagnosis import services
 from diagnosis.models import AuditEvent, Case, Image
@@ -30,7 +31,7 @@ def _processing_case(owner) -> tuple[Case, Image]:
 
 
 def _result_arrives(image: Image, probability: float = 0.83) -> None:
-    Image.objects.filter(pk=image.pk).update(status=Image.Status.DONE)
+    Image.objects.filter(pk=image.pk).update(status=Image.Status.DONE, result_at=timezone.now())
     factories.PredictionFactory(image=image, probability=probability)
     services.case_refresh_status(case_id=image.case_id)
 
@@ -108,6 +109,7 @@ def test_a_refusal_reaches_the_card(client_for, clinician, radiologist):
         status=Image.Status.REFUSED,
         refusal_reason="not_chest_radiograph",
         refusal_message="A photograph.",
+        result_at=timezone.now(),
     )
     services.case_refresh_status(case_id=case.pk)
     (card,) = _live(client, case, version).json()["images"]

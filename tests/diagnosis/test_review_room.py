@@ -132,7 +132,7 @@ def test_the_live_poll_renders_each_thumbnail_and_the_case_bar(client_for, radio
     answer = client.get(url, {"since": ""}).json()
     assert "analysing" in answer["case_ai"]
     assert "analysing" in answer["images"][0]["thumb"]
-    Image.objects.filter(pk=image.pk).update(status=Image.Status.DONE)
+    Image.objects.filter(pk=image.pk).update(status=Image.Status.DONE, result_at=timezone.now())
     factories.PredictionFactory(image=image, probability=0.77)
     services.case_refresh_status(case_id=case.pk)
     answer = client.get(url, {"since": answer["version"]}).json()

@@ -511,7 +511,9 @@ def test_the_migration_gives_older_images_the_time_monitoring_computed_before():
     Image.objects.filter(pk=by_the_model.pk).update(claimed_at=long_ago + timedelta(hours=1))
     on_arrival = factories.ImageFactory(status=Image.Status.REFUSED)
     waiting = factories.ImageFactory()
-    Image.objects.update(result_at=None)  # as before the field
+    # Before the field every time was null; the constraint of 0020 forbids that now, so
+    # the finished images carry a wrong time for the backfill to replace.
+    Image.objects.exclude(result_at=None).update(result_at=timezone.now() + timedelta(days=9))
     migration = importlib.import_module("diagnosis.migrations.0019_image_result_at")
     state = MigrationExecutor(connection).loader.project_state(
         ("diagnosis", "0019_image_result_at")
@@ -522,3 +524,19 @@ def test_the_migration_gives_older_images_the_time_monitoring_computed_before():
     assert times[by_the_model.pk] == long_ago + timedelta(hours=1)
     assert times[on_arrival.pk] == Image.objects.get(pk=on_arrival.pk).created_at
     assert times[waiting.pk] is None
+
+
+def test_the_database_ties_the_result_time_to_a_result():
+    """Monitoring selects images with a result by their time alone: a result without a
+    time, or a time without a result, is refused by the database."""
+    from django.db import IntegrityError, transaction
+
+    image = factories.ImageFactory()
+    for change in (
+        {"status": Image.Status.DONE, "result_at": None},
+        {"status": Image.Status.REFUSED, "result_at": None},
+        {"status": Image.Status.FAILED, "result_at": timezone.now()},
+    ):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Image.objects.filter(pk=image.pk).update(**change)
+    Image.objects.filter(pk=image.pk).update(status=Image.Status.DONE, result_at=timezone.now())

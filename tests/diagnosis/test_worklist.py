@@ -200,7 +200,9 @@ def test_the_api_rows_carry_every_column(api_client_for, radiologist):
 
 def test_a_network_study_shows_its_dicom_study_time_and_accession(api_client_for, radiologist):
     case = _received_study(accession="ACC-7")
-    Image.objects.filter(case=case).update(status="refused", refusal_reason="unreadable")
+    Image.objects.filter(case=case).update(
+        status="refused", refusal_reason="unreadable", result_at=timezone.now()
+    )
     services.case_refresh_status(case_id=case.pk)
     # StudyDate 20261130, StudyTime 101500, in the site's zone (no TimezoneOffsetFromUTC).
     expected = datetime(2026, 11, 30, 10, 15, tzinfo=timezone.get_default_timezone())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pydicom
 import pytest
+from django.utils import timezone
 
 from devtools import dicom_files
 from diagnosis import services
@@ -106,7 +107,9 @@ def test_the_api_and_the_worklist_say_where_a_case_came_from(client, radiologist
     assert case["study_instance_uid"] == Case.objects.get().study_instance_uid
     listed = client.get("/api/v1/cases/").json()
     assert listed[0]["source"] == "dimse"
-    Image.objects.update(status=Image.Status.REFUSED, refusal_reason="unreadable")
+    Image.objects.update(
+        status=Image.Status.REFUSED, refusal_reason="unreadable", result_at=timezone.now()
+    )
     services.case_refresh_status(case_id=received.case_id)
     worklist = client.get("/api/v1/worklist/").json()
     rows = worklist["results"] if isinstance(worklist, dict) else worklist
@@ -180,7 +183,9 @@ def test_the_age_is_read_in_its_common_forms_and_shown_on_the_worklist(
         warnings.simplefilter("ignore")
         ds.PatientBirthDate = birth
     received = _receive(dicom_files.to_bytes(ds))
-    Image.objects.update(status=Image.Status.REFUSED, refusal_reason="unreadable")
+    Image.objects.update(
+        status=Image.Status.REFUSED, refusal_reason="unreadable", result_at=timezone.now()
+    )
     case = services.case_refresh_status(case_id=received.case_id)
     assert case.age == years
     client.force_login(radiologist)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pydicom
 import pytest
+from django.utils import timezone
 
 from diagnosis import services
 from diagnosis.models import AuditEvent, Case, Image
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def _reported(case_id: int, radiologist) -> Case:
     Image.objects.filter(case_id=case_id).update(
-        status=Image.Status.REFUSED, refusal_reason="unreadable"
+        status=Image.Status.REFUSED, refusal_reason="unreadable", result_at=timezone.now()
     )
     case = services.case_refresh_status(case_id=case_id)
     services.case_claim(case=case, user=radiologist)
@@ -154,7 +155,9 @@ def test_the_review_page_shows_the_link_to_the_other_case_of_the_study(
     other = services.instance_receive(
         data=chest_dicom(study_uid=study, patient_id="PAT-7"), source="dimse"
     )
-    Image.objects.update(status=Image.Status.REFUSED, refusal_reason="unreadable")
+    Image.objects.update(
+        status=Image.Status.REFUSED, refusal_reason="unreadable", result_at=timezone.now()
+    )
     services.case_refresh_status(case_id=other.case_id)
     client.force_login(radiologist)
     page = client.get(f"/cases/{other.case_id}/review/").content.decode()

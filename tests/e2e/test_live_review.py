@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from accounts import roles
 from diagnosis import services
@@ -65,7 +66,7 @@ def test_results_claims_and_new_images_reach_the_open_review_page(
         page.evaluate("delete window.chestnetViewerStart")
 
     # The worker's result: the card shows it and the panel offers the claim.
-    Image.objects.filter(pk=image.pk).update(status=Image.Status.DONE)
+    Image.objects.filter(pk=image.pk).update(status=Image.Status.DONE, result_at=timezone.now())
     factories.PredictionFactory(image=image, probability=0.87)
     services.case_refresh_status(case_id=case.pk)
     page.wait_for_selector("#claim-form button", timeout=WAIT_MS)
