@@ -226,12 +226,19 @@ def _own_timestamps(*models: Any) -> Iterator[None]:
 
 
 def _grow(site: Site, target: int) -> None:
-    """Add cases until the site holds `target` analysed or refused images."""
+    """Add cases until the site holds `target` analysed or refused images. On PostgreSQL
+    the tables' statistics are then refreshed, as autovacuum does on a live server soon
+    after such a change (SQLite keeps none unless asked, and `make run` does not ask)."""
+    from django.db import connection
+
     from diagnosis.models import Case, Image, Prediction
 
     with _own_timestamps(Case, Image, Prediction):
         while site.images < target:
             _batch(site, min(BATCH, target - site.images))
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
 
 
 def _batch(site: Site, images_wanted: int) -> None:
