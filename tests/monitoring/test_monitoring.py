@@ -407,3 +407,23 @@ def test_the_input_drift_baseline_counted_by_the_database_is_the_mix_of_the_earl
         model_version=VERSION, until=monitoring_selectors._moment(start)
     )
     assert data["input_drift"]["baseline_images"] == sum(group[-1] for group in cut) > 0
+
+
+def test_the_latest_results_are_read_by_walking_the_result_time_index(signed_set):
+    """The alerts' windows (the last N, the last N judged) must not sort every finished
+    image: SQLite without statistics, as `make run` keeps it, chose the status index and
+    sorted them all until the reads selected by the result time alone. (PostgreSQL picks
+    its plan from statistics a small test table does not have: SQLite only.)"""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the plan is checked on SQLite; PostgreSQL's depends on its statistics")
+    for window in ({"last": 200}, {"last": 200, "judged_only": True}):
+        with CaptureQueriesContext(connection) as captured:
+            clinical.image_outcomes(model_version=VERSION, **window)
+        (query,) = captured.captured_queries
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN QUERY PLAN " + query["sql"])
+            plan = " | ".join(str(row[-1]) for row in cursor.fetchall())
+        assert "USING INDEX image_result_at" in plan and "TEMP B-TREE" not in plan, plan
