@@ -42,7 +42,7 @@ LINTED := chestnet_site accounts registry diagnosis mlops dicomnet monitoring ml
 	tests/ml tests/mlops tests/dicomnet tests/registry tests/monitoring tests/accounts tests/support tests/test_architecture.py \
 	tests/test_docker_files.py tests/test_storage_settings.py tests/test_database_settings.py \
 	tests/test_worker_environment.py tests/test_production_settings.py tests/test_throttling.py \
-	tests/test_security_headers.py manage.py
+	tests/test_security_headers.py tests/test_ports.py manage.py
 
 lint: install
 	$(VENV)/bin/ruff check $(LINTED)

@@ -24,7 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from devtools.ports import free_port
+from devtools.ports import free_ports
 from devtools.processes import die_with_parent, stop_process
 
 # weed serves gRPC on a Unix socket named after the port as well, always under /tmp.
@@ -49,10 +49,8 @@ class SeaweedFS:
 
     def __init__(self, directory: Path, *, ip: str = "127.0.0.1") -> None:
         self.directory, self.ip = directory, ip
-        self.ports = {
-            name: free_port(ip)
-            for name in ("master", "volume", "filer", "s3", *(f"{s}.grpc" for s in _GRPC_SOCKETS))
-        }
+        names = ("master", "volume", "filer", "s3", *(f"{s}.grpc" for s in _GRPC_SOCKETS))
+        self.ports = dict(zip(names, free_ports(len(names), ip), strict=True))
         self.endpoint_url = f"http://{ip}:{self.ports['s3']}"
         self.access_key, self.secret_key = secrets.token_hex(10), secrets.token_hex(20)
         self.process: subprocess.Popen | None = None

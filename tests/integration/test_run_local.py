@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from devtools.ports import free_port
+from devtools.ports import free_port, free_ports
 from tests.support.processes import Process, children, processes_of, wait_for_exit
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -41,9 +41,9 @@ def _start_runner(
     home: Path, log: Path, *, dicom_port: int | None = None
 ) -> tuple[subprocess.Popen, int, dict[str, str]]:
     """`make run`'s runner on embedded defaults (SQLite, its own Redis)."""
-    port = free_port()
+    port, spare = free_ports(2)
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    dicom = str(dicom_port or free_port())
+    dicom = str(dicom_port or spare)
     env.update(CHESTNET_HOME=str(home), PORT=str(port), CHESTNET_DICOM_PORT=dicom)
     with log.open("wb") as out:
         runner = subprocess.Popen(

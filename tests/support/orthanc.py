@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from devtools.ports import free_port
+from devtools.ports import free_ports
 from devtools.processes import stop_process
 
 BINARY = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
@@ -27,7 +27,7 @@ class Orthanc:
 
     def __init__(self, directory: Path, *, modalities: dict[str, list[Any]]) -> None:
         self.directory = directory
-        self.dicom_port, self.http_port = free_port(), free_port()
+        self.dicom_port, self.http_port = free_ports(2)
         self.config = directory / "orthanc.json"
         self.config.write_text(
             json.dumps(
