@@ -302,8 +302,9 @@ def image_outcomes(
     )
     if signed_only:
         images = images.filter(Exists(latest))
-    if judged_only:  # analysed: among images with a result, those not refused (a
-        # negative test, so that the database keeps walking the time index)
+    if judged_only:
+        # The analysed ones: "not refused" among images with a result, a negative test
+        # so that the database keeps walking the time index.
         images = images.exclude(status=Image.Status.REFUSED).filter(finding__in=list(_TRUTH))
     fields = (
         "pk", "case_id", "at", "case__source", "case__source_ae", "modality", "manufacturer",

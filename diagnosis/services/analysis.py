@@ -72,7 +72,6 @@ def images_claim(*, image_id: int, token: str, extra: int) -> list[Image]:
             refusal_reason="",
             refusal_message="",
             refusal_model_version="",
-            result_at=None,
         )
         held = list(
             Image.objects.select_related("case")

@@ -5,7 +5,7 @@ acknowledged (audited) and cleared."""
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 import numpy as np
 import pytest
@@ -404,7 +404,7 @@ def test_the_input_drift_baseline_counted_by_the_database_is_the_mix_of_the_earl
     start = (timezone.localtime(since) + timedelta(days=1)).date()
     data = api_client_for(admin_user).get("/api/v1/monitoring/", {"start": str(start)}).json()
     cut = clinical.input_facts_counted(
-        model_version=VERSION, until=monitoring_selectors._moment(start)
+        model_version=VERSION, until=timezone.make_aware(datetime.combine(start, time.min))
     )
     assert data["input_drift"]["baseline_images"] == sum(group[-1] for group in cut) > 0
 

@@ -11,7 +11,7 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from accounts import roles
-from diagnosis.models import Case, Image, Prediction, Review
+from diagnosis.models import RESULT_STATUSES, Case, Image, Prediction, Review
 from tests.support.images import jpeg_bytes, png_bytes
 
 TEST_PASSWORD = "pw-for-tests"
@@ -52,9 +52,6 @@ class CaseFactory(factory.django.DjangoModelFactory[Case]):
     urgency = Case.Urgency.ROUTINE
 
 
-FINISHED = (Image.Status.DONE, Image.Status.REFUSED)
-
-
 class ImageFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Image
@@ -69,7 +66,7 @@ class ImageFactory(factory.django.DjangoModelFactory):
     status = Image.Status.QUEUED
     # As the worker writes it: a finished image has the time of its result.
     result_at = factory.LazyAttribute(
-        lambda image: timezone.now() if image.status in FINISHED else None
+        lambda image: timezone.now() if image.status in RESULT_STATUSES else None
     )
 
 
